@@ -1,0 +1,533 @@
+//! [`Error`] and [`ErrorKind`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A boxed error kept as the [`source`](std::error::Error::source) of an
+/// [`Error`]. The concrete type (often libssh2's) is not part of the API.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong, in a form a caller can branch on.
+///
+/// Much like [`std::io::ErrorKind`]: new kinds may be added, so a `match`
+/// needs a wildcard arm.
+///
+/// ```
+/// use etl_ssh::{ErrorKind, KnownHost};
+///
+/// let err = KnownHost::fingerprint("MD5:16:27:ac").unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The host name could not be resolved, or no TCP connection could be made.
+    Connect,
+    /// An operation did not finish within its deadline.
+    Timeout,
+    /// The server's host key matched none of the pins.
+    HostKeyMismatch,
+    /// No pin applies to this host (for example, `known_hosts` has no line for it).
+    HostKeyUnknown,
+    /// The server's host key is marked `@revoked` in a `known_hosts` file.
+    HostKeyRevoked,
+    /// The server refused our credential.
+    Auth,
+    /// A private key could not be read or parsed.
+    KeyFile,
+    /// A private key is encrypted and its passphrase is missing or wrong.
+    Passphrase,
+    /// A remote or local file or directory does not exist.
+    NotFound,
+    /// The server or the local system refused access.
+    PermissionDenied,
+    /// The target exists already.
+    AlreadyExists,
+    /// The server closed the connection, or it broke.
+    Disconnected,
+    /// The server sent something we could not understand, or no common algorithm was found.
+    Protocol,
+    /// A local I/O error.
+    Io,
+    /// An argument was malformed (a fingerprint, a key line, an address).
+    InvalidInput,
+    /// The server does not offer what was asked for.
+    Unsupported,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::HostKeyMismatch => "host key mismatch",
+            ErrorKind::HostKeyUnknown => "host key unknown",
+            ErrorKind::HostKeyRevoked => "host key revoked",
+            ErrorKind::Auth => "authentication",
+            ErrorKind::KeyFile => "key file",
+            ErrorKind::Passphrase => "passphrase",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::Disconnected => "disconnected",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Io => "i/o",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Other => "other",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Everything that can go wrong in this crate.
+///
+/// Each variant carries the context an operator needs (host, port, path,
+/// user; never a secret). [`Error::kind`] gives a small [`ErrorKind`] to
+/// branch on. `Display` is one short line; the underlying cause, when there
+/// is one, is the [`source`](std::error::Error::source).
+///
+/// ```no_run
+/// use etl_ssh::{Credential, ErrorKind, KnownHost, Session};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let result = Session::builder("sftp.partner.example")
+///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+///     .connect();
+/// match result {
+///     Ok(session) => session.close()?,
+///     Err(e) if e.kind() == ErrorKind::HostKeyMismatch => eprintln!("do not retry: {e}"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The host name could not be resolved.
+    #[error("cannot resolve {host}")]
+    #[non_exhaustive]
+    Resolve {
+        /// The host name as given.
+        host: String,
+        /// What the resolver said.
+        source: io::Error,
+    },
+
+    /// No TCP connection could be made to any address of the host.
+    #[error("cannot connect to {host}:{port}{}", bound(*local))]
+    #[non_exhaustive]
+    Connect {
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The local address we bound to, if one was set.
+        local: Option<std::net::IpAddr>,
+        /// The error for the last address tried.
+        source: io::Error,
+    },
+
+    /// An operation did not finish within its deadline.
+    #[error("{operation} timed out after {}", secs(*timeout))]
+    #[non_exhaustive]
+    Timeout {
+        /// What was being done ("connect to host:22", "ssh handshake", ...).
+        operation: String,
+        /// The deadline that ran out.
+        timeout: Duration,
+    },
+
+    /// The server's host key matched none of the pins.
+    #[error(
+        "host key of {host}:{port} has changed or is not the pinned one: \
+         it presented {key_type} {seen}, expected {}; \
+         if the partner rotated its key, confirm the new fingerprint with them \
+         out of band, then add it as a pin (KnownHost::fingerprint) or to known_hosts",
+        expected.join(" or ")
+    )]
+    #[non_exhaustive]
+    HostKeyMismatch {
+        /// The host name the pins were matched against.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The key type the server presented (`ssh-ed25519`, ...).
+        key_type: String,
+        /// SHA256 fingerprint of the key the server presented.
+        seen: String,
+        /// Every pin that applied, as `SHA256:... (where it came from)`.
+        expected: Vec<String>,
+    },
+
+    /// No pin applies to this host.
+    #[error(
+        "host key of {host}:{port} is unknown: it presented {key_type} {seen}; \
+         confirm this fingerprint with the partner out of band, then pin it \
+         (KnownHost::fingerprint) or add it to known_hosts"
+    )]
+    #[non_exhaustive]
+    HostKeyUnknown {
+        /// The host name the pins were matched against.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The key type the server presented.
+        key_type: String,
+        /// SHA256 fingerprint of the key the server presented.
+        seen: String,
+    },
+
+    /// The server's host key is marked `@revoked`.
+    #[error(
+        "host key of {host}:{port} is revoked: it presented {key_type} {seen}, \
+         which {revoked_by} marks @revoked"
+    )]
+    #[non_exhaustive]
+    HostKeyRevoked {
+        /// The host name the pins were matched against.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The key type the server presented.
+        key_type: String,
+        /// SHA256 fingerprint of the key the server presented.
+        seen: String,
+        /// Where the `@revoked` line is (`path:line`).
+        revoked_by: String,
+    },
+
+    /// The server closed the connection before authentication was done.
+    #[error(
+        "{host}:{port} closed the connection during {stage}{}; \
+         if the partner allow-lists source addresses, ask them to allow {}",
+        from_local(*local),
+        local.map(|a| a.ip().to_string()).unwrap_or_else(|| "our public address".into())
+    )]
+    #[non_exhaustive]
+    Disconnected {
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Our end of the TCP connection.
+        local: Option<SocketAddr>,
+        /// What we were doing ("ssh handshake", "authentication").
+        stage: &'static str,
+        /// The underlying error.
+        source: Option<BoxError>,
+    },
+
+    /// The server refused our credential.
+    #[error(
+        "authentication as {user} on {host}:{port} failed (tried {}); the server allows: {}",
+        tried.join(", "),
+        if allowed.is_empty() { "nothing more".to_string() } else { allowed.join(", ") }
+    )]
+    #[non_exhaustive]
+    Auth {
+        /// The user name.
+        user: String,
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// What we tried (`publickey SHA256:...`, `password`, ...).
+        tried: Vec<String>,
+        /// The methods the server said can continue.
+        allowed: Vec<String>,
+        /// The underlying error, if any.
+        source: Option<BoxError>,
+    },
+
+    /// A private key could not be read or parsed.
+    #[error("private key {}: {reason}", key_name(path))]
+    #[non_exhaustive]
+    KeyFile {
+        /// The key file, or `None` for a key held in memory.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        reason: String,
+        /// The underlying error, if any.
+        source: Option<BoxError>,
+    },
+
+    /// A private key is encrypted and its passphrase is missing or wrong.
+    #[error("private key {}: {}", key_name(path),
+        if *missing { "is encrypted and no passphrase was given (Credential::with_passphrase)" }
+        else { "wrong passphrase" })]
+    #[non_exhaustive]
+    Passphrase {
+        /// The key file, or `None` for a key held in memory.
+        path: Option<PathBuf>,
+        /// `true` when no passphrase was given, `false` when it was wrong.
+        missing: bool,
+    },
+
+    /// A `known_hosts` file could not be read.
+    #[error("cannot read known_hosts file {}", path.display())]
+    #[non_exhaustive]
+    KnownHostsFile {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        source: io::Error,
+    },
+
+    /// An argument was malformed.
+    #[error("invalid {what}: {reason}")]
+    #[non_exhaustive]
+    InvalidInput {
+        /// What was malformed ("fingerprint", "public key line", ...).
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// An SSH-level operation failed.
+    #[error("{context}")]
+    #[non_exhaustive]
+    Ssh {
+        /// The kind this failure maps to.
+        kind: ErrorKind,
+        /// What was being done, on which host.
+        context: String,
+        /// The underlying error.
+        source: Option<BoxError>,
+    },
+
+    /// A local I/O operation failed.
+    #[error("{context}")]
+    #[non_exhaustive]
+    Io {
+        /// What was being done, on which path.
+        context: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+fn bound(local: Option<std::net::IpAddr>) -> String {
+    local.map(|a| format!(" from {a}")).unwrap_or_default()
+}
+
+fn from_local(local: Option<SocketAddr>) -> String {
+    local
+        .map(|a| format!(" (we connected from {a})"))
+        .unwrap_or_default()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn key_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "(held in memory)".to_string(),
+    }
+}
+
+impl Error {
+    /// The kind of this error, to branch on.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Resolve { .. } | Error::Connect { .. } => ErrorKind::Connect,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::HostKeyMismatch { .. } => ErrorKind::HostKeyMismatch,
+            Error::HostKeyUnknown { .. } => ErrorKind::HostKeyUnknown,
+            Error::HostKeyRevoked { .. } => ErrorKind::HostKeyRevoked,
+            Error::Disconnected { .. } => ErrorKind::Disconnected,
+            Error::Auth { .. } => ErrorKind::Auth,
+            Error::KeyFile { .. } => ErrorKind::KeyFile,
+            Error::Passphrase { .. } => ErrorKind::Passphrase,
+            Error::KnownHostsFile { source, .. } => io_kind(source.kind()),
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::Ssh { kind, .. } => *kind,
+            Error::Io { source, .. } => io_kind(source.kind()),
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// libssh2's error codes that we branch on (`LIBSSH2_ERROR_*` in libssh2.h).
+pub(crate) mod code {
+    pub(crate) const BANNER_RECV: i32 = -2;
+    pub(crate) const BANNER_SEND: i32 = -3;
+    pub(crate) const KEX_FAILURE: i32 = -5;
+    pub(crate) const SOCKET_SEND: i32 = -7;
+    pub(crate) const KEY_EXCHANGE_FAILURE: i32 = -8;
+    pub(crate) const TIMEOUT: i32 = -9;
+    pub(crate) const SOCKET_DISCONNECT: i32 = -13;
+    pub(crate) const PROTO: i32 = -14;
+    pub(crate) const FILE: i32 = -16;
+    pub(crate) const AUTHENTICATION_FAILED: i32 = -18;
+    pub(crate) const PUBLICKEY_UNVERIFIED: i32 = -19;
+    pub(crate) const CHANNEL_REQUEST_DENIED: i32 = -22;
+    pub(crate) const SOCKET_TIMEOUT: i32 = -30;
+    pub(crate) const REQUEST_DENIED: i32 = -32;
+    pub(crate) const METHOD_NOT_SUPPORTED: i32 = -33;
+    pub(crate) const SOCKET_RECV: i32 = -43;
+    pub(crate) const KEYFILE_AUTH_FAILED: i32 = -48;
+    pub(crate) const ALGO_UNSUPPORTED: i32 = -51;
+}
+
+/// The libssh2 session error code of `err`, or 0 for SFTP status codes.
+pub(crate) fn ssh2_code(err: &ssh2::Error) -> i32 {
+    match err.code() {
+        ssh2::ErrorCode::Session(c) => c,
+        ssh2::ErrorCode::SFTP(_) => 0,
+    }
+}
+
+/// The [`ErrorKind`] for a libssh2 session error code.
+pub(crate) fn ssh2_kind(err: &ssh2::Error) -> ErrorKind {
+    match ssh2_code(err) {
+        code::TIMEOUT | code::SOCKET_TIMEOUT => ErrorKind::Timeout,
+        code::SOCKET_DISCONNECT
+        | code::SOCKET_RECV
+        | code::SOCKET_SEND
+        | code::BANNER_RECV
+        | code::BANNER_SEND => ErrorKind::Disconnected,
+        code::AUTHENTICATION_FAILED | code::PUBLICKEY_UNVERIFIED => ErrorKind::Auth,
+        code::FILE | code::KEYFILE_AUTH_FAILED => ErrorKind::KeyFile,
+        code::CHANNEL_REQUEST_DENIED | code::REQUEST_DENIED | code::METHOD_NOT_SUPPORTED => {
+            ErrorKind::Unsupported
+        }
+        code::KEX_FAILURE | code::KEY_EXCHANGE_FAILURE | code::PROTO | code::ALGO_UNSUPPORTED => {
+            ErrorKind::Protocol
+        }
+        _ => ErrorKind::Other,
+    }
+}
+
+impl Error {
+    /// Wraps a libssh2 error with what we were doing.
+    pub(crate) fn ssh(context: impl Into<String>, err: ssh2::Error) -> Self {
+        Error::Ssh {
+            kind: ssh2_kind(&err),
+            context: context.into(),
+            source: Some(Box::new(err)),
+        }
+    }
+}
+
+/// Maps a local I/O error kind to ours.
+fn io_kind(kind: io::ErrorKind) -> ErrorKind {
+    match kind {
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => ErrorKind::InvalidInput,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => ErrorKind::Disconnected,
+        _ => ErrorKind::Io,
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = match err.kind() {
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
+            ErrorKind::PermissionDenied | ErrorKind::Auth => io::ErrorKind::PermissionDenied,
+            ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
+            ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::Disconnected => io::ErrorKind::ConnectionAborted,
+            ErrorKind::Connect => io::ErrorKind::ConnectionRefused,
+            ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::Protocol | ErrorKind::KeyFile | ErrorKind::Passphrase => {
+                io::ErrorKind::InvalidData
+            }
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn error_is_send_sync_static() {
+        assert_send_sync::<Error>();
+        assert_send_sync::<ErrorKind>();
+    }
+
+    #[test]
+    fn into_io_error_keeps_kind_and_message() {
+        let err = Error::Timeout {
+            operation: "ssh handshake with h:22".into(),
+            timeout: Duration::from_secs(2),
+        };
+        let io: io::Error = err.into();
+        assert_eq!(io.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            io.to_string(),
+            "ssh handshake with h:22 timed out after 2.0 s"
+        );
+        let inner = io.into_inner().expect("inner error");
+        let ours = inner.downcast::<Error>().expect("our error");
+        assert_eq!(ours.kind(), ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn mismatch_names_both_fingerprints() {
+        let err = Error::HostKeyMismatch {
+            host: "sftp.partner.example".into(),
+            port: 2222,
+            key_type: "ssh-ed25519".into(),
+            seen: "SHA256:seen".into(),
+            expected: vec!["SHA256:a (pin)".into(), "SHA256:b (pin)".into()],
+        };
+        let text = err.to_string();
+        for part in [
+            "sftp.partner.example:2222",
+            "ssh-ed25519 SHA256:seen",
+            "SHA256:a (pin) or SHA256:b (pin)",
+        ] {
+            assert!(text.contains(part), "{text:?} lacks {part:?}");
+        }
+    }
+
+    #[test]
+    fn disconnected_hints_at_allow_list_with_our_address() {
+        let err = Error::Disconnected {
+            host: "h".into(),
+            port: 22,
+            local: Some("10.0.0.5:40000".parse().expect("addr")),
+            stage: "ssh handshake",
+            source: None,
+        };
+        let text = err.to_string();
+        assert!(text.contains("allow-list"), "{text}");
+        assert!(text.contains("allow 10.0.0.5"), "{text}");
+        assert_eq!(err.kind(), ErrorKind::Disconnected);
+    }
+}

@@ -1,0 +1,101 @@
+//! # etl-ssh
+//!
+//! Move data to and from a business partner's server over SSH, safely and
+//! boringly: SFTP to upload and download files, SSH exec to run a command on
+//! their side. Client = us, server = them.
+//!
+//! Built on [`ssh2`](https://docs.rs/ssh2) (libssh2), which stays an
+//! implementation detail: no `ssh2` type appears in this crate's API.
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use etl_ssh::{Credential, KnownHost, Session};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let session = Session::builder("sftp.partner.example")
+//!     .port(22)
+//!     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+//!     .known_host(KnownHost::fingerprint("SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s")?)
+//!     .connect_timeout(Duration::from_secs(10))
+//!     .timeout(Duration::from_secs(60))
+//!     .connect()?;
+//! println!("connected to {} ({}), as {} with {}",
+//!     session.host(), session.host_key(), session.user(), session.auth_method());
+//! session.close()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Credentials
+//!
+//! A [`Credential`] is a key pair (a file, or PEM/OpenSSH text held in
+//! memory, optionally with a passphrase) or a user name and password.
+//! Secrets live in [`secrecy`] types, are zeroized when dropped, and are
+//! printed as `[REDACTED]` by `Debug`. A key file is read and its passphrase
+//! checked before any connection is made, so a wrong passphrase is
+//! [`ErrorKind::Passphrase`], never a puzzling authentication failure.
+//!
+//! ## Host keys
+//!
+//! Every connection checks the server's host key against [`KnownHost`] pins:
+//! a SHA256 fingerprint, an OpenSSH public key line, or an OpenSSH
+//! `known_hosts` file (hashed names, `[host]:port`, patterns, negation and
+//! `@revoked` are honoured, as OpenSSH does). The check happens right after
+//! the key exchange and **before any authentication request**: a password is
+//! never sent to a server whose key did not match. There is no default that
+//! accepts any key. The pinned key types are offered first in the handshake,
+//! so a server with several host keys presents the pinned one.
+//!
+//! ## Errors
+//!
+//! One [`Error`] type with a [`kind`](Error::kind) to branch on
+//! ([`ErrorKind`]). Messages carry host, port, path and user (never a
+//! secret) and say what to do where we know: a changed host key names the
+//! expected and the seen fingerprints; a server that hangs up before
+//! authentication names our source address, since partners often allow-list
+//! addresses; an authentication failure lists the methods the server allows.
+//!
+//! ## Timeouts
+//!
+//! Nothing waits forever. [`SessionBuilder::connect_timeout`] (30 s by
+//! default) bounds DNS resolution, the TCP connection and the SSH handshake;
+//! [`SessionBuilder::timeout`] (60 s by default) bounds each blocking
+//! operation after that, authentication included.
+//!
+//! ## Logging
+//!
+//! Through the [`log`] crate, target `etl_ssh::*`:
+//! - `info`: the address connected to and from, the verified host key
+//!   fingerprint, the user and the authentication method that succeeded;
+//! - `warn`: an untrusted host key (before disconnecting), a `known_hosts`
+//!   line that cannot be parsed (file and line number);
+//! - `debug`: resolved addresses, offered and negotiated algorithms, the
+//!   methods the server allows, which pin matched.
+//!
+//! No level ever carries a password, a passphrase or private key material.
+//!
+//! ## Threads
+//!
+//! [`Session`], [`Credential`] and [`KnownHost`] are `Send` and `Sync`.
+//! libssh2 serialises every call on one session: for parallel work open
+//! several sessions.
+
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+
+mod credential;
+mod error;
+mod known_host;
+mod session;
+
+pub use credential::Credential;
+pub use error::{BoxError, Error, ErrorKind};
+pub use known_host::{HostKey, KnownHost};
+pub use session::{
+    AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
+};
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,762 @@
+//! [`Session`] and its [`SessionBuilder`]: TCP connect, SSH handshake,
+//! host-key check, authentication.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use secrecy::{ExposeSecret, SecretString};
+use socket2::{Domain, Protocol, Socket, Type};
+use ssh2::{DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
+
+use crate::credential::Loaded;
+use crate::error::{ssh2_kind, BoxError};
+use crate::known_host::HostKeyPolicy;
+use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
+
+/// Default for [`SessionBuilder::port`].
+pub const DEFAULT_PORT: u16 = 22;
+/// Default for [`SessionBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`SessionBuilder::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long `Drop` waits for the server when it sends the disconnect message.
+const DROP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One verified, authenticated SSH connection to a partner's server.
+///
+/// Made by [`Session::builder`]. By the time a `Session` exists, the
+/// server's host key has matched a pin and our credential has been
+/// accepted. SFTP and exec handles are opened on it.
+///
+/// libssh2 serialises every call on one session: for parallel transfers,
+/// open several sessions.
+///
+/// `Session` is `Send` and `Sync`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use etl_ssh::{Credential, KnownHost, Session};
+///
+/// # fn main() -> Result<(), etl_ssh::Error> {
+/// let session = Session::builder("sftp.partner.example")
+///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+///     .known_host(KnownHost::fingerprint("SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s")?)
+///     .connect_timeout(Duration::from_secs(10))
+///     .connect()?;
+/// println!("{} presented {}", session.host(), session.host_key());
+/// session.close()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Session {
+    ssh: ssh2::Session,
+    host: String,
+    port: u16,
+    user: String,
+    local_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    host_key: HostKey,
+    banner: Option<String>,
+    auth: AuthMethod,
+    timeout: Duration,
+    closed: bool,
+}
+
+/// How the server accepted us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// Public key authentication.
+    PublicKey {
+        /// SHA256 fingerprint of the key that was accepted, when known
+        /// (always for OpenSSH-format keys; not for PEM keys).
+        fingerprint: Option<String>,
+    },
+    /// Password authentication.
+    Password,
+    /// The password answered a keyboard-interactive prompt.
+    KeyboardInteractive,
+    /// The server let us in without asking (`none` method).
+    None,
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthMethod::PublicKey {
+                fingerprint: Some(fp),
+            } => write!(f, "publickey {fp}"),
+            AuthMethod::PublicKey { fingerprint: None } => f.write_str("publickey"),
+            AuthMethod::Password => f.write_str("password"),
+            AuthMethod::KeyboardInteractive => f.write_str("keyboard-interactive"),
+            AuthMethod::None => f.write_str("none"),
+        }
+    }
+}
+
+/// Builds a [`Session`]: where to connect, as whom, and which host keys to trust.
+///
+/// Only the host is required to start; [`SessionBuilder::connect`] needs a
+/// credential. Without any [`known_host`](SessionBuilder::known_host) pin
+/// the connection is refused after the handshake with
+/// [`ErrorKind::HostKeyUnknown`], whose message carries the fingerprint the
+/// server presented: there is no default that trusts any key.
+#[derive(Debug, Clone)]
+pub struct SessionBuilder {
+    host: String,
+    port: u16,
+    credential: Option<Credential>,
+    pins: Vec<KnownHost>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    bind_address: Option<IpAddr>,
+}
+
+impl Session {
+    /// Starts building a session to `host`: a DNS name or an IP address.
+    pub fn builder(host: impl Into<String>) -> SessionBuilder {
+        SessionBuilder {
+            host: host.into(),
+            port: DEFAULT_PORT,
+            credential: None,
+            pins: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            bind_address: None,
+        }
+    }
+
+    /// The host as given to [`Session::builder`].
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The user we are authenticated as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The host key the server presented, which matched a pin.
+    pub fn host_key(&self) -> &HostKey {
+        &self.host_key
+    }
+
+    /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
+    pub fn banner(&self) -> Option<&str> {
+        self.banner.as_deref()
+    }
+
+    /// How the server accepted us.
+    pub fn auth_method(&self) -> &AuthMethod {
+        &self.auth
+    }
+
+    /// Our end of the TCP connection: the source address a partner's
+    /// allow-list sees.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's address we connected to.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The deadline for each blocking operation on this session.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The libssh2 session, for the SFTP and exec modules.
+    #[allow(dead_code)] // used by the SFTP and exec handles
+    pub(crate) fn raw(&self) -> &ssh2::Session {
+        &self.ssh
+    }
+
+    /// Says goodbye to the server and closes the connection.
+    ///
+    /// Dropping a `Session` does the same on a best-effort basis; `close`
+    /// reports what went wrong.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] or [`ErrorKind::Timeout`] when the
+    /// disconnect message could not be sent.
+    pub fn close(mut self) -> Result<()> {
+        self.closed = true;
+        self.ssh
+            .disconnect(
+                Some(DisconnectCode::ByApplication),
+                "closed by client",
+                None,
+            )
+            .map_err(|e| {
+                Error::ssh(
+                    format!("cannot close the session with {}:{}", self.host, self.port),
+                    e,
+                )
+            })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.ssh.set_timeout(millis(self.timeout.min(DROP_TIMEOUT)));
+        if let Err(e) = self.ssh.disconnect(
+            Some(DisconnectCode::ByApplication),
+            "closed by client",
+            None,
+        ) {
+            debug!(
+                "disconnect from {}:{} on drop failed: {e}",
+                self.host, self.port
+            );
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("local_addr", &self.local_addr)
+            .field("peer_addr", &self.peer_addr)
+            .field("host_key", &self.host_key)
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionBuilder {
+    /// The server's port. Defaults to 22.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Who we are. Required; a second call replaces the first.
+    pub fn credential(mut self, credential: Credential) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// A pin on the server's host key. May be called several times: a host
+    /// key that matches any pin is accepted, unless a `known_hosts` file
+    /// marks it `@revoked`.
+    ///
+    /// The pinned key types are also offered first in the handshake, as
+    /// OpenSSH does, so a server holding several host keys presents the
+    /// pinned one.
+    pub fn known_host(mut self, pin: KnownHost) -> Self {
+        self.pins.push(pin);
+        self
+    }
+
+    /// Deadline for each step of reaching the server: DNS resolution, the
+    /// TCP connection (shared by all addresses of the host) and the SSH
+    /// handshake. Defaults to 30 seconds. A zero duration counts as one
+    /// millisecond: there is no infinite wait.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline for each blocking operation once the handshake is done:
+    /// authentication, and every SFTP and exec call on the session.
+    /// Defaults to 60 seconds. A zero duration counts as one millisecond:
+    /// there is no infinite wait.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The local address to connect from, for partners that allow-list our
+    /// source address. Defaults to the one the operating system picks.
+    pub fn bind_address(mut self, address: IpAddr) -> Self {
+        self.bind_address = Some(address);
+        self
+    }
+
+    /// Connects, checks the host key, and authenticates.
+    ///
+    /// In order: the credential is loaded (a key file is read and its
+    /// passphrase checked) and `known_hosts` files are read; the host is
+    /// resolved and each address tried within the connect timeout; the SSH
+    /// handshake runs with the pinned key types preferred; the host key is
+    /// checked against the pins, **before any authentication request**;
+    /// then the credential is offered.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::InvalidInput`] without a credential;
+    /// - [`ErrorKind::KeyFile`] / [`ErrorKind::Passphrase`] for a key that
+    ///   cannot be read or opened;
+    /// - [`ErrorKind::Connect`] when the host cannot be resolved or reached;
+    /// - [`ErrorKind::Timeout`] when a step outlasts its deadline;
+    /// - [`ErrorKind::Disconnected`] when the server hangs up before we are
+    ///   authenticated (the message names our source address: the partner
+    ///   may allow-list addresses);
+    /// - [`ErrorKind::HostKeyMismatch`], [`ErrorKind::HostKeyUnknown`],
+    ///   [`ErrorKind::HostKeyRevoked`] when the host key is not trusted;
+    /// - [`ErrorKind::Auth`] when the server refuses the credential (the
+    ///   message lists the methods it allows);
+    /// - [`ErrorKind::Protocol`] when no common algorithm is found or the
+    ///   server speaks garbage.
+    pub fn connect(self) -> Result<Session> {
+        let credential = self.credential.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "session",
+                "no credential: call .credential(Credential::key_pair(...)) before .connect()",
+            )
+        })?;
+        let loaded = credential.load()?;
+        let policy = HostKeyPolicy::load(&self.pins, &self.host, self.port)?;
+
+        let started = Instant::now();
+        let addrs = resolve(&self.host, self.port, self.connect_timeout)?;
+        let stream = self.connect_tcp(&addrs, started + self.connect_timeout)?;
+        let peer_addr = stream.peer_addr().map_err(|e| self.connect_error(e))?;
+        let local_addr = stream.local_addr().map_err(|e| self.connect_error(e))?;
+        info!(
+            "connected to {}:{} ({peer_addr}) from {local_addr}",
+            self.host, self.port
+        );
+
+        let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
+        let mut ssh =
+            ssh2::Session::new().map_err(|e| Error::ssh("cannot create a libssh2 session", e))?;
+        ssh.set_timeout(millis(self.connect_timeout));
+        ssh.set_tcp_stream(stream);
+        let prefs = host_key_preferences(&ssh, &policy.preferred_key_types());
+        debug!("host key algorithms offered: {prefs}");
+        ssh.method_pref(MethodType::HostKey, &prefs)
+            .map_err(|e| Error::ssh("cannot set host key algorithm preferences", e))?;
+
+        ssh.handshake()
+            .map_err(|e| self.handshake_error(e, &probe, local_addr))?;
+        log_algorithms(&ssh);
+        let banner = ssh.banner().map(str::to_string);
+
+        let (blob, _) = ssh.host_key().ok_or_else(|| Error::Ssh {
+            kind: ErrorKind::Protocol,
+            context: format!("{}:{} presented no host key", self.host, self.port),
+            source: None,
+        })?;
+        let host_key = HostKey::from_blob(blob)?;
+        if let Err(e) = policy.check(&host_key) {
+            warn!(
+                "host key of {}:{} not trusted ({host_key}): disconnecting before authentication",
+                self.host, self.port
+            );
+            let _ = ssh.disconnect(
+                Some(DisconnectCode::HostKeyNotVerifiable),
+                "host key not trusted",
+                None,
+            );
+            return Err(e);
+        }
+        info!(
+            "host key of {}:{} verified: {host_key}",
+            self.host, self.port
+        );
+
+        ssh.set_timeout(millis(self.timeout));
+        let auth = self.authenticate(&ssh, credential.user(), &loaded, local_addr)?;
+        info!(
+            "authenticated to {}:{} as {} with {auth}",
+            self.host,
+            self.port,
+            credential.user()
+        );
+        Ok(Session {
+            ssh,
+            host: self.host,
+            port: self.port,
+            user: credential.user().to_string(),
+            local_addr,
+            peer_addr,
+            host_key,
+            banner,
+            auth,
+            timeout: self.timeout,
+            closed: false,
+        })
+    }
+
+    fn connect_error(&self, source: io::Error) -> Error {
+        Error::Connect {
+            host: self.host.clone(),
+            port: self.port,
+            local: self.bind_address,
+            source,
+        }
+    }
+
+    /// Tries each address in turn until one connects or the deadline passes.
+    fn connect_tcp(&self, addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream> {
+        let candidates: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| self.bind_address.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
+            .collect();
+        if candidates.is_empty() {
+            return Err(self.connect_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the host has no address of the bind address's family",
+            )));
+        }
+        let mut last = None;
+        for addr in candidates {
+            let Some(remaining) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match try_connect(addr, self.bind_address, remaining) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => {
+                    debug!("TCP connect to {addr} failed: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        match last {
+            Some(e) if e.kind() != io::ErrorKind::TimedOut => Err(self.connect_error(e)),
+            _ => Err(Error::Timeout {
+                operation: format!("TCP connect to {}:{}", self.host, self.port),
+                timeout: self.connect_timeout,
+            }),
+        }
+    }
+
+    fn handshake_error(&self, err: ssh2::Error, probe: &TcpStream, local: SocketAddr) -> Error {
+        let kind = ssh2_kind(&err);
+        if kind == ErrorKind::Timeout {
+            return Error::Timeout {
+                operation: format!("SSH handshake with {}:{}", self.host, self.port),
+                timeout: self.connect_timeout,
+            };
+        }
+        if kind == ErrorKind::Disconnected || peer_closed(probe) {
+            return self.disconnected("the SSH handshake", local, err);
+        }
+        Error::ssh(
+            format!("SSH handshake with {}:{} failed", self.host, self.port),
+            err,
+        )
+    }
+
+    fn disconnected(&self, stage: &'static str, local: SocketAddr, err: ssh2::Error) -> Error {
+        Error::Disconnected {
+            host: self.host.clone(),
+            port: self.port,
+            local: Some(local),
+            stage,
+            source: Some(Box::new(err) as BoxError),
+        }
+    }
+
+    /// Maps an error raised during authentication that is not a refusal.
+    fn auth_stage_error(&self, err: ssh2::Error, local: SocketAddr) -> Error {
+        match ssh2_kind(&err) {
+            ErrorKind::Timeout => Error::Timeout {
+                operation: format!("authentication on {}:{}", self.host, self.port),
+                timeout: self.timeout,
+            },
+            ErrorKind::Disconnected => self.disconnected("authentication", local, err),
+            _ => Error::ssh(
+                format!("authentication on {}:{} failed", self.host, self.port),
+                err,
+            ),
+        }
+    }
+
+    fn authenticate(
+        &self,
+        ssh: &ssh2::Session,
+        user: &str,
+        loaded: &Loaded,
+        local: SocketAddr,
+    ) -> Result<AuthMethod> {
+        // The `none` request: the server answers with the methods it allows.
+        let allowed = ssh
+            .auth_methods(user)
+            .map_err(|e| self.auth_stage_error(e, local))?;
+        if ssh.authenticated() {
+            return Ok(AuthMethod::None);
+        }
+        let allowed = split_methods(allowed);
+        debug!("{}:{} allows: {}", self.host, self.port, allowed.join(","));
+        let offers = |m: &str| allowed.iter().any(|a| a == m);
+
+        let attempt = match loaded {
+            Loaded::Key(key) if offers("publickey") => Some(
+                ssh.userauth_pubkey_memory(
+                    user,
+                    key.public.as_deref(),
+                    &key.private,
+                    key.passphrase.as_ref().map(|p| p.expose_secret()),
+                )
+                .map(|()| AuthMethod::PublicKey {
+                    fingerprint: key.fingerprint.clone(),
+                }),
+            ),
+            Loaded::Password(pw) if offers("password") => Some(
+                ssh.userauth_password(user, pw.expose_secret())
+                    .map(|()| AuthMethod::Password),
+            ),
+            Loaded::Password(pw) if offers("keyboard-interactive") => {
+                let mut prompter = PasswordPrompter {
+                    password: pw,
+                    rounds: 0,
+                };
+                Some(
+                    ssh.userauth_keyboard_interactive(user, &mut prompter)
+                        .map(|()| AuthMethod::KeyboardInteractive),
+                )
+            }
+            // The server does not offer what we have.
+            _ => None,
+        };
+        let tried = match loaded {
+            Loaded::Key(key) => key.describe(),
+            Loaded::Password(_) if !offers("password") && offers("keyboard-interactive") => {
+                "keyboard-interactive (password)".to_string()
+            }
+            Loaded::Password(_) => "password".to_string(),
+        };
+        match attempt {
+            Some(Ok(method)) if ssh.authenticated() => return Ok(method),
+            Some(Err(e)) => {
+                if let Loaded::Key(key) = loaded {
+                    if let Some(err) = key.auth_error(&e) {
+                        return Err(err);
+                    }
+                }
+                if ssh2_kind(&e) != ErrorKind::Auth {
+                    return Err(self.auth_stage_error(e, local));
+                }
+            }
+            _ => {}
+        }
+        // Ask again: the list may have changed after a partial success.
+        let allowed = ssh.auth_methods(user).map(split_methods).unwrap_or(allowed);
+        Err(Error::Auth {
+            user: user.to_string(),
+            host: self.host.clone(),
+            port: self.port,
+            tried: vec![tried],
+            allowed,
+            source: None,
+        })
+    }
+}
+
+/// Answers the password to the first round of echo-off prompts; later
+/// rounds (a second factor, say) get empty answers, so the password is
+/// never sent twice.
+struct PasswordPrompter<'a> {
+    password: &'a SecretString,
+    rounds: u32,
+}
+
+impl KeyboardInteractivePrompt for PasswordPrompter<'_> {
+    fn prompt<'b>(
+        &mut self,
+        _username: &str,
+        _instructions: &str,
+        prompts: &[Prompt<'b>],
+    ) -> Vec<String> {
+        let answer = self.rounds == 0 && prompts.iter().any(|p| !p.echo);
+        if answer {
+            self.rounds += 1;
+        }
+        prompts
+            .iter()
+            .map(|p| {
+                if answer && !p.echo {
+                    self.password.expose_secret().to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .collect()
+    }
+}
+
+fn split_methods(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// libssh2 takes timeouts in milliseconds, and 0 means forever: never pass 0.
+fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u128::from(u32::MAX)) as u32
+}
+
+/// Resolves `host`, bounded by `timeout` (the system resolver has no deadline
+/// of its own: it runs on a helper thread that is abandoned on timeout).
+fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>> {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = mpsc::channel();
+    let name = host.to_string();
+    thread::Builder::new()
+        .name("etl-ssh-resolve".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        })
+        .map_err(|e| Error::io("cannot start the resolver thread", e))?;
+    let resolve_error = |source| Error::Resolve {
+        host: host.to_string(),
+        source,
+    };
+    match rx.recv_timeout(timeout.max(Duration::from_millis(1))) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => {
+            debug!("{host} resolves to {addrs:?}");
+            Ok(addrs)
+        }
+        Ok(Ok(_)) => Err(resolve_error(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no address",
+        ))),
+        Ok(Err(e)) => Err(resolve_error(e)),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+            operation: format!("resolving {host}"),
+            timeout,
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(resolve_error(io::Error::other(
+            "the resolver thread ended without an answer",
+        ))),
+    }
+}
+
+fn try_connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(ip) = bind {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    socket.connect_timeout(&addr.into(), timeout.max(Duration::from_millis(1)))?;
+    // libssh2 does not set TCP_NODELAY; without it each handshake round
+    // trip and small SFTP request waits on Nagle's algorithm.
+    socket.set_nodelay(true)?;
+    socket.set_keepalive(true)?;
+    Ok(socket.into())
+}
+
+/// Whether the server has closed its end: a peek sees end-of-file or a reset.
+fn peer_closed(probe: &TcpStream) -> bool {
+    if probe.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    match probe.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The host key algorithms to offer: those of the pinned key types first,
+/// then the rest libssh2 supports. Certificate algorithms are left out:
+/// libssh2 cannot check a host certificate, and a server that has one then
+/// presents its plain key.
+fn host_key_preferences(ssh: &ssh2::Session, pinned_types: &[String]) -> String {
+    let supported = ssh.supported_algs(MethodType::HostKey).unwrap_or_default();
+    let mut list: Vec<&str> = Vec::new();
+    let pinned = pinned_types.iter().flat_map(|t| algorithms_for_key_type(t));
+    for alg in pinned.chain(supported.iter().copied()) {
+        if supported.contains(&alg) && !alg.contains("-cert-") && !list.contains(&alg) {
+            list.push(alg);
+        }
+    }
+    list.join(",")
+}
+
+/// The signature algorithms a host key of `key_type` can be presented with.
+fn algorithms_for_key_type(key_type: &str) -> Vec<&str> {
+    match key_type {
+        "ssh-rsa" => vec!["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+        other => vec![other],
+    }
+}
+
+fn log_algorithms(ssh: &ssh2::Session) {
+    let m = |t| ssh.methods(t).unwrap_or("?");
+    debug!(
+        "negotiated kex {}, host key {}, cipher {} / {}, mac {} / {}, compression {} / {}",
+        m(MethodType::Kex),
+        m(MethodType::HostKey),
+        m(MethodType::CryptCs),
+        m(MethodType::CryptSc),
+        m(MethodType::MacCs),
+        m(MethodType::MacSc),
+        m(MethodType::CompCs),
+        m(MethodType::CompSc),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_never_zero() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_secs(2)), 2000);
+        assert_eq!(millis(Duration::from_secs(u64::MAX)), u32::MAX);
+    }
+
+    #[test]
+    fn rsa_pin_prefers_sha2_signatures() {
+        assert_eq!(
+            algorithms_for_key_type("ssh-rsa"),
+            ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        );
+        assert_eq!(algorithms_for_key_type("ssh-ed25519"), ["ssh-ed25519"]);
+    }
+
+    #[test]
+    fn pinned_types_come_first_and_certificates_never() {
+        let ssh = ssh2::Session::new().expect("session");
+        let prefs = host_key_preferences(&ssh, &["ecdsa-sha2-nistp256".to_string()]);
+        assert!(prefs.starts_with("ecdsa-sha2-nistp256,"), "{prefs}");
+        assert!(!prefs.contains("-cert-"), "{prefs}");
+        assert!(prefs.contains("ssh-ed25519"), "{prefs}");
+    }
+
+    #[test]
+    fn split_methods_trims_and_drops_empties() {
+        assert_eq!(
+            split_methods("publickey, password,,"),
+            ["publickey", "password"]
+        );
+        assert!(split_methods("").is_empty());
+    }
+
+    #[test]
+    fn builder_requires_a_credential() {
+        let err = Session::builder("127.0.0.1").connect().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,37 @@
+//! Compile-time promises of the public API: thread safety and error traits.
+
+use etl_ssh::{Credential, Error, ErrorKind, HostKey, KnownHost, Session, SessionBuilder};
+
+fn assert_send_sync<T: Send + Sync>() {}
+fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    assert_send_sync::<Session>();
+    assert_send_sync::<SessionBuilder>();
+    assert_send_sync::<Credential>();
+    assert_send_sync::<KnownHost>();
+    assert_send_sync::<HostKey>();
+    assert_send_sync::<Error>();
+    assert_send_sync::<ErrorKind>();
+}
+
+#[test]
+fn error_is_a_std_error_and_converts_to_io() {
+    assert_error::<Error>();
+    let err = KnownHost::fingerprint("not a fingerprint").expect_err("must fail");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+    // `?` works from our error into io::Error and Box<dyn Error>.
+    fn into_io() -> std::io::Result<()> {
+        KnownHost::fingerprint("SHA256:short")?;
+        Ok(())
+    }
+    fn into_box() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        KnownHost::fingerprint("SHA256:short")?;
+        Ok(())
+    }
+    assert!(into_io().is_err());
+    assert!(into_box().is_err());
+}

@@ -1,0 +1,99 @@
+//! Secrets never reach a log record or a `Debug` string, during password
+//! and passphrase authentication alike. Every record at every level is
+//! captured by a logger installed for this test binary.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
+use etl_ssh::{Credential, KnownHost, Session};
+use log::{LevelFilter, Log, Metadata, Record};
+use secrecy::SecretString;
+
+static RECORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl Log for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &Record<'_>) {
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
+        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: Capture = Capture;
+
+const PASSPHRASE: &str = "passphrase-c4n4ry-7f3a";
+const WRONG_PASSWORD: &str = "password-c4n4ry-91bd";
+
+#[test]
+fn no_secret_in_logs_or_debug_output() {
+    log::set_logger(&LOGGER).expect("logger");
+    log::set_max_level(LevelFilter::Trace);
+
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, Some(PASSPHRASE));
+    let Some(server) = Sshd::builder()
+        .authorized_key(&key.public_line)
+        .start_if_available()
+    else {
+        return;
+    };
+    let pin = KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin");
+    let builder = |cred: Credential| {
+        Session::builder(server.host())
+            .port(server.port())
+            .known_host(pin.clone())
+            .credential(cred)
+            .connect_timeout(Duration::from_secs(10))
+    };
+    let mut debug_output = Vec::new();
+
+    // Passphrase: right, then wrong.
+    let cred = Credential::key_pair(current_user(), &key.path)
+        .with_passphrase(SecretString::from(PASSPHRASE));
+    debug_output.push(format!("{cred:?}"));
+    let session = builder(cred).connect().expect("passphrase login");
+    debug_output.push(format!("{session:?}"));
+    drop(session);
+    let cred = Credential::key_pair(current_user(), &key.path)
+        .with_passphrase(SecretString::from(format!("{PASSPHRASE}-wrong")));
+    let err = builder(cred).connect().expect_err("must fail");
+    debug_output.push(format!("{err:?} {err}"));
+
+    // Password: the test account when there is one, else any user (the
+    // server refuses, but the password still travels through our code).
+    let (user, password) = common::password_account().unwrap_or(("nobody", "password-c4n4ry-none"));
+    let cred = Credential::password(user, SecretString::from(password));
+    debug_output.push(format!("{cred:?}"));
+    if let Ok(session) = builder(cred).connect() {
+        debug_output.push(format!("{session:?}"));
+    }
+    let cred = Credential::password(user, SecretString::from(WRONG_PASSWORD));
+    let err = builder(cred).connect().expect_err("must fail");
+    debug_output.push(format!("{err:?} {err}"));
+
+    let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        records.iter().any(|r| r.contains("authenticated")),
+        "the capture saw no authentication record: {records:#?}"
+    );
+    for secret in [PASSPHRASE, WRONG_PASSWORD, password] {
+        for line in records.iter().chain(&debug_output) {
+            assert!(!line.contains(secret), "secret leaked: {line}");
+        }
+    }
+    let private_key = std::fs::read_to_string(&key.path).expect("key");
+    let body_line = private_key.lines().nth(1).expect("key body");
+    for line in records.iter().chain(&debug_output) {
+        assert!(
+            !line.contains(body_line),
+            "private key material leaked: {line}"
+        );
+    }
+}
