@@ -7,11 +7,10 @@
 //! `*`/`?` patterns, `!` negation, `@revoked`, several keys per host, and a
 //! line only ever matches the very key it lists.
 //!
-//! `ssh-key` supplies the host-field parser (hashed names) and a second check
-//! of the key encodings it understands; lines are split into fields here,
-//! because its `known_hosts::Entry` parser accepts only single spaces, cuts
-//! every line at the first `#` and, without its `ecdsa` feature, rejects every
-//! ECDSA key.
+//! `ssh-key` supplies the host-field parser (hashed names) and checks the key
+//! encodings of the types OpenSSH knows; lines are split into fields here,
+//! because its `known_hosts::Entry` parser accepts only single spaces and cuts
+//! every line at the first `#`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -649,14 +648,13 @@ fn parse_blob(blob: &[u8]) -> std::result::Result<HostKey, String> {
              not supported: use the host's own key"
         ));
     }
-    check_key_fields(algorithm, rest)?;
-    // A second opinion from ssh-key for the encodings it decodes. Without its
-    // `ecdsa` feature it knows no ECDSA key, and it reads names it does not
-    // know as one opaque string: "unknown algorithm" is no verdict.
-    match ssh_key::PublicKey::from_bytes(blob) {
-        Ok(_) | Err(ssh_key::Error::AlgorithmUnknown) => {}
-        Err(_) if !is_known_algorithm(algorithm) => {}
-        Err(e) => return Err(format!("malformed {algorithm} key data: {e}")),
+    if is_known_algorithm(algorithm) {
+        // ssh-key decodes every type OpenSSH knows and checks its fields.
+        ssh_key::PublicKey::from_bytes(blob)
+            .map_err(|e| format!("malformed {algorithm} key data ({e})"))?;
+    } else if rest.is_empty() {
+        // A type we do not know: kept opaque, compared byte for byte.
+        return Err(format!("the {algorithm} key data is truncated"));
     }
     Ok(HostKey {
         algorithm: algorithm.to_owned(),
@@ -676,62 +674,6 @@ fn is_known_algorithm(algorithm: &str) -> bool {
             | "ssh-rsa"
             | "ssh-dss"
     )
-}
-
-/// Checks the fields after the type name for the key types OpenSSH knows;
-/// for another type, only that there is something.
-fn check_key_fields(algorithm: &str, mut rest: &[u8]) -> std::result::Result<(), String> {
-    if !is_known_algorithm(algorithm) {
-        return if rest.is_empty() {
-            Err(format!("the {algorithm} key data is truncated"))
-        } else {
-            Ok(())
-        };
-    }
-    let mut fields = Vec::new();
-    while !rest.is_empty() {
-        fields.push(
-            read_string(&mut rest)
-                .ok_or_else(|| format!("the {algorithm} key data is truncated"))?,
-        );
-    }
-    let well_formed = match (algorithm, fields.as_slice()) {
-        ("ssh-ed25519", [key]) | ("sk-ssh-ed25519@openssh.com", [key, _]) => key.len() == 32,
-        ("ecdsa-sha2-nistp256", [curve, point])
-        | ("sk-ecdsa-sha2-nistp256@openssh.com", [curve, point, _]) => {
-            *curve == b"nistp256" && ec_point(point, 32)
-        }
-        ("ecdsa-sha2-nistp384", [curve, point]) => *curve == b"nistp384" && ec_point(point, 48),
-        ("ecdsa-sha2-nistp521", [curve, point]) => *curve == b"nistp521" && ec_point(point, 66),
-        ("ssh-rsa", [e, n]) => positive_mpint(e) && positive_mpint(n),
-        ("ssh-dss", [p, q, g, y]) => [p, q, g, y].iter().all(|m| positive_mpint(m)),
-        _ => false,
-    };
-    if well_formed {
-        Ok(())
-    } else {
-        Err(format!("malformed {algorithm} key data"))
-    }
-}
-
-/// A SEC1 point: uncompressed or compressed, for a curve of `size`-byte coordinates.
-fn ec_point(point: &[u8], size: usize) -> bool {
-    match point.first() {
-        Some(4) => point.len() == 1 + 2 * size,
-        Some(2 | 3) => point.len() == 1 + size,
-        _ => false,
-    }
-}
-
-/// A positive `mpint` in canonical form (no needless leading zero).
-fn positive_mpint(m: &[u8]) -> bool {
-    match m {
-        [] => false,
-        [first, ..] if *first >= 0x80 => false,
-        [0] => false,
-        [0, second, ..] => *second >= 0x80,
-        _ => true,
-    }
 }
 
 // ---------------------------------------------------------------------------
