@@ -303,6 +303,40 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// An SFTP operation failed.
+    #[error("sftp {operation} {path}: {reason}")]
+    #[non_exhaustive]
+    Sftp {
+        /// The kind this failure maps to (from the SFTP status where there is one).
+        kind: ErrorKind,
+        /// What was being done (`open`, `rename`, `upload`, ...).
+        operation: &'static str,
+        /// The remote path (lossy UTF-8 for display).
+        path: String,
+        /// The SFTP status code the server sent (`SSH_FX_*`), if any.
+        status: Option<u32>,
+        /// What went wrong, in words.
+        reason: String,
+        /// The underlying error, if any.
+        source: Option<BoxError>,
+    },
+
+    /// A remote command could not be started, or did not finish as asked.
+    #[error("exec `{command}` on {target}: {reason}")]
+    #[non_exhaustive]
+    Exec {
+        /// The kind this failure maps to.
+        kind: ErrorKind,
+        /// The command line (as sent; never contains a secret we hold).
+        command: String,
+        /// `host:port`.
+        target: String,
+        /// What went wrong, in words.
+        reason: String,
+        /// The underlying error, if any.
+        source: Option<BoxError>,
+    },
+
     /// A local I/O operation failed.
     #[error("{context}")]
     #[non_exhaustive]
@@ -350,7 +384,7 @@ impl Error {
             Error::Passphrase { .. } => ErrorKind::Passphrase,
             Error::KnownHostsFile { source, .. } => io_kind(source.kind()),
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
-            Error::Ssh { kind, .. } => *kind,
+            Error::Ssh { kind, .. } | Error::Sftp { kind, .. } | Error::Exec { kind, .. } => *kind,
             Error::Io { source, .. } => io_kind(source.kind()),
         }
     }

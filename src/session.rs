@@ -4,7 +4,8 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,17 +56,39 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(2);
 /// # }
 /// ```
 pub struct Session {
-    ssh: ssh2::Session,
-    host: String,
-    port: u16,
+    inner: Arc<SessionInner>,
+}
+
+/// The connection itself, shared by the [`Session`] and the SFTP and exec
+/// handles opened on it: the connection ends when the last of them is
+/// dropped, or at [`Session::close`].
+pub(crate) struct SessionInner {
+    pub(crate) ssh: ssh2::Session,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     user: String,
     local_addr: SocketAddr,
     peer_addr: SocketAddr,
     host_key: HostKey,
     banner: Option<String>,
     auth: AuthMethod,
-    timeout: Duration,
-    closed: bool,
+    pub(crate) timeout: Duration,
+    closed: AtomicBool,
+}
+
+impl SessionInner {
+    /// `host:port`, for messages.
+    pub(crate) fn target(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn disconnect(&self) -> std::result::Result<(), ssh2::Error> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.ssh
+            .disconnect(Some(DisconnectCode::ByApplication), "closed by client", None)
+    }
 }
 
 /// How the server accepted us.
@@ -134,112 +157,97 @@ impl Session {
 
     /// The host as given to [`Session::builder`].
     pub fn host(&self) -> &str {
-        &self.host
+        &self.inner.host
     }
 
     /// The server's port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.inner.port
     }
 
     /// The user we are authenticated as.
     pub fn user(&self) -> &str {
-        &self.user
+        &self.inner.user
     }
 
     /// The host key the server presented, which matched a pin.
     pub fn host_key(&self) -> &HostKey {
-        &self.host_key
+        &self.inner.host_key
     }
 
     /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
     pub fn banner(&self) -> Option<&str> {
-        self.banner.as_deref()
+        self.inner.banner.as_deref()
     }
 
     /// How the server accepted us.
     pub fn auth_method(&self) -> &AuthMethod {
-        &self.auth
+        &self.inner.auth
     }
 
     /// Our end of the TCP connection: the source address a partner's
     /// allow-list sees.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.inner.local_addr
     }
 
     /// The server's address we connected to.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_addr
+        self.inner.peer_addr
     }
 
     /// The deadline for each blocking operation on this session.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.inner.timeout
     }
 
-    /// The libssh2 session, for the SFTP and exec modules.
+    /// The shared connection, for the SFTP and exec handles.
     #[allow(dead_code)] // used by the SFTP and exec handles
-    pub(crate) fn raw(&self) -> &ssh2::Session {
-        &self.ssh
+    pub(crate) fn inner(&self) -> &Arc<SessionInner> {
+        &self.inner
     }
 
     /// Says goodbye to the server and closes the connection.
     ///
-    /// Dropping a `Session` does the same on a best-effort basis; `close`
-    /// reports what went wrong.
+    /// Dropping the `Session` and every handle opened on it does the same on
+    /// a best-effort basis; `close` reports what went wrong. Handles still
+    /// open on the session fail with [`ErrorKind::Disconnected`] afterwards.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Disconnected`] or [`ErrorKind::Timeout`] when the
     /// disconnect message could not be sent.
-    pub fn close(mut self) -> Result<()> {
-        self.closed = true;
-        self.ssh
-            .disconnect(
-                Some(DisconnectCode::ByApplication),
-                "closed by client",
-                None,
+    pub fn close(self) -> Result<()> {
+        self.inner.disconnect().map_err(|e| {
+            Error::ssh(
+                format!("cannot close the session with {}", self.inner.target()),
+                e,
             )
-            .map_err(|e| {
-                Error::ssh(
-                    format!("cannot close the session with {}:{}", self.host, self.port),
-                    e,
-                )
-            })
+        })
     }
 }
 
-impl Drop for Session {
+impl Drop for SessionInner {
     fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
         self.ssh.set_timeout(millis(self.timeout.min(DROP_TIMEOUT)));
-        if let Err(e) = self.ssh.disconnect(
-            Some(DisconnectCode::ByApplication),
-            "closed by client",
-            None,
-        ) {
-            debug!(
-                "disconnect from {}:{} on drop failed: {e}",
-                self.host, self.port
-            );
+        if let Err(e) = self.disconnect() {
+            debug!("disconnect from {} on drop failed: {e}", self.target());
         }
     }
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
         f.debug_struct("Session")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("local_addr", &self.local_addr)
-            .field("peer_addr", &self.peer_addr)
-            .field("host_key", &self.host_key)
-            .field("auth", &self.auth)
-            .field("timeout", &self.timeout)
+            .field("host", &i.host)
+            .field("port", &i.port)
+            .field("user", &i.user)
+            .field("local_addr", &i.local_addr)
+            .field("peer_addr", &i.peer_addr)
+            .field("host_key", &i.host_key)
+            .field("auth", &i.auth)
+            .field("timeout", &i.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -386,17 +394,19 @@ impl SessionBuilder {
             credential.user()
         );
         Ok(Session {
-            ssh,
-            host: self.host,
-            port: self.port,
-            user: credential.user().to_string(),
-            local_addr,
-            peer_addr,
-            host_key,
-            banner,
-            auth,
-            timeout: self.timeout,
-            closed: false,
+            inner: Arc::new(SessionInner {
+                ssh,
+                host: self.host,
+                port: self.port,
+                user: credential.user().to_string(),
+                local_addr,
+                peer_addr,
+                host_key,
+                banner,
+                auth,
+                timeout: self.timeout,
+                closed: AtomicBool::new(false),
+            }),
         })
     }
 
@@ -608,7 +618,7 @@ fn split_methods(list: &str) -> Vec<String> {
 }
 
 /// libssh2 takes timeouts in milliseconds, and 0 means forever: never pass 0.
-fn millis(d: Duration) -> u32 {
+pub(crate) fn millis(d: Duration) -> u32 {
     d.as_millis().clamp(1, u128::from(u32::MAX)) as u32
 }
 
