@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,9 +74,22 @@ pub(crate) struct SessionInner {
     auth: AuthMethod,
     pub(crate) timeout: Duration,
     closed: AtomicBool,
+    /// Held by every SFTP or exec operation while it uses `ssh`. The session
+    /// is in blocking mode whenever this lock is free: code that switches
+    /// it to non-blocking (exec's poll loop) restores blocking mode before
+    /// releasing the lock.
+    op_lock: Mutex<()>,
 }
 
 impl SessionInner {
+    /// Takes the operation lock (see the field). A poisoned lock is taken
+    /// anyway: the guarded state is libssh2's, which a panic does not corrupt
+    /// beyond what the next call reports.
+    #[allow(dead_code)] // used by the SFTP and exec handles
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
+        self.op_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// `host:port`, for messages.
     pub(crate) fn target(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -406,6 +419,7 @@ impl SessionBuilder {
                 auth,
                 timeout: self.timeout,
                 closed: AtomicBool::new(false),
+                op_lock: Mutex::new(()),
             }),
         })
     }
