@@ -143,7 +143,7 @@ impl Credential {
             Secret::KeyFile { path, passphrase } => {
                 let text = std::fs::read(path).map_err(|e| Error::KeyFile {
                     path: Some(path.clone()),
-                    reason: format!("cannot be read ({e})"),
+                    reason: "cannot be read".into(),
                     source: Some(Box::new(e)),
                 })?;
                 let text = Zeroizing::new(text);
@@ -242,7 +242,7 @@ fn load_key(
     if trimmed.starts_with(OPENSSH_BEGIN) {
         let key = PrivateKey::from_openssh(trimmed).map_err(|e| Error::KeyFile {
             path: path.cloned(),
-            reason: format!("is not a valid OpenSSH private key ({e})"),
+            reason: "is not a valid OpenSSH private key".into(),
             source: Some(Box::new(e)),
         })?;
         let key = if key.is_encrypted() {
@@ -261,7 +261,7 @@ fn load_key(
                     },
                     other => Error::KeyFile {
                         path: path.cloned(),
-                        reason: format!("cannot be decrypted ({other})"),
+                        reason: "cannot be decrypted".into(),
                         source: Some(Box::new(other)),
                     },
                 })?

@@ -150,6 +150,7 @@ fn encrypted_openssh_key_with_passphrase() {
         )
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Passphrase, "{err}");
     assert!(err.to_string().contains("wrong passphrase"), "{err}");
     assert!(
@@ -161,6 +162,7 @@ fn encrypted_openssh_key_with_passphrase() {
         .credential(Credential::key_pair(current_user(), &key.path))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Passphrase, "{err}");
     assert!(err.to_string().contains("no passphrase"), "{err}");
 }
@@ -185,6 +187,7 @@ fn encrypted_pem_key_with_passphrase() {
         )
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Passphrase, "{err} ({err:?})");
 }
 
@@ -200,6 +203,7 @@ fn missing_key_file_names_the_path() {
         ))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::KeyFile);
     assert!(
         err.to_string().contains("/nonexistent/etl-ssh/id_ed25519"),
@@ -218,6 +222,7 @@ fn key_not_authorized_lists_allowed_methods() {
         .credential(Credential::key_pair(current_user(), &stranger.path))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     let text = err.to_string();
     assert!(text.contains(&stranger.fingerprint), "{text}");
@@ -246,6 +251,7 @@ fn password_and_wrong_password() {
         ))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     assert!(err.to_string().contains("password"), "{err}");
 }
@@ -271,6 +277,7 @@ fn password_answers_keyboard_interactive() {
         ))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 }
 
@@ -444,6 +451,7 @@ fn known_hosts_port_22_line_does_not_match_other_port() {
         .known_host(KnownHost::known_hosts_file(&file))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::HostKeyUnknown, "{err}");
     assert!(
         err.to_string()
@@ -472,6 +480,7 @@ fn known_hosts_revoked_key_is_refused_even_when_pinned() {
         .known_host(pin_line(&server, "ed25519"))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::HostKeyRevoked, "{err}");
 }
 
@@ -483,6 +492,7 @@ fn no_pin_is_unknown_and_shows_the_fingerprint() {
     let err = bare_builder(&server, &cred)
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::HostKeyUnknown, "{err}");
     assert!(err.to_string().contains("SHA256:"), "{err}");
 }
@@ -528,6 +538,7 @@ fn wrong_pin_mismatch_before_key_auth() {
         .known_host(KnownHost::public_key(&other.public_line).expect("line"))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::HostKeyMismatch, "{err}");
     let text = err.to_string();
     assert!(
@@ -562,6 +573,7 @@ fn wrong_pin_mismatch_before_password_auth() {
         .connect_timeout(Duration::from_secs(10))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::HostKeyMismatch, "{err}");
     assert!(
         err.to_string()
@@ -593,6 +605,7 @@ fn bind_address_meets_source_restriction() {
         .bind_address("127.0.0.2".parse().expect("ip"))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 }
 
@@ -611,6 +624,7 @@ fn silent_server_times_out() {
         .connect_timeout(Duration::from_secs(2))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     // Generous bound: the point is that it ends, not how fast.
     assert!(
@@ -639,6 +653,7 @@ fn hang_up_before_auth_hints_at_allow_list() {
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     closer.join().expect("closer thread");
     assert_eq!(err.kind(), ErrorKind::Disconnected, "{err} ({err:?})");
     let text = err.to_string();
@@ -661,6 +676,7 @@ fn refused_port_is_connect_error() {
         )
         .connect()
         .expect_err("must fail");
+    eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
