@@ -80,6 +80,7 @@ enum Pin {
     Fingerprint([u8; 32]),
     PublicKey(HostKey),
     KnownHostsFile(PathBuf),
+    TrustOnFirstUse(PathBuf),
 }
 
 impl fmt::Debug for Pin {
@@ -91,6 +92,7 @@ impl fmt::Debug for Pin {
                 .finish(),
             Pin::PublicKey(key) => f.debug_tuple("PublicKey").field(key).finish(),
             Pin::KnownHostsFile(path) => f.debug_tuple("KnownHostsFile").field(path).finish(),
+            Pin::TrustOnFirstUse(path) => f.debug_tuple("TrustOnFirstUse").field(path).finish(),
         }
     }
 }
@@ -168,6 +170,37 @@ impl KnownHost {
     pub fn known_hosts_file(path: impl AsRef<Path>) -> KnownHost {
         KnownHost {
             pin: Pin::KnownHostsFile(path.as_ref().to_path_buf()),
+        }
+    }
+}
+
+impl KnownHost {
+    /// Trust on first use, recorded in an OpenSSH `known_hosts` file: an
+    /// explicit choice, never a default.
+    ///
+    /// When the file has no line for the host (or the file does not exist
+    /// yet), the key the server presents is accepted, appended to the file
+    /// as `name type base64`, and a warning is logged. From then on the file
+    /// is enforced like [`KnownHost::known_hosts_file`]: a changed key is a
+    /// [`HostKeyMismatch`](crate::ErrorKind::HostKeyMismatch).
+    ///
+    /// The name recorded is the one pins are looked up under: the host
+    /// (`[host]:port` for a port other than 22), or the
+    /// [`host_key_alias`](crate::SessionBuilder::host_key_alias).
+    ///
+    /// Use it only where the first connection is known to reach the right
+    /// server (say, inside the partner's network on the day of set-up): it
+    /// accepts whatever key answers first.
+    ///
+    /// ```
+    /// use etl_ssh::KnownHost;
+    ///
+    /// let pin = KnownHost::trust_on_first_use("/var/lib/etl/known_hosts");
+    /// # let _ = pin;
+    /// ```
+    pub fn trust_on_first_use(path: impl AsRef<Path>) -> KnownHost {
+        KnownHost {
+            pin: Pin::TrustOnFirstUse(path.as_ref().to_path_buf()),
         }
     }
 }
@@ -331,6 +364,10 @@ pub(crate) struct HostKeyPolicy {
     accept: Vec<Accept>,
     /// Applicable `@revoked` lines.
     revoked: Vec<SourcedKey>,
+    /// The name `known_hosts` lines are matched against.
+    lookup: String,
+    /// Where to record a first-seen key, for trust on first use.
+    record_to: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -369,13 +406,24 @@ impl HostKeyPolicy {
     /// # Errors
     ///
     /// [`Error::KnownHostsFile`] if a file cannot be read.
-    pub(crate) fn load(pins: &[KnownHost], host: &str, port: u16) -> Result<HostKeyPolicy> {
-        let lookup = lookup_name(host, port);
+    pub(crate) fn load(
+        pins: &[KnownHost],
+        host: &str,
+        port: u16,
+        alias: Option<&str>,
+    ) -> Result<HostKeyPolicy> {
+        // OpenSSH's HostKeyAlias replaces the whole name, port included.
+        let lookup = match alias {
+            Some(alias) => alias.to_ascii_lowercase(),
+            None => lookup_name(host, port),
+        };
         let mut policy = HostKeyPolicy {
             host: host.to_owned(),
             port,
             accept: Vec::new(),
             revoked: Vec::new(),
+            lookup: lookup.clone(),
+            record_to: None,
         };
         let mut files_read: Vec<&Path> = Vec::new();
         for pin in pins {
@@ -390,6 +438,13 @@ impl HostKeyPolicy {
                         files_read.push(path);
                         policy.load_file(path, &lookup)?;
                     }
+                }
+                Pin::TrustOnFirstUse(path) => {
+                    if !files_read.contains(&path.as_path()) && path.exists() {
+                        files_read.push(path);
+                        policy.load_file(path, &lookup)?;
+                    }
+                    policy.record_to.get_or_insert_with(|| path.clone());
                 }
             }
         }
@@ -452,6 +507,31 @@ impl HostKeyPolicy {
         self.revoked.iter().find(|r| r.key == *key)
     }
 
+    /// Trust on first use: appends `seen` under the lookup name.
+    fn record_first_use(&self, path: &Path, seen: &HostKey) -> Result<()> {
+        use std::io::Write as _;
+        let line = format!("{} {}\n", self.lookup, seen.to_openssh());
+        let write_error = |source| Error::KnownHostsFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(write_error)?;
+        file.write_all(line.as_bytes()).map_err(write_error)?;
+        file.sync_all().map_err(write_error)?;
+        log::warn!(
+            "trusting the host key of {}:{} on first use: {seen}, recorded as {} in {}",
+            self.host,
+            self.port,
+            self.lookup,
+            path.display()
+        );
+        Ok(())
+    }
+
     /// Key types to prefer in the handshake, in pin order, without duplicates.
     ///
     /// The types of public key pins and of applicable `known_hosts` keys that are
@@ -500,6 +580,9 @@ impl HostKeyPolicy {
                 self.port
             );
             return Ok(());
+        }
+        if let (true, Some(path)) = (self.accept.is_empty(), &self.record_to) {
+            return self.record_first_use(path, seen);
         }
         if self.accept.is_empty() {
             return Err(Error::HostKeyUnknown {
@@ -881,8 +964,13 @@ mod tests {
     }
 
     fn load(file: &tempfile::NamedTempFile, host: &str, port: u16) -> HostKeyPolicy {
-        HostKeyPolicy::load(&[KnownHost::known_hosts_file(file.path())], host, port)
-            .expect("load known_hosts")
+        HostKeyPolicy::load(
+            &[KnownHost::known_hosts_file(file.path())],
+            host,
+            port,
+            None,
+        )
+        .expect("load known_hosts")
     }
 
     /// Does a known_hosts file with `content` accept `key` for host/port?
@@ -1192,9 +1280,13 @@ mod tests {
                 line.split(' ').take(2).collect::<Vec<_>>().join(" ")
             );
             // The fingerprint pin built from it accepts it.
-            let policy =
-                HostKeyPolicy::load(&[KnownHost::fingerprint(expected).expect("pin")], "h", 22)
-                    .expect("load");
+            let policy = HostKeyPolicy::load(
+                &[KnownHost::fingerprint(expected).expect("pin")],
+                "h",
+                22,
+                None,
+            )
+            .expect("load");
             policy.check(&key).expect("fingerprint pin accepts");
         }
     }
@@ -1413,16 +1505,16 @@ mod tests {
         );
 
         let pins = [KnownHost::known_hosts_file(&path)];
-        let policy = HostKeyPolicy::load(&pins, "sftp.partner.example", 22).expect("load");
+        let policy = HostKeyPolicy::load(&pins, "sftp.partner.example", 22, None).expect("load");
         policy.check(&k22).expect("hashed port-22 line");
         assert_eq!(kind_of(policy.check(&k2222)), ErrorKind::HostKeyMismatch);
         assert_eq!(kind_of(policy.check(&other)), ErrorKind::HostKeyMismatch);
 
-        let policy = HostKeyPolicy::load(&pins, "SFTP.partner.example", 2222).expect("load");
+        let policy = HostKeyPolicy::load(&pins, "SFTP.partner.example", 2222, None).expect("load");
         policy.check(&k2222).expect("hashed [host]:2222 line");
         assert_eq!(kind_of(policy.check(&k22)), ErrorKind::HostKeyMismatch);
 
-        let policy = HostKeyPolicy::load(&pins, "nobody.example", 22).expect("load");
+        let policy = HostKeyPolicy::load(&pins, "nobody.example", 22, None).expect("load");
         assert_eq!(kind_of(policy.check(&k22)), ErrorKind::HostKeyUnknown);
     }
 
@@ -1493,7 +1585,7 @@ mod tests {
             KnownHost::from(key.clone()),
             KnownHost::known_hosts_file(file.path()),
         ];
-        let policy = HostKeyPolicy::load(&pins, "sftp.partner.example", 22).expect("load");
+        let policy = HostKeyPolicy::load(&pins, "sftp.partner.example", 22, None).expect("load");
         let err = policy.check(&key).expect_err("revoked");
         assert_eq!(err.kind(), ErrorKind::HostKeyRevoked);
         match &err {
@@ -1660,7 +1752,7 @@ mod tests {
     fn missing_file_is_not_found() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("no_such_known_hosts");
-        let err = HostKeyPolicy::load(&[KnownHost::known_hosts_file(&path)], "h", 22)
+        let err = HostKeyPolicy::load(&[KnownHost::known_hosts_file(&path)], "h", 22, None)
             .expect_err("missing file");
         assert_eq!(err.kind(), ErrorKind::NotFound);
         match err {
@@ -1668,7 +1760,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         // A directory cannot be read either.
-        let err = HostKeyPolicy::load(&[KnownHost::known_hosts_file(dir.path())], "h", 22)
+        let err = HostKeyPolicy::load(&[KnownHost::known_hosts_file(dir.path())], "h", 22, None)
             .expect_err("directory");
         assert!(matches!(err, Error::KnownHostsFile { .. }), "{err:?}");
     }
@@ -1694,7 +1786,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let empty = HostKeyPolicy::load(&[], "h", 22).expect("no pins");
+        let empty = HostKeyPolicy::load(&[], "h", 22, None).expect("no pins");
         assert_eq!(kind_of(empty.check(&key)), ErrorKind::HostKeyUnknown);
     }
 
@@ -1714,7 +1806,7 @@ mod tests {
             KnownHost::public_key(pinned.to_openssh()).expect("key pin"),
             KnownHost::known_hosts_file(file.path()), // read once only
         ];
-        let policy = HostKeyPolicy::load(&pins, "Sftp.Partner.Example", 22).expect("load");
+        let policy = HostKeyPolicy::load(&pins, "Sftp.Partner.Example", 22, None).expect("load");
         let err = policy.check(&seen).expect_err("mismatch");
         let path = file.path().display();
         match &err {
@@ -1757,7 +1849,7 @@ mod tests {
             KnownHost::from(key.clone()),
         ] {
             let pins = [KnownHost::known_hosts_file(file.path()), pin];
-            HostKeyPolicy::load(&pins, "h", 22)
+            HostKeyPolicy::load(&pins, "h", 22, None)
                 .expect("load")
                 .check(&key)
                 .expect("accepted by the second pin");
@@ -1779,7 +1871,7 @@ mod tests {
             KnownHost::known_hosts_file(file.path()),
             KnownHost::from(ed25519(36)),
         ];
-        let policy = HostKeyPolicy::load(&pins, "h", 22).expect("load");
+        let policy = HostKeyPolicy::load(&pins, "h", 22, None).expect("load");
         assert_eq!(
             policy.preferred_key_types(),
             ["ssh-ed25519", "ecdsa-sha2-nistp256"]

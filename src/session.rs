@@ -99,8 +99,11 @@ impl SessionInner {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.ssh
-            .disconnect(Some(DisconnectCode::ByApplication), "closed by client", None)
+        self.ssh.disconnect(
+            Some(DisconnectCode::ByApplication),
+            "closed by client",
+            None,
+        )
     }
 }
 
@@ -149,6 +152,7 @@ pub struct SessionBuilder {
     port: u16,
     credential: Option<Credential>,
     pins: Vec<KnownHost>,
+    host_key_alias: Option<String>,
     connect_timeout: Duration,
     timeout: Duration,
     bind_address: Option<IpAddr>,
@@ -162,6 +166,7 @@ impl Session {
             port: DEFAULT_PORT,
             credential: None,
             pins: Vec::new(),
+            host_key_alias: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             bind_address: None,
@@ -290,6 +295,29 @@ impl SessionBuilder {
         self
     }
 
+    /// Looks host key pins up under `name` instead of the host and port,
+    /// like OpenSSH's `HostKeyAlias`: a `known_hosts` line `name ssh-ed25519
+    /// AAAA...` then holds wherever the partner's server moves (a new IP
+    /// address, another port). Defaults to the host (`[host]:port` for a
+    /// port other than 22).
+    ///
+    /// ```no_run
+    /// use etl_ssh::{Credential, KnownHost, Session};
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// let session = Session::builder("203.0.113.7")
+    ///     .host_key_alias("partner-sftp")
+    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+    ///     .connect()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn host_key_alias(mut self, name: impl Into<String>) -> Self {
+        self.host_key_alias = Some(name.into());
+        self
+    }
+
     /// Deadline for each step of reaching the server: DNS resolution, the
     /// TCP connection (shared by all addresses of the host) and the SSH
     /// handshake. Defaults to 30 seconds. A zero duration counts as one
@@ -348,7 +376,12 @@ impl SessionBuilder {
             )
         })?;
         let loaded = credential.load()?;
-        let policy = HostKeyPolicy::load(&self.pins, &self.host, self.port)?;
+        let policy = HostKeyPolicy::load(
+            &self.pins,
+            &self.host,
+            self.port,
+            self.host_key_alias.as_deref(),
+        )?;
 
         let started = Instant::now();
         let addrs = resolve(&self.host, self.port, self.connect_timeout)?;

@@ -681,3 +681,83 @@ fn refused_port_is_connect_error() {
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
 }
+
+#[test]
+fn host_key_alias_follows_the_name_not_the_address() {
+    let Some((server, cred)) = key_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_known_hosts(
+        dir.path(),
+        "known_hosts",
+        &[format!(
+            "partner-sftp {}",
+            server.host_key_public_line("ed25519")
+        )],
+    );
+    // "localhost" and 127.0.0.1 are different names for the same server,
+    // as an old and a new address of a partner would be.
+    for host in ["127.0.0.1", "localhost"] {
+        let session = Session::builder(host)
+            .port(server.port())
+            .credential(cred.clone())
+            .host_key_alias("partner-sftp")
+            .known_host(KnownHost::known_hosts_file(&file))
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .unwrap_or_else(|e| panic!("{host} with alias: {e}"));
+        assert_eq!(session.host(), host);
+    }
+    // Without the alias the same file has no line for the address.
+    let err = bare_builder(&server, &cred)
+        .known_host(KnownHost::known_hosts_file(&file))
+        .connect()
+        .expect_err("must fail");
+    eprintln!("error: {err}");
+    assert_eq!(err.kind(), ErrorKind::HostKeyUnknown);
+}
+
+#[test]
+fn trust_on_first_use_records_then_enforces() {
+    let Some((server, cred)) = key_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tofu_known_hosts");
+    let connect = |server: &Sshd| {
+        bare_builder(server, &cred)
+            .host_key_alias("partner")
+            .known_host(KnownHost::trust_on_first_use(&file))
+            .connect()
+    };
+    connect(&server).expect("first use is trusted");
+    let recorded = std::fs::read_to_string(&file).expect("recorded");
+    let key_line = server.host_key_public_line("ed25519");
+    let key_fields: Vec<&str> = key_line.split_whitespace().take(2).collect();
+    assert_eq!(recorded, format!("partner {}\n", key_fields.join(" ")));
+    connect(&server).expect("the recorded key is accepted");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file"),
+        recorded,
+        "recorded twice"
+    );
+
+    // Another server under the same name: a changed key, refused.
+    let Some((impostor, _)) = key_server() else {
+        return;
+    };
+    let err = connect(&impostor).expect_err("must fail");
+    eprintln!("error: {err}");
+    assert_eq!(err.kind(), ErrorKind::HostKeyMismatch);
+    assert!(
+        err.to_string()
+            .contains(&server.host_key_fingerprint("ed25519")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file"),
+        recorded,
+        "impostor recorded"
+    );
+}
