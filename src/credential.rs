@@ -46,15 +46,181 @@ pub struct Credential {
 
 #[derive(Clone)]
 enum Secret {
-    KeyFile {
-        path: PathBuf,
-        passphrase: Option<SecretString>,
-    },
-    KeyPem {
-        pem: SecretString,
-        passphrase: Option<SecretString>,
-    },
+    /// Tried in order: the newest key first when rotating.
+    Keys(Vec<KeyPair>),
     Password(SecretString),
+}
+
+/// One private key of a [`Credential`]: a file or text held in memory, an
+/// optional passphrase, and a label that names it in logs and in
+/// [`AuthMethod`](crate::AuthMethod).
+///
+/// A credential holds several when our key is being rotated: the new key
+/// first, the old one after. Each connection tries them in order, and the
+/// session says which one the partner accepted.
+///
+/// ```
+/// use etl_ssh::{Credential, KeyPair};
+///
+/// let etl = Credential::key_pairs("etl", [
+///     KeyPair::file("/keys/id_ed25519_2026").with_label("2026"),
+///     KeyPair::file("/keys/id_ed25519_2024").with_label("2024"),
+/// ]);
+/// assert_eq!(etl.keys().len(), 2);
+/// ```
+#[derive(Clone)]
+pub struct KeyPair {
+    label: Option<String>,
+    source: KeySource,
+    passphrase: Option<SecretString>,
+}
+
+#[derive(Clone)]
+enum KeySource {
+    File(PathBuf),
+    Memory(SecretString),
+}
+
+impl KeyPair {
+    /// A private key file, read when connecting. The public key is derived
+    /// from it: no `.pub` file is needed to authenticate.
+    pub fn file(path: impl AsRef<Path>) -> KeyPair {
+        KeyPair {
+            label: None,
+            source: KeySource::File(path.as_ref().to_path_buf()),
+            passphrase: None,
+        }
+    }
+
+    /// A private key held in memory, in OpenSSH or PEM format.
+    pub fn pem(private_key: SecretString) -> KeyPair {
+        KeyPair {
+            label: None,
+            source: KeySource::Memory(private_key),
+            passphrase: None,
+        }
+    }
+
+    /// The passphrase of an encrypted key.
+    pub fn with_passphrase(mut self, passphrase: SecretString) -> KeyPair {
+        self.passphrase = Some(passphrase);
+        self
+    }
+
+    /// A name for this key in logs and reports ("2026", "old"...).
+    pub fn with_label(mut self, label: impl Into<String>) -> KeyPair {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The label: as set, else the file name, else `in-memory key`.
+    pub fn label(&self) -> String {
+        if let Some(label) = &self.label {
+            return label.clone();
+        }
+        match &self.source {
+            KeySource::File(path) => path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            KeySource::Memory(_) => "in-memory key".to_string(),
+        }
+    }
+
+    /// The key file, if the key is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            KeySource::File(path) => Some(path),
+            KeySource::Memory(_) => None,
+        }
+    }
+
+    /// The public key as an OpenSSH line, `type base64 label`: what a
+    /// partner adds to `authorized_keys`. No passphrase is needed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::KeyFile`](crate::ErrorKind::KeyFile) when the key cannot
+    /// be read, or when it is a PEM key without a `.pub` file beside it
+    /// (the public half of a PEM key is not stored in the clear).
+    pub fn public_key(&self) -> Result<String> {
+        let public = self.public()?;
+        let line = public.to_openssh().map_err(|e| Error::KeyFile {
+            path: self.path().map(Path::to_path_buf),
+            reason: "its public key cannot be encoded".into(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(format!("{line} {}", self.label()))
+    }
+
+    /// The SHA256 fingerprint of the public key, as `ssh-keygen -lf` prints
+    /// it: what a partner checks against their `authorized_keys`.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyPair::public_key`].
+    pub fn fingerprint(&self) -> Result<String> {
+        Ok(self.public()?.fingerprint(HashAlg::Sha256).to_string())
+    }
+
+    fn public(&self) -> Result<ssh_key::PublicKey> {
+        let path = self.path().map(Path::to_path_buf);
+        let text = self.text()?;
+        let trimmed = text.trim_start();
+        let key_error = |reason: &str, source: Option<crate::BoxError>| Error::KeyFile {
+            path: path.clone(),
+            reason: reason.to_string(),
+            source,
+        };
+        if trimmed.starts_with(OPENSSH_BEGIN) {
+            // The public half of an OpenSSH key is stored in the clear.
+            return PrivateKey::from_openssh(trimmed)
+                .map(|k| k.public_key().clone())
+                .map_err(|e| key_error("is not a valid OpenSSH private key", Some(Box::new(e))));
+        }
+        let Some(path) = self.path() else {
+            return Err(key_error(
+                "is a PEM key held in memory: its public key cannot be derived here",
+                None,
+            ));
+        };
+        let mut pub_path = path.as_os_str().to_owned();
+        pub_path.push(".pub");
+        let line = std::fs::read_to_string(&pub_path).map_err(|e| {
+            key_error(
+                "is a PEM key and has no readable .pub file beside it \
+                 (make one with `ssh-keygen -y -f KEY > KEY.pub`)",
+                Some(Box::new(e)),
+            )
+        })?;
+        ssh_key::PublicKey::from_openssh(line.trim())
+            .map_err(|e| key_error("has a .pub file that does not parse", Some(Box::new(e))))
+    }
+
+    /// The key text, read from the file if need be.
+    fn text(&self) -> Result<Zeroizing<String>> {
+        match &self.source {
+            KeySource::Memory(pem) => Ok(Zeroizing::new(pem.expose_secret().to_string())),
+            KeySource::File(path) => {
+                let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::KeyFile {
+                    path: Some(path.clone()),
+                    reason: "cannot be read".into(),
+                    source: Some(Box::new(e)),
+                })?);
+                let text = std::str::from_utf8(&bytes).map_err(|_| Error::KeyFile {
+                    path: Some(path.clone()),
+                    reason: "is not a text key file (expected OpenSSH or PEM format)".into(),
+                    source: None,
+                })?;
+                Ok(Zeroizing::new(text.to_string()))
+            }
+        }
+    }
+
+    fn load(&self) -> Result<LoadedKey> {
+        let text = self.text()?;
+        load_key(&text, self.passphrase.as_ref(), self.path(), self.label())
+    }
 }
 
 impl Credential {
@@ -63,12 +229,24 @@ impl Credential {
     ///
     /// The file is read when connecting, not here.
     pub fn key_pair(user: impl Into<String>, private_key: impl AsRef<Path>) -> Credential {
+        Credential::key_pairs(user, [KeyPair::file(private_key)])
+    }
+
+    /// Several keys, tried in order on each connection: when rotating our
+    /// key, the new one first and the old one after. The session reports
+    /// which was accepted ([`Session::auth_method`](crate::Session::auth_method)),
+    /// and a warning is logged when it was not the first: that partner
+    /// still accepts only the old key.
+    ///
+    /// Each refused key counts against the server's `MaxAuthTries`
+    /// (OpenSSH's default is 6).
+    pub fn key_pairs(
+        user: impl Into<String>,
+        keys: impl IntoIterator<Item = KeyPair>,
+    ) -> Credential {
         Credential {
             user: user.into(),
-            secret: Secret::KeyFile {
-                path: private_key.as_ref().to_path_buf(),
-                passphrase: None,
-            },
+            secret: Secret::Keys(keys.into_iter().collect()),
         }
     }
 
@@ -84,13 +262,7 @@ impl Credential {
     /// let key = Credential::key_pair_pem("etl", SecretString::from(pem_from_vault));
     /// ```
     pub fn key_pair_pem(user: impl Into<String>, private_key: SecretString) -> Credential {
-        Credential {
-            user: user.into(),
-            secret: Secret::KeyPem {
-                pem: private_key,
-                passphrase: None,
-            },
-        }
+        Credential::key_pairs(user, [KeyPair::pem(private_key)])
     }
 
     /// A user name and password.
@@ -101,16 +273,50 @@ impl Credential {
         }
     }
 
-    /// The passphrase of an encrypted private key. Has no effect on a
-    /// password credential.
+    /// The passphrase of an encrypted private key: given to every key of
+    /// the credential that has none of its own. Has no effect on a password
+    /// credential.
     pub fn with_passphrase(mut self, passphrase: SecretString) -> Credential {
-        match &mut self.secret {
-            Secret::KeyFile { passphrase: p, .. } | Secret::KeyPem { passphrase: p, .. } => {
-                *p = Some(passphrase)
+        if let Secret::Keys(keys) = &mut self.secret {
+            for key in keys.iter_mut().filter(|k| k.passphrase.is_none()) {
+                key.passphrase = Some(passphrase.clone());
             }
-            Secret::Password(_) => {}
         }
         self
+    }
+
+    /// The keys of a key credential, in the order they are tried; empty for
+    /// a password.
+    pub fn keys(&self) -> &[KeyPair] {
+        match &self.secret {
+            Secret::Keys(keys) => keys,
+            Secret::Password(_) => &[],
+        }
+    }
+
+    /// The first key's public key line, for the partner's `authorized_keys`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a
+    /// password credential; otherwise as [`KeyPair::public_key`].
+    pub fn public_key(&self) -> Result<String> {
+        self.first_key()?.public_key()
+    }
+
+    /// The first key's SHA256 fingerprint.
+    ///
+    /// # Errors
+    ///
+    /// As [`Credential::public_key`].
+    pub fn fingerprint(&self) -> Result<String> {
+        self.first_key()?.fingerprint()
+    }
+
+    fn first_key(&self) -> Result<&KeyPair> {
+        self.keys()
+            .first()
+            .ok_or_else(|| Error::invalid("credential", "a password credential has no public key"))
     }
 
     /// The user name.
@@ -120,10 +326,7 @@ impl Credential {
 
     /// The private key file, for a credential made with [`Credential::key_pair`].
     pub fn key_path(&self) -> Option<&Path> {
-        match &self.secret {
-            Secret::KeyFile { path, .. } => Some(path),
-            _ => None,
-        }
+        self.keys().first().and_then(KeyPair::path)
     }
 
     /// The SSH authentication method this credential uses: `publickey`
@@ -140,23 +343,15 @@ impl Credential {
     pub(crate) fn load(&self) -> Result<Loaded> {
         match &self.secret {
             Secret::Password(p) => Ok(Loaded::Password(p.clone())),
-            Secret::KeyFile { path, passphrase } => {
-                let text = std::fs::read(path).map_err(|e| Error::KeyFile {
-                    path: Some(path.clone()),
-                    reason: "cannot be read".into(),
-                    source: Some(Box::new(e)),
-                })?;
-                let text = Zeroizing::new(text);
-                let text = std::str::from_utf8(&text).map_err(|_| Error::KeyFile {
-                    path: Some(path.clone()),
-                    reason: "is not a text key file (expected OpenSSH or PEM format)".into(),
-                    source: None,
-                })?;
-                load_key(text, passphrase.as_ref(), Some(path))
-            }
-            Secret::KeyPem { pem, passphrase } => {
-                load_key(pem.expose_secret(), passphrase.as_ref(), None)
-            }
+            Secret::Keys(keys) if keys.is_empty() => Err(Error::invalid(
+                "credential",
+                "Credential::key_pairs was given no key",
+            )),
+            Secret::Keys(keys) => keys
+                .iter()
+                .map(KeyPair::load)
+                .collect::<Result<_>>()
+                .map(Loaded::Keys),
         }
     }
 }
@@ -164,11 +359,13 @@ impl Credential {
 /// A credential ready to hand to libssh2.
 pub(crate) enum Loaded {
     Password(SecretString),
-    Key(LoadedKey),
+    Keys(Vec<LoadedKey>),
 }
 
 /// A private key in a form libssh2 reads from memory.
 pub(crate) struct LoadedKey {
+    /// The key's label.
+    pub(crate) label: String,
     /// Where the key came from, for errors.
     pub(crate) path: Option<PathBuf>,
     /// The private key text libssh2 gets: OpenSSH keys decrypted here,
@@ -185,10 +382,9 @@ pub(crate) struct LoadedKey {
 impl LoadedKey {
     /// How to name this key in logs and errors.
     pub(crate) fn describe(&self) -> String {
-        match (&self.fingerprint, &self.path) {
-            (Some(fp), _) => format!("publickey {fp}"),
-            (None, Some(path)) => format!("publickey {}", path.display()),
-            (None, None) => "publickey (PEM key in memory)".to_string(),
+        match &self.fingerprint {
+            Some(fp) => format!("publickey {} {fp}", self.label),
+            None => format!("publickey {}", self.label),
         }
     }
 
@@ -231,8 +427,11 @@ const PEM_BEGINS: [&str; 5] = [
 fn load_key(
     text: &str,
     passphrase: Option<&SecretString>,
-    path: Option<&PathBuf>,
-) -> Result<Loaded> {
+    path: Option<&Path>,
+    label: String,
+) -> Result<LoadedKey> {
+    let path = path.map(Path::to_path_buf);
+    let path = path.as_ref();
     let key_error = |reason: String| Error::KeyFile {
         path: path.cloned(),
         reason,
@@ -275,13 +474,14 @@ fn load_key(
         let line = public
             .to_openssh()
             .map_err(|e| key_error(format!("public key cannot be encoded ({e})")))?;
-        return Ok(Loaded::Key(LoadedKey {
+        return Ok(LoadedKey {
+            label,
             path: path.cloned(),
             private: Zeroizing::new(private.to_string()),
             passphrase: None,
             public: Some(line),
             fingerprint: Some(public.fingerprint(HashAlg::Sha256).to_string()),
-        }));
+        });
     }
     if PEM_BEGINS.iter().any(|b| trimmed.starts_with(b)) {
         let encrypted = trimmed.contains("Proc-Type: 4,ENCRYPTED")
@@ -292,13 +492,14 @@ fn load_key(
                 missing: true,
             });
         }
-        return Ok(Loaded::Key(LoadedKey {
+        return Ok(LoadedKey {
+            label,
             path: path.cloned(),
             private: Zeroizing::new(trimmed.to_string()),
             passphrase: if encrypted { passphrase.cloned() } else { None },
             public: None,
             fingerprint: None,
-        }));
+        });
     }
     if trimmed.starts_with("PuTTY-User-Key-File") {
         return Err(key_error(
@@ -321,15 +522,26 @@ impl fmt::Debug for Credential {
         let mut d = f.debug_struct("Credential");
         d.field("user", &self.user);
         match &self.secret {
-            Secret::KeyFile { path, passphrase } => d
-                .field("key_file", path)
-                .field("passphrase", &passphrase.as_ref().map(|_| "[REDACTED]")),
-            Secret::KeyPem { passphrase, .. } => d
-                .field("key_pem", &"[REDACTED]")
-                .field("passphrase", &passphrase.as_ref().map(|_| "[REDACTED]")),
+            Secret::Keys(keys) => d.field("keys", keys),
             Secret::Password(_) => d.field("password", &"[REDACTED]"),
         };
         d.finish()
+    }
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("KeyPair");
+        d.field("label", &self.label());
+        match &self.source {
+            KeySource::File(path) => d.field("file", path),
+            KeySource::Memory(_) => d.field("pem", &"[REDACTED]"),
+        };
+        d.field(
+            "passphrase",
+            &self.passphrase.as_ref().map(|_| "[REDACTED]"),
+        )
+        .finish()
     }
 }
 
@@ -337,11 +549,10 @@ impl fmt::Debug for Loaded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Loaded::Password(_) => f.write_str("Password([REDACTED])"),
-            Loaded::Key(k) => f
-                .debug_struct("LoadedKey")
-                .field("path", &k.path)
-                .field("fingerprint", &k.fingerprint)
-                .finish_non_exhaustive(),
+            Loaded::Keys(keys) => f
+                .debug_list()
+                .entries(keys.iter().map(|k| (&k.label, &k.fingerprint)))
+                .finish(),
         }
     }
 }

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use socket2::{Domain, Protocol, Socket, Type};
 use ssh2::{DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
 
-use crate::credential::Loaded;
+use crate::credential::{Loaded, LoadedKey};
 use crate::error::{ssh2_kind, BoxError};
 use crate::known_host::HostKeyPolicy;
 use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
@@ -112,10 +112,14 @@ impl SessionInner {
 #[non_exhaustive]
 pub enum AuthMethod {
     /// Public key authentication.
+    #[non_exhaustive]
     PublicKey {
         /// SHA256 fingerprint of the key that was accepted, when known
         /// (always for OpenSSH-format keys; not for PEM keys).
         fingerprint: Option<String>,
+        /// The key's label ([`KeyPair::with_label`](crate::KeyPair::with_label),
+        /// else its file name).
+        label: String,
     },
     /// Password authentication.
     Password,
@@ -130,8 +134,12 @@ impl fmt::Display for AuthMethod {
         match self {
             AuthMethod::PublicKey {
                 fingerprint: Some(fp),
-            } => write!(f, "publickey {fp}"),
-            AuthMethod::PublicKey { fingerprint: None } => f.write_str("publickey"),
+                label,
+            } => write!(f, "publickey {label} {fp}"),
+            AuthMethod::PublicKey {
+                fingerprint: None,
+                label,
+            } => write!(f, "publickey {label}"),
             AuthMethod::Password => f.write_str("password"),
             AuthMethod::KeyboardInteractive => f.write_str("keyboard-interactive"),
             AuthMethod::None => f.write_str("none"),
@@ -561,55 +569,60 @@ impl SessionBuilder {
         debug!("{}:{} allows: {}", self.host, self.port, allowed.join(","));
         let offers = |m: &str| allowed.iter().any(|a| a == m);
 
-        let attempt = match loaded {
-            Loaded::Key(key) if offers("publickey") => Some(
-                ssh.userauth_pubkey_memory(
-                    user,
-                    key.public.as_deref(),
-                    &key.private,
-                    key.passphrase.as_ref().map(|p| p.expose_secret()),
-                )
-                .map(|()| AuthMethod::PublicKey {
-                    fingerprint: key.fingerprint.clone(),
-                }),
-            ),
-            Loaded::Password(pw) if offers("password") => Some(
-                ssh.userauth_password(user, pw.expose_secret())
-                    .map(|()| AuthMethod::Password),
-            ),
+        let mut tried = Vec::new();
+        match loaded {
+            Loaded::Keys(keys) if offers("publickey") => {
+                for (index, key) in keys.iter().enumerate() {
+                    tried.push(key.describe());
+                    let result = ssh.userauth_pubkey_memory(
+                        user,
+                        key.public.as_deref(),
+                        &key.private,
+                        key.passphrase.as_ref().map(|p| p.expose_secret()),
+                    );
+                    if self.settle(ssh, result, Some(key), local)? {
+                        if index > 0 {
+                            warn!(
+                                "{}:{} still accepts only an older key: {} ({}); refused: {}",
+                                self.host,
+                                self.port,
+                                key.label,
+                                key.describe(),
+                                keys[..index]
+                                    .iter()
+                                    .map(|k| k.label.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            );
+                        }
+                        return Ok(AuthMethod::PublicKey {
+                            fingerprint: key.fingerprint.clone(),
+                            label: key.label.clone(),
+                        });
+                    }
+                }
+            }
+            Loaded::Keys(keys) => tried.extend(keys.iter().map(LoadedKey::describe)),
+            Loaded::Password(pw) if offers("password") => {
+                tried.push("password".to_string());
+                let result = ssh.userauth_password(user, pw.expose_secret());
+                if self.settle(ssh, result, None, local)? {
+                    return Ok(AuthMethod::Password);
+                }
+            }
             Loaded::Password(pw) if offers("keyboard-interactive") => {
+                tried.push("keyboard-interactive (password)".to_string());
                 let mut prompter = PasswordPrompter {
                     password: pw,
                     rounds: 0,
                 };
-                Some(
-                    ssh.userauth_keyboard_interactive(user, &mut prompter)
-                        .map(|()| AuthMethod::KeyboardInteractive),
-                )
+                let result = ssh.userauth_keyboard_interactive(user, &mut prompter);
+                if self.settle(ssh, result, None, local)? {
+                    return Ok(AuthMethod::KeyboardInteractive);
+                }
             }
             // The server does not offer what we have.
-            _ => None,
-        };
-        let tried = match loaded {
-            Loaded::Key(key) => key.describe(),
-            Loaded::Password(_) if !offers("password") && offers("keyboard-interactive") => {
-                "keyboard-interactive (password)".to_string()
-            }
-            Loaded::Password(_) => "password".to_string(),
-        };
-        match attempt {
-            Some(Ok(method)) if ssh.authenticated() => return Ok(method),
-            Some(Err(e)) => {
-                if let Loaded::Key(key) = loaded {
-                    if let Some(err) = key.auth_error(&e) {
-                        return Err(err);
-                    }
-                }
-                if ssh2_kind(&e) != ErrorKind::Auth {
-                    return Err(self.auth_stage_error(e, local));
-                }
-            }
-            _ => {}
+            Loaded::Password(_) => tried.push("password".to_string()),
         }
         // Ask again: the list may have changed after a partial success.
         let allowed = ssh.auth_methods(user).map(split_methods).unwrap_or(allowed);
@@ -617,10 +630,36 @@ impl SessionBuilder {
             user: user.to_string(),
             host: self.host.clone(),
             port: self.port,
-            tried: vec![tried],
+            tried,
             allowed,
             source: None,
         })
+    }
+
+    /// The outcome of one authentication attempt: `Ok(true)` when we are in,
+    /// `Ok(false)` when the server refused (or wants another method too),
+    /// an error when the attempt could not be made (key unusable, hang-up,
+    /// timeout).
+    fn settle(
+        &self,
+        ssh: &ssh2::Session,
+        result: std::result::Result<(), ssh2::Error>,
+        key: Option<&LoadedKey>,
+        local: SocketAddr,
+    ) -> Result<bool> {
+        match result {
+            Ok(()) => Ok(ssh.authenticated()),
+            Err(e) => {
+                if let Some(err) = key.and_then(|k| k.auth_error(&e)) {
+                    return Err(err);
+                }
+                if ssh2_kind(&e) == ErrorKind::Auth {
+                    Ok(false)
+                } else {
+                    Err(self.auth_stage_error(e, local))
+                }
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
-use etl_ssh::{AuthMethod, Credential, ErrorKind, KnownHost, Session, SessionBuilder};
+use etl_ssh::{AuthMethod, Credential, ErrorKind, KeyPair, KnownHost, Session, SessionBuilder};
 use secrecy::SecretString;
 
 /// A builder aimed at `server`, pinned by its ed25519 key, with short deadlines.
@@ -59,7 +59,7 @@ fn connect_with_key(kind: KeyKind, format: KeyFormat) {
         session.banner()
     );
     match session.auth_method() {
-        AuthMethod::PublicKey { fingerprint } => {
+        AuthMethod::PublicKey { fingerprint, .. } => {
             if format == KeyFormat::OpenSsh {
                 assert_eq!(fingerprint.as_deref(), Some(key.fingerprint.as_str()));
             }
@@ -120,11 +120,10 @@ fn key_held_in_memory() {
         ))
         .connect()
         .expect("in-memory key connects");
-    assert_eq!(
-        session.auth_method(),
-        &AuthMethod::PublicKey {
-            fingerprint: Some(key.fingerprint.clone())
-        }
+    assert!(
+        matches!(session.auth_method(), AuthMethod::PublicKey { fingerprint: Some(fp), .. } if *fp == key.fingerprint),
+        "{:?}",
+        session.auth_method()
     );
 }
 
@@ -760,4 +759,84 @@ fn trust_on_first_use_records_then_enforces() {
         recorded,
         "impostor recorded"
     );
+}
+
+#[test]
+fn rotated_credential_reports_the_old_key_still_accepted() {
+    let new = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let old = client_key(KeyKind::Rsa3072, KeyFormat::Pem, None);
+    let Some(server) = Sshd::builder()
+        .authorized_key(&old.public_line)
+        .start_if_available()
+    else {
+        return;
+    };
+    let cred = Credential::key_pairs(
+        current_user(),
+        [
+            KeyPair::file(&new.path).with_label("2026"),
+            KeyPair::file(&old.path).with_label("2024"),
+        ],
+    );
+    let session = builder(&server)
+        .credential(cred.clone())
+        .connect()
+        .expect("old key accepted");
+    match session.auth_method() {
+        AuthMethod::PublicKey { label, .. } => assert_eq!(label, "2024"),
+        other => panic!("{other:?}"),
+    }
+    // Once the partner installs the new key, the new key is the one used.
+    server.add_authorized_key(&new.public_line);
+    let session = builder(&server)
+        .credential(cred.clone())
+        .connect()
+        .expect("new key accepted");
+    match session.auth_method() {
+        AuthMethod::PublicKey {
+            label, fingerprint, ..
+        } => {
+            assert_eq!(label, "2026");
+            assert_eq!(fingerprint.as_deref(), Some(new.fingerprint.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Neither key authorized: both are named in the error.
+    let (a, b) = (
+        client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None),
+        client_key(KeyKind::Ecdsa, KeyFormat::OpenSsh, None),
+    );
+    let err = builder(&server)
+        .credential(Credential::key_pairs(
+            current_user(),
+            [KeyPair::file(&a.path), KeyPair::file(&b.path)],
+        ))
+        .connect()
+        .expect_err("must fail");
+    eprintln!("error: {err}");
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    for fp in [&a.fingerprint, &b.fingerprint] {
+        assert!(err.to_string().contains(fp.as_str()), "{err}");
+    }
+}
+
+#[test]
+fn credential_tells_what_to_send_the_partner() {
+    for (kind, format) in [
+        (KeyKind::Ed25519, KeyFormat::OpenSsh),
+        (KeyKind::Ecdsa, KeyFormat::Pem),
+    ] {
+        let key = client_key(kind, format, Some("a passphrase"));
+        // No passphrase needed to print the public half.
+        let cred = Credential::key_pair("etl", &key.path);
+        assert_eq!(cred.fingerprint().expect("fingerprint"), key.fingerprint);
+        let line = cred.public_key().expect("public key line");
+        let ours: Vec<&str> = line.split_whitespace().take(2).collect();
+        let theirs: Vec<&str> = key.public_line.split_whitespace().take(2).collect();
+        assert_eq!(ours, theirs, "{kind:?}/{format:?}");
+    }
+    let err = Credential::password("etl", SecretString::from("x"))
+        .public_key()
+        .expect_err("must fail");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
