@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
@@ -49,6 +50,40 @@ enum Secret {
     /// Tried in order: the newest key first when rotating.
     Keys(Vec<KeyPair>),
     Password(SecretString),
+    /// An ssh-agent: at this socket, or at `SSH_AUTH_SOCK`.
+    Agent(Option<PathBuf>),
+    KeyboardInteractive(Arc<Responder>),
+}
+
+/// Answers a keyboard-interactive round: the server's instructions and
+/// prompts in, one answer per prompt out.
+pub(crate) type Responder = dyn Fn(&str, &[AuthPrompt]) -> Vec<SecretString> + Send + Sync;
+
+/// One prompt of a keyboard-interactive round, for
+/// [`Credential::keyboard_interactive`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPrompt {
+    text: String,
+    echo: bool,
+}
+
+impl AuthPrompt {
+    pub(crate) fn new(text: impl Into<String>, echo: bool) -> AuthPrompt {
+        AuthPrompt {
+            text: text.into(),
+            echo,
+        }
+    }
+
+    /// What the server asks, e.g. `Password: ` or `Verification code: `.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the answer may be shown as typed (`false` for secrets).
+    pub fn echo(&self) -> bool {
+        self.echo
+    }
 }
 
 /// One private key of a [`Credential`]: a file or text held in memory, an
@@ -73,6 +108,7 @@ pub struct KeyPair {
     label: Option<String>,
     source: KeySource,
     passphrase: Option<SecretString>,
+    certificate: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -89,6 +125,7 @@ impl KeyPair {
             label: None,
             source: KeySource::File(path.as_ref().to_path_buf()),
             passphrase: None,
+            certificate: None,
         }
     }
 
@@ -98,7 +135,28 @@ impl KeyPair {
             label: None,
             source: KeySource::Memory(private_key),
             passphrase: None,
+            certificate: None,
         }
+    }
+
+    /// An OpenSSH user certificate for this key (`id_ed25519-cert.pub`),
+    /// for servers that trust a CA (`TrustedUserCAKeys`) instead of listing
+    /// keys. For a key file, `<key>-cert.pub` beside it is used without
+    /// asking when it exists.
+    pub fn with_certificate(mut self, certificate: impl AsRef<Path>) -> KeyPair {
+        self.certificate = Some(certificate.as_ref().to_path_buf());
+        self
+    }
+
+    /// The certificate to offer: as set, else `<key>-cert.pub` if present.
+    fn certificate_path(&self) -> Option<PathBuf> {
+        if let Some(cert) = &self.certificate {
+            return Some(cert.clone());
+        }
+        let mut beside = self.path()?.as_os_str().to_owned();
+        beside.push("-cert.pub");
+        let beside = PathBuf::from(beside);
+        beside.is_file().then_some(beside)
     }
 
     /// The passphrase of an encrypted key.
@@ -219,7 +277,31 @@ impl KeyPair {
 
     fn load(&self) -> Result<LoadedKey> {
         let text = self.text()?;
-        load_key(&text, self.passphrase.as_ref(), self.path(), self.label())
+        let mut key = load_key(&text, self.passphrase.as_ref(), self.path(), self.label())?;
+        if let Some(cert) = self.certificate_path() {
+            let line = std::fs::read_to_string(&cert).map_err(|e| Error::KeyFile {
+                path: Some(cert.clone()),
+                reason: "certificate cannot be read".into(),
+                source: Some(Box::new(e)),
+            })?;
+            let line = line.trim();
+            let is_cert = line
+                .split_whitespace()
+                .next()
+                .is_some_and(|t| t.ends_with("-cert-v01@openssh.com"));
+            if !is_cert {
+                return Err(Error::KeyFile {
+                    path: Some(cert),
+                    reason: "is not an OpenSSH certificate (`...-cert-v01@openssh.com` line)"
+                        .into(),
+                    source: None,
+                });
+            }
+            // libssh2 offers a certificate when it is given as the public key.
+            key.public = Some(line.to_string());
+            key.certificate = Some(cert);
+        }
+        Ok(key)
     }
 }
 
@@ -285,12 +367,59 @@ impl Credential {
         self
     }
 
+    /// The keys held by an ssh-agent, at the socket `SSH_AUTH_SOCK` names.
+    /// Every identity the agent holds is tried in turn (not only the first,
+    /// as libssh2's own agent authentication does).
+    pub fn agent(user: impl Into<String>) -> Credential {
+        Credential {
+            user: user.into(),
+            secret: Secret::Agent(None),
+        }
+    }
+
+    /// The keys held by the ssh-agent listening at `socket`.
+    pub fn agent_at(user: impl Into<String>, socket: impl AsRef<Path>) -> Credential {
+        Credential {
+            user: user.into(),
+            secret: Secret::Agent(Some(socket.as_ref().to_path_buf())),
+        }
+    }
+
+    /// Keyboard-interactive authentication answered by `responder`: for
+    /// servers that ask more than a password (a one-time code, a PIN). It
+    /// gets the server's instructions and prompts of each round and returns
+    /// one answer per prompt.
+    ///
+    /// ```
+    /// use etl_ssh::Credential;
+    /// use secrecy::SecretString;
+    ///
+    /// let cred = Credential::keyboard_interactive("etl", |_instructions, prompts| {
+    ///     prompts
+    ///         .iter()
+    ///         .map(|p| match p.text() {
+    ///             t if t.contains("assword") => SecretString::from("from the vault"),
+    ///             _ => SecretString::from(""),
+    ///         })
+    ///         .collect()
+    /// });
+    /// ```
+    pub fn keyboard_interactive(
+        user: impl Into<String>,
+        responder: impl Fn(&str, &[AuthPrompt]) -> Vec<SecretString> + Send + Sync + 'static,
+    ) -> Credential {
+        Credential {
+            user: user.into(),
+            secret: Secret::KeyboardInteractive(Arc::new(responder)),
+        }
+    }
+
     /// The keys of a key credential, in the order they are tried; empty for
     /// a password.
     pub fn keys(&self) -> &[KeyPair] {
         match &self.secret {
             Secret::Keys(keys) => keys,
-            Secret::Password(_) => &[],
+            _ => &[],
         }
     }
 
@@ -334,7 +463,8 @@ impl Credential {
     pub fn method(&self) -> &'static str {
         match self.secret {
             Secret::Password(_) => "password",
-            _ => "publickey",
+            Secret::KeyboardInteractive(_) => "keyboard-interactive",
+            Secret::Keys(_) | Secret::Agent(_) => "publickey",
         }
     }
 
@@ -343,6 +473,8 @@ impl Credential {
     pub(crate) fn load(&self) -> Result<Loaded> {
         match &self.secret {
             Secret::Password(p) => Ok(Loaded::Password(p.clone())),
+            Secret::Agent(socket) => Ok(Loaded::Agent(socket.clone())),
+            Secret::KeyboardInteractive(r) => Ok(Loaded::KeyboardInteractive(Arc::clone(r))),
             Secret::Keys(keys) if keys.is_empty() => Err(Error::invalid(
                 "credential",
                 "Credential::key_pairs was given no key",
@@ -360,6 +492,8 @@ impl Credential {
 pub(crate) enum Loaded {
     Password(SecretString),
     Keys(Vec<LoadedKey>),
+    Agent(Option<PathBuf>),
+    KeyboardInteractive(Arc<Responder>),
 }
 
 /// A private key in a form libssh2 reads from memory.
@@ -377,14 +511,21 @@ pub(crate) struct LoadedKey {
     pub(crate) public: Option<String>,
     /// SHA256 fingerprint of the public key, when known.
     pub(crate) fingerprint: Option<String>,
+    /// The certificate offered in place of the plain public key.
+    pub(crate) certificate: Option<PathBuf>,
 }
 
 impl LoadedKey {
     /// How to name this key in logs and errors.
     pub(crate) fn describe(&self) -> String {
+        let cert = if self.certificate.is_some() {
+            " (certificate)"
+        } else {
+            ""
+        };
         match &self.fingerprint {
-            Some(fp) => format!("publickey {} {fp}", self.label),
-            None => format!("publickey {}", self.label),
+            Some(fp) => format!("publickey {} {fp}{cert}", self.label),
+            None => format!("publickey {}{cert}", self.label),
         }
     }
 
@@ -481,6 +622,7 @@ fn load_key(
             passphrase: None,
             public: Some(line),
             fingerprint: Some(public.fingerprint(HashAlg::Sha256).to_string()),
+            certificate: None,
         });
     }
     if PEM_BEGINS.iter().any(|b| trimmed.starts_with(b)) {
@@ -499,6 +641,7 @@ fn load_key(
             passphrase: if encrypted { passphrase.cloned() } else { None },
             public: None,
             fingerprint: None,
+            certificate: None,
         });
     }
     if trimmed.starts_with("PuTTY-User-Key-File") {
@@ -524,6 +667,8 @@ impl fmt::Debug for Credential {
         match &self.secret {
             Secret::Keys(keys) => d.field("keys", keys),
             Secret::Password(_) => d.field("password", &"[REDACTED]"),
+            Secret::Agent(socket) => d.field("agent", socket),
+            Secret::KeyboardInteractive(_) => d.field("keyboard_interactive", &"<responder>"),
         };
         d.finish()
     }
@@ -541,6 +686,7 @@ impl fmt::Debug for KeyPair {
             "passphrase",
             &self.passphrase.as_ref().map(|_| "[REDACTED]"),
         )
+        .field("certificate", &self.certificate)
         .finish()
     }
 }
@@ -549,6 +695,8 @@ impl fmt::Debug for Loaded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Loaded::Password(_) => f.write_str("Password([REDACTED])"),
+            Loaded::Agent(socket) => f.debug_tuple("Agent").field(socket).finish(),
+            Loaded::KeyboardInteractive(_) => f.write_str("KeyboardInteractive"),
             Loaded::Keys(keys) => f
                 .debug_list()
                 .entries(keys.iter().map(|k| (&k.label, &k.fingerprint)))

@@ -90,7 +90,7 @@ mod error;
 mod known_host;
 mod session;
 
-pub use credential::{Credential, KeyPair};
+pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
 pub use known_host::{HostKey, KnownHost};
 pub use session::{

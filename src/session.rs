@@ -17,7 +17,7 @@ use ssh2::{DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
 use crate::credential::{Loaded, LoadedKey};
 use crate::error::{ssh2_kind, BoxError};
 use crate::known_host::HostKeyPolicy;
-use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
+use crate::{AuthPrompt, Credential, Error, ErrorKind, HostKey, KnownHost, Result};
 
 /// Default for [`SessionBuilder::port`].
 pub const DEFAULT_PORT: u16 = 22;
@@ -621,8 +621,27 @@ impl SessionBuilder {
                     return Ok(AuthMethod::KeyboardInteractive);
                 }
             }
+            Loaded::Agent(socket) if offers("publickey") => {
+                if let Some(method) =
+                    self.auth_agent(ssh, user, socket.as_deref(), local, &mut tried)?
+                {
+                    return Ok(method);
+                }
+            }
+            Loaded::KeyboardInteractive(responder) if offers("keyboard-interactive") => {
+                tried.push("keyboard-interactive".to_string());
+                let mut prompter = CallbackPrompter {
+                    responder: responder.as_ref(),
+                };
+                let result = ssh.userauth_keyboard_interactive(user, &mut prompter);
+                if self.settle(ssh, result, None, local)? {
+                    return Ok(AuthMethod::KeyboardInteractive);
+                }
+            }
             // The server does not offer what we have.
             Loaded::Password(_) => tried.push("password".to_string()),
+            Loaded::Agent(_) => tried.push("publickey (ssh-agent)".to_string()),
+            Loaded::KeyboardInteractive(_) => tried.push("keyboard-interactive".to_string()),
         }
         // Ask again: the list may have changed after a partial success.
         let allowed = ssh.auth_methods(user).map(split_methods).unwrap_or(allowed);
@@ -634,6 +653,52 @@ impl SessionBuilder {
             allowed,
             source: None,
         })
+    }
+
+    /// Tries every identity the agent holds, in the agent's order.
+    fn auth_agent(
+        &self,
+        ssh: &ssh2::Session,
+        user: &str,
+        socket: Option<&std::path::Path>,
+        local: SocketAddr,
+        tried: &mut Vec<String>,
+    ) -> Result<Option<AuthMethod>> {
+        let where_ =
+            socket.map_or_else(|| "SSH_AUTH_SOCK".to_string(), |p| p.display().to_string());
+        let agent_error = |e: ssh2::Error| Error::KeyFile {
+            path: socket.map(std::path::Path::to_path_buf),
+            reason: format!("the ssh-agent ({where_}) cannot be used"),
+            source: Some(Box::new(e)),
+        };
+        let mut agent = ssh.agent().map_err(agent_error)?;
+        if let Some(socket) = socket {
+            agent.set_identity_path(socket).map_err(agent_error)?;
+        }
+        agent.connect().map_err(agent_error)?;
+        agent.list_identities().map_err(agent_error)?;
+        let identities = agent.identities().map_err(agent_error)?;
+        if identities.is_empty() {
+            tried.push(format!("publickey (ssh-agent {where_} holds no key)"));
+        }
+        let mut accepted = None;
+        for identity in &identities {
+            let fingerprint = HostKey::from_blob(identity.blob())
+                .map(|k| k.fingerprint())
+                .ok();
+            let label = identity.comment().to_string();
+            tried.push(format!(
+                "publickey {label} {} (ssh-agent)",
+                fingerprint.as_deref().unwrap_or("?")
+            ));
+            let result = agent.userauth(user, identity);
+            if self.settle(ssh, result, None, local)? {
+                accepted = Some(AuthMethod::PublicKey { fingerprint, label });
+                break;
+            }
+        }
+        let _ = agent.disconnect();
+        Ok(accepted)
     }
 
     /// The outcome of one authentication attempt: `Ok(true)` when we are in,
@@ -690,6 +755,35 @@ impl KeyboardInteractivePrompt for PasswordPrompter<'_> {
                 } else {
                     String::new()
                 }
+            })
+            .collect()
+    }
+}
+
+/// Hands each keyboard-interactive round to the caller's responder.
+struct CallbackPrompter<'a> {
+    responder: &'a crate::credential::Responder,
+}
+
+impl KeyboardInteractivePrompt for CallbackPrompter<'_> {
+    fn prompt<'b>(
+        &mut self,
+        _username: &str,
+        instructions: &str,
+        prompts: &[Prompt<'b>],
+    ) -> Vec<String> {
+        let ours: Vec<AuthPrompt> = prompts
+            .iter()
+            .map(|p| AuthPrompt::new(p.text.to_string(), p.echo))
+            .collect();
+        let answers = (self.responder)(instructions, &ours);
+        // One answer per prompt, whatever the responder returned.
+        (0..prompts.len())
+            .map(|i| {
+                answers
+                    .get(i)
+                    .map(|a| a.expose_secret().to_string())
+                    .unwrap_or_default()
             })
             .collect()
     }

@@ -1,0 +1,217 @@
+//! More ways in, against a real sshd: an ssh-agent holding several keys,
+//! keyboard-interactive answered by a callback, and an OpenSSH user
+//! certificate signed by a CA the server trusts.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
+use etl_ssh::{AuthMethod, Credential, ErrorKind, KeyPair, KnownHost, Session, SessionBuilder};
+use secrecy::SecretString;
+
+fn builder(server: &Sshd) -> SessionBuilder {
+    Session::builder(server.host())
+        .port(server.port())
+        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(20))
+}
+
+/// An `ssh-agent` run in the foreground on its own socket, ended on drop.
+struct Agent {
+    child: Child,
+    _dir: tempfile::TempDir,
+    socket: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start() -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client) is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent never made its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent {
+            child,
+            _dir: dir,
+            socket,
+        }
+    }
+
+    fn add(&self, key: &Path) {
+        let status = Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .stdin(Stdio::null())
+            .status()
+            .expect("ssh-add");
+        assert!(status.success(), "ssh-add {}", key.display());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn agent_tries_every_identity() {
+    let first = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let second = client_key(KeyKind::Ecdsa, KeyFormat::OpenSsh, None);
+    let Some(server) = Sshd::builder()
+        .authorized_key(&second.public_line)
+        .start_if_available()
+    else {
+        return;
+    };
+    let agent = Agent::start();
+    agent.add(&first.path);
+    agent.add(&second.path);
+    let session = builder(&server)
+        .credential(Credential::agent_at(current_user(), &agent.socket))
+        .connect()
+        .expect("the agent's second key is accepted");
+    match session.auth_method() {
+        AuthMethod::PublicKey { fingerprint, .. } => {
+            assert_eq!(fingerprint.as_deref(), Some(second.fingerprint.as_str()))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An empty agent: refused, and the error says the agent held nothing.
+    let empty = Agent::start();
+    let err = builder(&server)
+        .credential(Credential::agent_at(current_user(), &empty.socket))
+        .connect()
+        .expect_err("must fail");
+    eprintln!("error: {err}");
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    assert!(err.to_string().contains("holds no key"), "{err}");
+}
+
+#[test]
+fn keyboard_interactive_callback() {
+    let Some((user, password)) = common::password_account() else {
+        return;
+    };
+    let Some(server) = Sshd::builder().kbd_interactive_only().start_if_available() else {
+        return;
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let cred = Credential::keyboard_interactive(user, move |_instructions, prompts| {
+        log.lock().expect("lock").extend(prompts.iter().cloned());
+        prompts
+            .iter()
+            .map(|p| {
+                if p.echo() {
+                    SecretString::from("")
+                } else {
+                    SecretString::from(password)
+                }
+            })
+            .collect()
+    });
+    let session = builder(&server)
+        .credential(cred)
+        .connect()
+        .expect("kbd-interactive");
+    assert_eq!(session.auth_method(), &AuthMethod::KeyboardInteractive);
+    let prompts = seen.lock().expect("lock").clone();
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.text().contains("assword") && !p.echo()),
+        "{prompts:?}"
+    );
+
+    let cred = Credential::keyboard_interactive(user, |_, prompts| {
+        prompts
+            .iter()
+            .map(|_| SecretString::from("wrong"))
+            .collect()
+    });
+    let err = builder(&server)
+        .credential(cred)
+        .connect()
+        .expect_err("must fail");
+    assert_eq!(err.kind(), ErrorKind::Auth);
+}
+
+#[test]
+fn user_certificate_signed_by_trusted_ca() {
+    let ca = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let Some(server) = Sshd::builder()
+        .extra_config(&format!("TrustedUserCAKeys {}", ca.public_path.display()))
+        .start_if_available()
+    else {
+        return;
+    };
+    // Without the certificate the key is a stranger.
+    let err = builder(&server)
+        .credential(Credential::key_pair(current_user(), &key.path))
+        .connect()
+        .expect_err("must fail");
+    assert_eq!(err.kind(), ErrorKind::Auth);
+
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca.path)
+        .args(["-I", "etl-ssh-test", "-n", &current_user(), "-V", "-5m:+1h"])
+        .arg(&key.public_path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ssh-keygen -s");
+    assert!(status.success());
+    // `<key>-cert.pub` beside the key is picked up without being named.
+    let session = builder(&server)
+        .credential(Credential::key_pair(current_user(), &key.path))
+        .connect()
+        .expect("certificate accepted");
+    assert!(matches!(
+        session.auth_method(),
+        AuthMethod::PublicKey { .. }
+    ));
+    assert!(
+        server.wait_for_log(
+            "Accepted certificate ID \"etl-ssh-test\"",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log()
+    );
+
+    // Named explicitly, from elsewhere.
+    let cert_path = {
+        let mut p = key.path.as_os_str().to_owned();
+        p.push("-cert.pub");
+        std::path::PathBuf::from(p)
+    };
+    let moved = tempfile::tempdir().expect("tempdir");
+    let elsewhere = moved.path().join("user-cert.pub");
+    std::fs::rename(&cert_path, &elsewhere).expect("move cert");
+    builder(&server)
+        .credential(Credential::key_pairs(
+            current_user(),
+            [KeyPair::file(&key.path).with_certificate(&elsewhere)],
+        ))
+        .connect()
+        .expect("explicit certificate accepted");
+}
