@@ -87,11 +87,16 @@
 
 mod credential;
 mod error;
+mod exec;
 mod known_host;
 mod session;
 
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
+pub use exec::{
+    quote, quote_args, ExecChild, ExecOutput, ExecSession, ExecStderr, ExecStdin, ExecStdout,
+    ExitStatus, DEFAULT_MAX_OUTPUT,
+};
 pub use known_host::{HostKey, KnownHost};
 pub use session::{
     AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,

@@ -1,0 +1,301 @@
+//! `ExecSession` against a real OpenSSH sshd on 127.0.0.1: output captured
+//! byte-exact from both streams at once, stdin streamed, exit codes and
+//! signals, timeouts, the output cap, quoting, and servers that refuse.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd, SshdBuilder};
+use etl_ssh::{quote, quote_args, Credential, ErrorKind, ExecSession, KnownHost, Session};
+
+const MIB: usize = 1024 * 1024;
+
+/// A started server and a session on it, as the test user with a fresh key.
+struct Fixture {
+    session: Session,
+    _server: Sshd,
+    _key: ClientKey,
+}
+
+fn fixture_with(builder: SshdBuilder) -> Option<Fixture> {
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let server = builder
+        .authorized_key(&key.public_line)
+        .start_if_available()?;
+    let session = Session::builder(server.host())
+        .port(server.port())
+        .known_host(
+            KnownHost::public_key(server.host_key_public_line("ed25519")).expect("host key line"),
+        )
+        .credential(Credential::key_pair(current_user(), &key.path))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .expect("connect to the test sshd");
+    Some(Fixture {
+        session,
+        _server: server,
+        _key: key,
+    })
+}
+
+fn fixture() -> Option<Fixture> {
+    fixture_with(Sshd::builder())
+}
+
+impl Fixture {
+    fn exec(&self) -> ExecSession {
+        self.session.exec().expect("exec session")
+    }
+}
+
+/// Deterministic, incompressible-looking bytes (xorshift), different per seed.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `data` to a file the server can read (it runs on this machine).
+fn remote_file(dir: &Path, name: &str, data: &[u8]) -> String {
+    let path = dir.join(name);
+    fs::write(&path, data).expect("write test file");
+    path.to_str().expect("utf-8 temp path").to_string()
+}
+
+fn same(what: &str, got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    assert!(got == want, "{what}: content differs");
+}
+
+#[test]
+fn stdout_and_stderr_16_mib_each_interleaved() {
+    let Some(f) = fixture() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = pattern(16 * MIB, 1);
+    let err = pattern(16 * MIB, 2);
+    let o = remote_file(dir.path(), "out.bin", &out);
+    let e = remote_file(dir.path(), "err.bin", &err);
+    let exec = f.exec();
+
+    // Both at once, interleaved as the scheduler pleases.
+    let cmd = format!("cat {} & cat {} >&2; wait", quote(&o), quote(&e));
+    let res = exec.run(&cmd).unwrap();
+    assert_eq!(res.exit_code(), Some(0), "{res:?}");
+    same("stdout", res.stdout(), &out);
+    same("stderr", res.stderr(), &err);
+
+    // All of stderr before any stdout: a reader that waited on stdout only
+    // would stall once stderr filled the channel window.
+    let cmd = format!("cat {} >&2; cat {}", quote(&e), quote(&o));
+    let res = exec.run(&cmd).unwrap();
+    assert!(res.success(), "{res:?}");
+    same("stdout", res.stdout(), &out);
+    same("stderr", res.stderr(), &err);
+}
+
+#[test]
+fn stderr_64_mib_alone() {
+    let Some(f) = fixture() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = pattern(64 * MIB, 3);
+    let e = remote_file(dir.path(), "err.bin", &err);
+    let res = f.exec().run(&format!("cat {} >&2", quote(&e))).unwrap();
+    assert!(res.success(), "{res:?}");
+    assert!(res.stdout().is_empty());
+    same("stderr", res.stderr(), &err);
+}
+
+#[test]
+fn stdin_64_mib_through_cat() {
+    let Some(f) = fixture() else { return };
+    let data = pattern(64 * MIB, 4);
+    let res = f.exec().run_with_input("cat", &data[..]).unwrap();
+    assert!(res.success(), "{res:?}");
+    same("stdout", res.stdout(), &data);
+    assert!(res.stderr().is_empty());
+}
+
+#[test]
+fn stdin_from_a_reader_and_a_command_that_stops_reading() {
+    let Some(f) = fixture() else { return };
+    let exec = f.exec();
+    let res = exec.run_with_input("wc -c", &b"hello\n"[..]).unwrap();
+    assert_eq!(String::from_utf8_lossy(res.stdout()).trim(), "6");
+
+    // `head` exits after 10 bytes: the rest of the input is dropped, no error.
+    let big = std::io::repeat(b'x').take(32 * MIB as u64);
+    let res = exec.run_with_input("head -c 10", big).unwrap();
+    assert!(res.success(), "{res:?}");
+    assert_eq!(res.stdout(), b"xxxxxxxxxx");
+    // The session is fine afterwards.
+    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+}
+
+#[test]
+fn exit_code_signal_and_unknown_command() {
+    let Some(f) = fixture() else { return };
+    let exec = f.exec();
+
+    let res = exec.run("exit 7").unwrap();
+    assert_eq!(res.exit_code(), Some(7));
+    assert_eq!(res.exit_signal(), None);
+    assert!(!res.success());
+    assert_eq!(res.status().to_string(), "exit code 7");
+
+    let res = exec.run("echo before; kill -TERM $$").unwrap();
+    assert_eq!(res.exit_signal(), Some("TERM"), "{res:?}");
+    assert_eq!(res.exit_code(), None);
+    assert!(!res.success());
+    assert_eq!(res.stdout(), b"before\n");
+    assert_eq!(res.status().to_string(), "killed by signal TERM");
+
+    let res = exec.run("no-such-command-etl-ssh --x").unwrap();
+    assert_eq!(res.exit_code(), Some(127), "{res:?}");
+    let stderr = String::from_utf8_lossy(res.stderr());
+    assert!(stderr.contains("no-such-command-etl-ssh"), "{stderr}");
+    assert!(stderr.contains("not found"), "{stderr}");
+
+    let res = exec.run("printf 'a\\0b'; true").unwrap();
+    assert!(res.success());
+    assert_eq!(res.stdout(), b"a\0b");
+}
+
+#[test]
+fn timeout_ends_the_command_and_the_session_stays_usable() {
+    let Some(f) = fixture() else { return };
+    let exec = f.exec().with_timeout(Duration::from_secs(2));
+    assert_eq!(exec.timeout(), Duration::from_secs(2));
+    let started = Instant::now();
+    let err = exec.run("sleep 100").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("sleep 100"), "{err}");
+
+    // Same session, same ExecSession, and a fresh one.
+    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+    assert_eq!(f.exec().run("echo ok").unwrap().stdout(), b"ok\n");
+
+    // A command that keeps printing is cut off too.
+    let err = exec.run("yes").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+}
+
+#[test]
+fn default_timeout_is_the_sessions() {
+    let Some(f) = fixture() else { return };
+    assert_eq!(f.exec().timeout(), f.session.timeout());
+}
+
+#[test]
+fn output_cap_is_an_error_not_a_truncation() {
+    let Some(f) = fixture() else { return };
+    let exec = f.exec().with_max_output(1000);
+    assert_eq!(exec.max_output(), 1000);
+    // Exactly at the cap is fine; stdout and stderr count together.
+    let res = exec
+        .run("head -c 600 /dev/zero; head -c 400 /dev/zero >&2")
+        .unwrap();
+    assert_eq!((res.stdout().len(), res.stderr().len()), (600, 400));
+
+    let err = exec
+        .run("head -c 600 /dev/zero; head -c 401 /dev/zero >&2")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert!(err.to_string().contains("cap of 1000 bytes"), "{err}");
+
+    // An endless producer is stopped at the cap, long before the timeout.
+    let started = Instant::now();
+    let err = exec.run("cat /dev/zero").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+}
+
+/// File names full of shell metacharacters survive the trip as one argument.
+#[test]
+fn quoting_round_trip() {
+    let Some(f) = fixture() else { return };
+    let exec = f.exec();
+    let names = [
+        "plain.csv",
+        "with space.csv",
+        "it's.csv",
+        "$HOME",
+        "`touch pwned`",
+        "$(touch pwned)",
+        "semi;colon&amp|pipe",
+        "new\nline",
+        "back\\slash",
+        "star*?[x]",
+        "\"double\"",
+        "-n",
+        "tab\there",
+        "~tilde",
+        "#hash !bang",
+        "  lead and trail  ",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().to_str().expect("utf-8").to_string();
+
+    // printf gets each name as exactly one argument.
+    let mut args = vec!["printf", "%s\\0"];
+    args.extend(names);
+    let res = exec.run_args(&args).unwrap();
+    assert!(res.success(), "{res:?}");
+    let got: Vec<&[u8]> = res.stdout().split(|b| *b == 0).collect();
+    let mut want: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+    want.push(b"");
+    assert_eq!(got, want);
+
+    // Create the files remotely, then list them.
+    for name in names {
+        let path = format!("{base}/{name}");
+        let res = exec.run_args(["touch", "--", &path]).unwrap();
+        assert!(res.success(), "touch {name:?}: {res:?}");
+    }
+    let res = exec
+        .run(&format!("cd {} && ls -A | LC_ALL=C sort", quote(&base)))
+        .unwrap();
+    assert!(res.success(), "{res:?}");
+    let listed = fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect::<std::collections::BTreeSet<_>>();
+    let expected = names
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(listed, expected);
+    assert!(!Path::new("pwned").exists());
+    assert!(!Path::new(&format!("{base}/pwned")).exists());
+
+    // quote_args is what run_args sends.
+    let res = exec.run(&quote_args(["echo", "a  b", "$c"])).unwrap();
+    assert_eq!(res.stdout(), b"a  b $c\n");
+}
+
+#[test]
+fn run_args_without_arguments_is_invalid() {
+    let Some(f) = fixture() else { return };
+    let err = f.exec().run_args(Vec::<&str>::new()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let err = f.exec().run("echo a\0b").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
