@@ -2,7 +2,7 @@
 //! host-key check, authentication.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -17,7 +17,7 @@ use ssh2::{DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
 use crate::credential::{Loaded, LoadedKey};
 use crate::error::{ssh2_kind, BoxError};
 use crate::known_host::HostKeyPolicy;
-use crate::{AuthPrompt, Credential, Error, ErrorKind, ExecSession, HostKey, KnownHost, Result};
+use crate::{AuthPrompt, Credential, Error, ErrorKind, HostKey, KnownHost, Result};
 
 /// Default for [`SessionBuilder::port`].
 pub const DEFAULT_PORT: u16 = 22;
@@ -161,6 +161,7 @@ pub struct SessionBuilder {
     credential: Option<Credential>,
     pins: Vec<KnownHost>,
     host_key_alias: Option<String>,
+    http_proxy: Option<(String, u16)>,
     connect_timeout: Duration,
     timeout: Duration,
     bind_address: Option<IpAddr>,
@@ -175,6 +176,7 @@ impl Session {
             credential: None,
             pins: Vec::new(),
             host_key_alias: None,
+            http_proxy: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             bind_address: None,
@@ -231,18 +233,6 @@ impl Session {
     #[allow(dead_code)] // used by the SFTP and exec handles
     pub(crate) fn inner(&self) -> &Arc<SessionInner> {
         &self.inner
-    }
-
-    /// Opens the exec side of the session: runs commands on the server.
-    ///
-    /// Each command gets its own channel; the [`ExecSession`] shares this
-    /// connection and keeps it open while it lives.
-    ///
-    /// # Errors
-    ///
-    /// None today; the `Result` leaves room for a check of the server.
-    pub fn exec(&self) -> Result<ExecSession> {
-        Ok(ExecSession::new(Arc::clone(&self.inner)))
     }
 
     /// Says goodbye to the server and closes the connection.
@@ -338,6 +328,19 @@ impl SessionBuilder {
         self
     }
 
+    /// Reaches the server through an HTTP proxy (`CONNECT host:port`), for
+    /// networks whose only way out is a web proxy. The proxy must allow
+    /// CONNECT to the server's port. The host key is still checked end to
+    /// end: the proxy sees only encrypted traffic. Defaults to a direct
+    /// connection.
+    ///
+    /// [`bind_address`](Self::bind_address) then applies to the connection
+    /// to the proxy.
+    pub fn http_proxy(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.http_proxy = Some((host.into(), port));
+        self
+    }
+
     /// Deadline for each step of reaching the server: DNS resolution, the
     /// TCP connection (shared by all addresses of the host) and the SSH
     /// handshake. Defaults to 30 seconds. A zero duration counts as one
@@ -403,9 +406,16 @@ impl SessionBuilder {
             self.host_key_alias.as_deref(),
         )?;
 
-        let started = Instant::now();
-        let addrs = resolve(&self.host, self.port, self.connect_timeout)?;
-        let stream = self.connect_tcp(&addrs, started + self.connect_timeout)?;
+        let deadline = Instant::now() + self.connect_timeout;
+        let (dial_host, dial_port) = match &self.http_proxy {
+            Some((host, port)) => (host.as_str(), *port),
+            None => (self.host.as_str(), self.port),
+        };
+        let addrs = resolve(dial_host, dial_port, self.connect_timeout)?;
+        let stream = self.connect_tcp(dial_host, dial_port, &addrs, deadline)?;
+        if self.http_proxy.is_some() {
+            self.http_connect(&stream, dial_host, dial_port, deadline)?;
+        }
         let peer_addr = stream.peer_addr().map_err(|e| self.connect_error(e))?;
         let local_addr = stream.local_addr().map_err(|e| self.connect_error(e))?;
         info!(
@@ -478,26 +488,115 @@ impl SessionBuilder {
     }
 
     fn connect_error(&self, source: io::Error) -> Error {
+        self.connect_error_to(&self.host, self.port, source)
+    }
+
+    fn connect_error_to(&self, host: &str, port: u16, source: io::Error) -> Error {
         Error::Connect {
-            host: self.host.clone(),
-            port: self.port,
+            host: host.to_string(),
+            port,
             local: self.bind_address,
             source,
         }
     }
 
+    /// Asks the HTTP proxy on `stream` for a tunnel to the server.
+    fn http_connect(
+        &self,
+        stream: &TcpStream,
+        proxy: &str,
+        proxy_port: u16,
+        deadline: Instant,
+    ) -> Result<()> {
+        let authority = if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let operation = format!("HTTP CONNECT to {authority} through {proxy}:{proxy_port}");
+        let io_error = |e: io::Error| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout {
+                operation: operation.clone(),
+                timeout: self.connect_timeout,
+            },
+            _ => self.connect_error_to(proxy, proxy_port, e),
+        };
+        let remaining = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io_error(io::ErrorKind::TimedOut.into()))?;
+        stream
+            .set_write_timeout(Some(remaining))
+            .map_err(io_error)?;
+        stream.set_read_timeout(Some(remaining)).map_err(io_error)?;
+        let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+        (&mut &*stream)
+            .write_all(request.as_bytes())
+            .map_err(io_error)?;
+        // Byte by byte: whatever follows the headers is the SSH server's
+        // banner, which libssh2 must read itself.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 16 * 1024 {
+                return Err(Error::Ssh {
+                    kind: ErrorKind::Protocol,
+                    context: format!("{operation}: the proxy's answer is not HTTP"),
+                    source: None,
+                });
+            }
+            match (&mut &*stream).read(&mut byte).map_err(io_error)? {
+                0 => {
+                    return Err(self.connect_error_to(
+                        proxy,
+                        proxy_port,
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the proxy closed the connection",
+                        ),
+                    ))
+                }
+                _ => head.push(byte[0]),
+            }
+        }
+        stream.set_write_timeout(None).map_err(io_error)?;
+        stream.set_read_timeout(None).map_err(io_error)?;
+        let head = String::from_utf8_lossy(&head);
+        let status_line = head.lines().next().unwrap_or_default().trim().to_string();
+        let status = status_line.split_whitespace().nth(1);
+        if !status_line.starts_with("HTTP/1.") || status != Some("200") {
+            return Err(Error::Ssh {
+                kind: ErrorKind::Connect,
+                context: format!("{operation}: the proxy answered `{status_line}`"),
+                source: None,
+            });
+        }
+        debug!("{operation}: tunnel open");
+        Ok(())
+    }
+
     /// Tries each address in turn until one connects or the deadline passes.
-    fn connect_tcp(&self, addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream> {
+    fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[SocketAddr],
+        deadline: Instant,
+    ) -> Result<TcpStream> {
         let candidates: Vec<SocketAddr> = addrs
             .iter()
             .copied()
             .filter(|a| self.bind_address.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
             .collect();
         if candidates.is_empty() {
-            return Err(self.connect_error(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the host has no address of the bind address's family",
-            )));
+            return Err(self.connect_error_to(
+                host,
+                port,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the host has no address of the bind address's family",
+                ),
+            ));
         }
         let mut last = None;
         for addr in candidates {
@@ -513,9 +612,11 @@ impl SessionBuilder {
             }
         }
         match last {
-            Some(e) if e.kind() != io::ErrorKind::TimedOut => Err(self.connect_error(e)),
+            Some(e) if e.kind() != io::ErrorKind::TimedOut => {
+                Err(self.connect_error_to(host, port, e))
+            }
             _ => Err(Error::Timeout {
-                operation: format!("TCP connect to {}:{}", self.host, self.port),
+                operation: format!("TCP connect to {host}:{port}"),
                 timeout: self.connect_timeout,
             }),
         }

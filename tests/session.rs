@@ -840,3 +840,82 @@ fn credential_tells_what_to_send_the_partner() {
         .expect_err("must fail");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+/// A one-connection HTTP CONNECT proxy on 127.0.0.1: answers `status` and,
+/// for 200, pumps bytes to the requested address. Returns its port and a
+/// handle giving the request head it received.
+fn http_proxy(status: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().expect("accept");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            client.read_exact(&mut byte).expect("request");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).expect("utf-8");
+        let target = head
+            .split_whitespace()
+            .nth(1)
+            .expect("authority")
+            .to_string();
+        client
+            .write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes())
+            .expect("answer");
+        if status.starts_with("200") {
+            let upstream = std::net::TcpStream::connect(&target).expect("upstream");
+            let (mut c2, mut u2) = (
+                client.try_clone().expect("clone"),
+                upstream.try_clone().expect("clone"),
+            );
+            let (mut c1, mut u1) = (client, upstream);
+            let up = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut u1);
+                let _ = u1.shutdown(std::net::Shutdown::Write);
+            });
+            let _ = std::io::copy(&mut u2, &mut c2);
+            let _ = c2.shutdown(std::net::Shutdown::Write);
+            let _ = up.join();
+        }
+        head
+    });
+    (port, handle)
+}
+
+#[test]
+fn http_connect_proxy() {
+    let Some((server, cred)) = key_server() else {
+        return;
+    };
+    let (proxy_port, proxy) = http_proxy("200 Connection established");
+    let session = bare_builder(&server, &cred)
+        .known_host(pin_line(&server, "ed25519"))
+        .http_proxy("127.0.0.1", proxy_port)
+        .connect()
+        .expect("through the proxy");
+    assert_eq!(session.peer_addr().port(), proxy_port);
+    assert_eq!(
+        session.host_key().fingerprint(),
+        server.host_key_fingerprint("ed25519")
+    );
+    session.close().expect("close");
+    let head = proxy.join().expect("proxy thread");
+    assert!(
+        head.starts_with(&format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n", server.port())),
+        "{head}"
+    );
+
+    let (proxy_port, proxy) = http_proxy("403 Forbidden");
+    let err = bare_builder(&server, &cred)
+        .known_host(pin_line(&server, "ed25519"))
+        .http_proxy("127.0.0.1", proxy_port)
+        .connect()
+        .expect_err("must fail");
+    eprintln!("error: {err}");
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    assert!(err.to_string().contains("403 Forbidden"), "{err}");
+    proxy.join().expect("proxy thread");
+}
