@@ -17,7 +17,7 @@ use ssh2::{DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
 use crate::credential::{Loaded, LoadedKey};
 use crate::error::{ssh2_kind, BoxError};
 use crate::known_host::HostKeyPolicy;
-use crate::{AuthPrompt, Credential, Error, ErrorKind, HostKey, KnownHost, Result};
+use crate::{AuthPrompt, Credential, Error, ErrorKind, ExecSession, HostKey, KnownHost, Result};
 
 /// Default for [`SessionBuilder::port`].
 pub const DEFAULT_PORT: u16 = 22;
@@ -233,6 +233,18 @@ impl Session {
     #[allow(dead_code)] // used by the SFTP and exec handles
     pub(crate) fn inner(&self) -> &Arc<SessionInner> {
         &self.inner
+    }
+
+    /// Opens the exec side of the session: runs commands on the server.
+    ///
+    /// Each command gets its own channel; the [`ExecSession`] shares this
+    /// connection and keeps it open while it lives.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for a check of the server.
+    pub fn exec(&self) -> Result<ExecSession> {
+        Ok(ExecSession::new(Arc::clone(&self.inner)))
     }
 
     /// Says goodbye to the server and closes the connection.
