@@ -48,6 +48,23 @@
 //! accepts any key. The pinned key types are offered first in the handshake,
 //! so a server with several host keys presents the pinned one.
 //!
+//! ## SFTP
+//!
+//! [`Session::sftp`] opens an [`SftpSession`]: std-like file operations
+//! (`read_dir`, `metadata`, `create_dir_all`, `rename`, `remove_dir_all`,
+//! ...) with remote paths as plain strings, and transfers.
+//! [`SftpSession::upload`] is atomic: it writes to a hidden temporary name
+//! beside the target, flushes it (`fsync@openssh.com`), checks its size and
+//! renames it into place with `posix-rename@openssh.com`, so the partner
+//! never sees half a file; [`SftpSession::download`] does the same on our
+//! side. [`TransferOptions`] chooses in-place writes, the overwrite policy,
+//! mtime, a progress callback and a [`Glob`] filter for
+//! [`SftpSession::upload_dir`] / [`SftpSession::download_dir`].
+//! [`SftpSession::open`] and [`SftpSession::create`] stream with
+//! megabyte buffers. Errors carry the remote path and map the SFTP status
+//! to [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`] and
+//! [`ErrorKind::AlreadyExists`].
+//!
 //! ## Errors
 //!
 //! One [`Error`] type with a [`kind`](Error::kind) to branch on
@@ -90,6 +107,7 @@ mod error;
 mod exec;
 mod known_host;
 mod session;
+mod sftp;
 
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
@@ -100,6 +118,11 @@ pub use exec::{
 pub use known_host::{HostKey, KnownHost};
 pub use session::{
     AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
+};
+
+pub use sftp::{
+    DirEntry, FileType, Glob, Metadata, Overwrite, SftpReader, SftpSession, SftpWriter,
+    TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_TEMP_NAME,
 };
 
 /// `Result` with this crate's [`Error`].

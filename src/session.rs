@@ -235,6 +235,22 @@ impl Session {
         &self.inner
     }
 
+    /// Opens an SFTP channel on the session: file operations and atomic
+    /// transfers on the server.
+    ///
+    /// The [`SftpSession`](crate::SftpSession) shares this connection and
+    /// keeps it open while it lives. Several may be open at once; they take
+    /// turns on the connection.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] or [`ErrorKind::Other`] when the server
+    /// refuses the `sftp` subsystem; [`ErrorKind::Disconnected`],
+    /// [`ErrorKind::Timeout`].
+    pub fn sftp(&self) -> Result<crate::SftpSession> {
+        crate::sftp::SftpSession::start(Arc::clone(&self.inner))
+    }
+
     /// Opens the exec side of the session: runs commands on the server.
     ///
     /// Each command gets its own channel; the [`ExecSession`] shares this

@@ -14,6 +14,13 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<HostKey>();
     assert_send_sync::<Error>();
     assert_send_sync::<ErrorKind>();
+    assert_send_sync::<etl_ssh::SftpSession>();
+    assert_send_sync::<etl_ssh::SftpReader>();
+    assert_send_sync::<etl_ssh::SftpWriter>();
+    assert_send_sync::<etl_ssh::TransferOptions>();
+    assert_send_sync::<etl_ssh::DirEntry>();
+    assert_send_sync::<etl_ssh::Metadata>();
+    assert_send_sync::<etl_ssh::Glob>();
 }
 
 #[test]

@@ -1029,3 +1029,129 @@ fn render_config(b: &SshdBuilder, dir: &Path, port: u16) -> String {
     }
     c
 }
+
+// ---------------------------------------------------------------------------
+// Cutting proxy (SFTP tests: a connection that breaks mid-transfer)
+// ---------------------------------------------------------------------------
+
+/// A loopback TCP proxy in front of a server that can be told to cut every
+/// connection after a number of further bytes (both directions counted).
+/// Connect the client to [`CutProxy::addr`] instead of the server.
+#[derive(Debug)]
+pub struct CutProxy {
+    addr: SocketAddr,
+    state: Arc<CutState>,
+}
+
+#[derive(Debug)]
+struct CutState {
+    counted: std::sync::atomic::AtomicU64,
+    limit: std::sync::atomic::AtomicU64,
+    streams: std::sync::Mutex<Vec<TcpStream>>,
+}
+
+impl CutState {
+    fn cut(&self) {
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        for s in streams.iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl CutProxy {
+    /// Starts a proxy to `target`; it accepts connections until the test
+    /// process ends (its threads are detached).
+    pub fn start(target: SocketAddr) -> CutProxy {
+        use std::sync::atomic::AtomicU64;
+        let listener = TcpListener::bind((HOST, 0)).expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let state = Arc::new(CutState {
+            counted: AtomicU64::new(0),
+            limit: AtomicU64::new(u64::MAX),
+            streams: std::sync::Mutex::new(Vec::new()),
+        });
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut streams = st.streams.lock().unwrap_or_else(|e| e.into_inner());
+                    streams.push(client.try_clone().expect("clone client"));
+                    streams.push(server.try_clone().expect("clone server"));
+                }
+                for (from, to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let st = Arc::clone(&st);
+                    std::thread::spawn(move || pump(from, to, &st));
+                }
+            }
+        });
+        CutProxy { addr, state }
+    }
+
+    /// The address to connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Cuts every connection once `bytes` more have passed (either way).
+    pub fn cut_after(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let now = self.state.counted.load(Ordering::SeqCst);
+        self.state.limit.store(now + bytes, Ordering::SeqCst);
+    }
+
+    /// Stops cutting: new connections pass again.
+    pub fn heal(&self) {
+        self.state
+            .limit
+            .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Bytes passed so far (both directions).
+    pub fn bytes(&self) -> u64 {
+        self.state.counted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, st: &CutState) {
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+        };
+        let before = st.counted.fetch_add(n as u64, Ordering::SeqCst);
+        let limit = st.limit.load(Ordering::SeqCst);
+        if before + n as u64 > limit {
+            let allowed = limit.saturating_sub(before) as usize;
+            let _ = to.write_all(&buf[..allowed.min(n)]);
+            st.cut();
+            return;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
