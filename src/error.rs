@@ -419,6 +419,7 @@ pub(crate) mod code {
     pub(crate) const PUBLICKEY_UNVERIFIED: i32 = -19;
     pub(crate) const CHANNEL_REQUEST_DENIED: i32 = -22;
     pub(crate) const SOCKET_TIMEOUT: i32 = -30;
+    pub(crate) const EAGAIN: i32 = -37;
     pub(crate) const REQUEST_DENIED: i32 = -32;
     pub(crate) const METHOD_NOT_SUPPORTED: i32 = -33;
     pub(crate) const SOCKET_RECV: i32 = -43;

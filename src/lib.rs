@@ -107,6 +107,7 @@ mod error;
 mod exec;
 mod known_host;
 mod session;
+mod tunnel;
 mod sftp;
 
 pub use credential::{AuthPrompt, Credential, KeyPair};

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
@@ -17,6 +19,7 @@ use ssh2::{DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
 use crate::credential::{Loaded, LoadedKey};
 use crate::error::{ssh2_kind, BoxError};
 use crate::known_host::HostKeyPolicy;
+use crate::tunnel;
 use crate::{AuthPrompt, Credential, Error, ErrorKind, ExecSession, HostKey, KnownHost, Result};
 
 /// Default for [`SessionBuilder::port`].
@@ -67,18 +70,31 @@ pub(crate) struct SessionInner {
     pub(crate) host: String,
     pub(crate) port: u16,
     user: String,
-    local_addr: SocketAddr,
-    peer_addr: SocketAddr,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) peer_addr: SocketAddr,
     host_key: HostKey,
     banner: Option<String>,
     auth: AuthMethod,
     pub(crate) timeout: Duration,
+    /// A second handle on the socket libssh2 owns, to wait on it with
+    /// `poll` without borrowing libssh2's descriptor.
+    pub(crate) socket: Transport,
     closed: AtomicBool,
     /// Held by every SFTP or exec operation while it uses `ssh`. The session
     /// is in blocking mode whenever this lock is free: code that switches
     /// it to non-blocking (exec's poll loop) restores blocking mode before
     /// releasing the lock.
     op_lock: Mutex<()>,
+}
+
+impl fmt::Debug for SessionInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionInner")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionInner {
@@ -162,6 +178,7 @@ pub struct SessionBuilder {
     pins: Vec<KnownHost>,
     host_key_alias: Option<String>,
     http_proxy: Option<(String, u16)>,
+    jump: Option<Arc<SessionInner>>,
     connect_timeout: Duration,
     timeout: Duration,
     bind_address: Option<IpAddr>,
@@ -177,6 +194,7 @@ impl Session {
             pins: Vec::new(),
             host_key_alias: None,
             http_proxy: None,
+            jump: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             bind_address: None,
@@ -369,6 +387,40 @@ impl SessionBuilder {
         self
     }
 
+    /// Reaches the server through `jump`, an authenticated session on a
+    /// bastion host, as OpenSSH's `ProxyJump` does: a `direct-tcpip`
+    /// channel on the jump session carries this session's SSH connection.
+    /// Both hops are verified: `jump` checked its own host key when it
+    /// connected, and this builder's pins are checked against the final
+    /// server, end to end (the bastion sees only encrypted bytes).
+    ///
+    /// The jump session's connection stays open while this session needs
+    /// it. [`bind_address`](Self::bind_address) and
+    /// [`http_proxy`](Self::http_proxy) do not apply: the jump session has
+    /// its own.
+    ///
+    /// ```no_run
+    /// use etl_ssh::{Credential, KnownHost, Session};
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// let bastion = Session::builder("bastion.partner.example")
+    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+    ///     .connect()?;
+    /// let sftp_host = Session::builder("10.1.2.3")
+    ///     .host_key_alias("partner-internal-sftp")
+    ///     .jump_host(&bastion)
+    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+    ///     .connect()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn jump_host(mut self, jump: &Session) -> Self {
+        self.jump = Some(Arc::clone(&jump.inner));
+        self
+    }
+
     /// Deadline for each step of reaching the server: DNS resolution, the
     /// TCP connection (shared by all addresses of the host) and the SSH
     /// handshake. Defaults to 30 seconds. A zero duration counts as one
@@ -434,23 +486,7 @@ impl SessionBuilder {
             self.host_key_alias.as_deref(),
         )?;
 
-        let deadline = Instant::now() + self.connect_timeout;
-        let (dial_host, dial_port) = match &self.http_proxy {
-            Some((host, port)) => (host.as_str(), *port),
-            None => (self.host.as_str(), self.port),
-        };
-        let addrs = resolve(dial_host, dial_port, self.connect_timeout)?;
-        let stream = self.connect_tcp(dial_host, dial_port, &addrs, deadline)?;
-        if self.http_proxy.is_some() {
-            self.http_connect(&stream, dial_host, dial_port, deadline)?;
-        }
-        let peer_addr = stream.peer_addr().map_err(|e| self.connect_error(e))?;
-        let local_addr = stream.local_addr().map_err(|e| self.connect_error(e))?;
-        info!(
-            "connected to {}:{} ({peer_addr}) from {local_addr}",
-            self.host, self.port
-        );
-
+        let (stream, peer_addr, local_addr) = self.transport()?;
         let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
         let mut ssh =
             ssh2::Session::new().map_err(|e| Error::ssh("cannot create a libssh2 session", e))?;
@@ -509,10 +545,44 @@ impl SessionBuilder {
                 banner,
                 auth,
                 timeout: self.timeout,
+                socket: probe,
                 closed: AtomicBool::new(false),
                 op_lock: Mutex::new(()),
             }),
         })
+    }
+
+    /// The byte stream to the server: a TCP connection (direct or through
+    /// an HTTP proxy) or a tunnel through the jump host; with the addresses
+    /// of the TCP connection it rides on.
+    fn transport(&self) -> Result<(Transport, SocketAddr, SocketAddr)> {
+        if let Some(jump) = &self.jump {
+            let socket = tunnel::open(jump, &self.host, self.port)?;
+            info!(
+                "connected to {}:{} through jump host {}",
+                self.host,
+                self.port,
+                jump.target()
+            );
+            return Ok((Transport::Tunnel(socket), jump.peer_addr, jump.local_addr));
+        }
+        let deadline = Instant::now() + self.connect_timeout;
+        let (dial_host, dial_port) = match &self.http_proxy {
+            Some((host, port)) => (host.as_str(), *port),
+            None => (self.host.as_str(), self.port),
+        };
+        let addrs = resolve(dial_host, dial_port, self.connect_timeout)?;
+        let stream = self.connect_tcp(dial_host, dial_port, &addrs, deadline)?;
+        if self.http_proxy.is_some() {
+            self.http_connect(&stream, dial_host, dial_port, deadline)?;
+        }
+        let peer_addr = stream.peer_addr().map_err(|e| self.connect_error(e))?;
+        let local_addr = stream.local_addr().map_err(|e| self.connect_error(e))?;
+        info!(
+            "connected to {}:{} ({peer_addr}) from {local_addr}",
+            self.host, self.port
+        );
+        Ok((Transport::Tcp(stream), peer_addr, local_addr))
     }
 
     fn connect_error(&self, source: io::Error) -> Error {
@@ -650,7 +720,7 @@ impl SessionBuilder {
         }
     }
 
-    fn handshake_error(&self, err: ssh2::Error, probe: &TcpStream, local: SocketAddr) -> Error {
+    fn handshake_error(&self, err: ssh2::Error, probe: &Transport, local: SocketAddr) -> Error {
         let kind = ssh2_kind(&err);
         if kind == ErrorKind::Timeout {
             return Error::Timeout {
@@ -996,15 +1066,49 @@ fn try_connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io:
 }
 
 /// Whether the server has closed its end: a peek sees end-of-file or a reset.
-fn peer_closed(probe: &TcpStream) -> bool {
-    if probe.set_nonblocking(true).is_err() {
+fn peer_closed(probe: &Transport) -> bool {
+    let socket = socket2::SockRef::from(probe);
+    if socket.set_nonblocking(true).is_err() {
         return false;
     }
-    let mut byte = [0u8; 1];
-    match probe.peek(&mut byte) {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket.peek(&mut byte) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The socket libssh2 talks through.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// A TCP connection to the server or the HTTP proxy.
+    Tcp(TcpStream),
+    /// Our end of a jump host's tunnel.
+    Tunnel(UnixStream),
+}
+
+impl Transport {
+    fn try_clone(&self) -> io::Result<Transport> {
+        Ok(match self {
+            Transport::Tcp(s) => Transport::Tcp(s.try_clone()?),
+            Transport::Tunnel(s) => Transport::Tunnel(s.try_clone()?),
+        })
+    }
+}
+
+impl AsFd for Transport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Transport::Tcp(s) => s.as_fd(),
+            Transport::Tunnel(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Transport {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
     }
 }
 

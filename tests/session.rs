@@ -919,3 +919,64 @@ fn http_connect_proxy() {
     assert!(err.to_string().contains("403 Forbidden"), "{err}");
     proxy.join().expect("proxy thread");
 }
+
+#[test]
+fn jump_host_carries_the_session_and_checks_both_hops() {
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let Some(bastion) = Sshd::builder()
+        .authorized_key(&key.public_line)
+        .start_if_available()
+    else {
+        return;
+    };
+    let target = Sshd::builder().authorized_key(&key.public_line).start();
+    let cred = Credential::key_pair(current_user(), &key.path);
+    let jump = builder(&bastion)
+        .credential(cred.clone())
+        .connect()
+        .expect("bastion");
+
+    let session = builder(&target)
+        .credential(cred.clone())
+        .jump_host(&jump)
+        .connect()
+        .expect("target through the bastion");
+    assert_eq!(
+        session.host_key().fingerprint(),
+        target.host_key_fingerprint("ed25519")
+    );
+    // Real traffic through the tunnel, both ways, more than one window.
+    let out = session
+        .exec()
+        .expect("exec")
+        .run("head -c 3000000 /dev/zero | tr '\\0' x")
+        .expect("run through the tunnel");
+    assert_eq!(out.stdout().len(), 3_000_000);
+    assert!(out.stdout().iter().all(|&b| b == b'x'));
+    // The bastion saw a forwarding request, not our credentials for the target.
+    assert!(
+        bastion.wait_for_log("direct-tcpip", Duration::from_secs(5)),
+        "{}",
+        bastion.log()
+    );
+    session.close().expect("close");
+
+    // A wrong pin on the far hop is refused through the tunnel too.
+    let err = Session::builder(target.host())
+        .port(target.port())
+        .credential(cred)
+        .known_host(pin_line(&bastion, "ed25519"))
+        .jump_host(&jump)
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .expect_err("must fail");
+    eprintln!("error: {err}");
+    assert_eq!(err.kind(), ErrorKind::HostKeyMismatch);
+    // The jump session is still usable afterwards.
+    assert!(jump
+        .exec()
+        .expect("exec")
+        .run("true")
+        .expect("run")
+        .success());
+}
