@@ -107,8 +107,9 @@ mod error;
 mod exec;
 mod known_host;
 mod session;
-mod tunnel;
 mod sftp;
+mod ssh_config;
+mod tunnel;
 
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
@@ -120,6 +121,7 @@ pub use known_host::{HostKey, KnownHost};
 pub use session::{
     AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
 };
+pub use ssh_config::{HostConfig, SshConfig};
 
 pub use sftp::{
     DirEntry, FileType, Glob, Metadata, Overwrite, SftpReader, SftpSession, SftpWriter,

@@ -179,6 +179,9 @@ pub struct SessionBuilder {
     host_key_alias: Option<String>,
     http_proxy: Option<(String, u16)>,
     jump: Option<Arc<SessionInner>>,
+    /// A jump host still to connect (from an ssh config's `ProxyJump`).
+    jump_via: Option<Box<SessionBuilder>>,
+    user: Option<String>,
     connect_timeout: Duration,
     timeout: Duration,
     bind_address: Option<IpAddr>,
@@ -195,6 +198,8 @@ impl Session {
             host_key_alias: None,
             http_proxy: None,
             jump: None,
+            jump_via: None,
+            user: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             bind_address: None,
@@ -339,6 +344,13 @@ impl SessionBuilder {
         self
     }
 
+    /// Logs in as `user` whatever the credential says. Defaults to the
+    /// credential's user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
     /// A pin on the server's host key. May be called several times: a host
     /// key that matches any pin is accepted, unless a `known_hosts` file
     /// marks it `@revoked`.
@@ -418,6 +430,13 @@ impl SessionBuilder {
     /// ```
     pub fn jump_host(mut self, jump: &Session) -> Self {
         self.jump = Some(Arc::clone(&jump.inner));
+        self
+    }
+
+    /// Connects `jump` first and reaches the server through it, as
+    /// [`jump_host`](Self::jump_host) does with a session already open.
+    pub(crate) fn jump_via(mut self, jump: SessionBuilder) -> Self {
+        self.jump_via = Some(Box::new(jump));
         self
     }
 
@@ -526,19 +545,18 @@ impl SessionBuilder {
         );
 
         ssh.set_timeout(millis(self.timeout));
-        let auth = self.authenticate(&ssh, credential.user(), &loaded, local_addr)?;
+        let user = self.user.as_deref().unwrap_or(credential.user());
+        let auth = self.authenticate(&ssh, user, &loaded, local_addr)?;
         info!(
             "authenticated to {}:{} as {} with {auth}",
-            self.host,
-            self.port,
-            credential.user()
+            self.host, self.port, user
         );
         Ok(Session {
             inner: Arc::new(SessionInner {
                 ssh,
                 host: self.host,
                 port: self.port,
-                user: credential.user().to_string(),
+                user: user.to_string(),
                 local_addr,
                 peer_addr,
                 host_key,
@@ -556,7 +574,11 @@ impl SessionBuilder {
     /// an HTTP proxy) or a tunnel through the jump host; with the addresses
     /// of the TCP connection it rides on.
     fn transport(&self) -> Result<(Transport, SocketAddr, SocketAddr)> {
-        if let Some(jump) = &self.jump {
+        let via = match (&self.jump, &self.jump_via) {
+            (None, Some(via)) => Some(via.as_ref().clone().connect()?.inner),
+            _ => None,
+        };
+        if let Some(jump) = self.jump.as_ref().or(via.as_ref()) {
             let socket = tunnel::open(jump, &self.host, self.port)?;
             info!(
                 "connected to {}:{} through jump host {}",
