@@ -36,6 +36,10 @@
 //! printed as `[REDACTED]` by `Debug`. A key file is read and its passphrase
 //! checked before any connection is made, so a wrong passphrase is
 //! [`ErrorKind::Passphrase`], never a puzzling authentication failure.
+//! Also: several keys tried in order ([`Credential::key_pairs`], for key
+//! rotation), an ssh-agent ([`Credential::agent`]), keyboard-interactive
+//! answered by a callback ([`Credential::keyboard_interactive`]) and
+//! OpenSSH user certificates ([`KeyPair::with_certificate`]).
 //!
 //! ## Host keys
 //!
@@ -47,6 +51,40 @@
 //! never sent to a server whose key did not match. There is no default that
 //! accepts any key. The pinned key types are offered first in the handshake,
 //! so a server with several host keys presents the pinned one.
+//! [`SessionBuilder::host_key_alias`] looks pins up under a name of our
+//! choosing, so a server that moves to a new address keeps its pin;
+//! [`KnownHost::trust_on_first_use`] is the explicit, recorded alternative
+//! to pinning up front.
+//!
+//! ## Key rotation
+//!
+//! **Ours.** Hold the new and the old key in one credential, newest first:
+//! `Credential::key_pairs("etl", [KeyPair::file(new), KeyPair::file(old)])`.
+//! Every connection tries them in order; [`Session::auth_method`] names the
+//! key that was accepted, and a warning is logged for each partner that
+//! still accepts only the old one (the `rotation_report` example prints the
+//! list). Send partners [`KeyPair::public_key`] and
+//! [`KeyPair::fingerprint`]; drop the old key once no partner needs it.
+//!
+//! **Theirs.** OpenSSH servers announce new host keys with the
+//! `hostkeys-00@openssh.com` message (`UpdateHostKeys`); libssh2 ignores it,
+//! so this crate cannot learn a new key by itself. What the operator does:
+//! when the partner announces a new host key, confirm its fingerprint with
+//! them out of band and add it as a second pin (another
+//! [`SessionBuilder::known_host`], or a second line in `known_hosts`)
+//! *before* they switch: any pin that matches is accepted, so the job runs
+//! before, during and after the switch. Remove the old pin afterwards, or
+//! mark the old key `@revoked` in `known_hosts`. If the switch comes first,
+//! the [`ErrorKind::HostKeyMismatch`] error names the expected and the seen
+//! fingerprints: compare the seen one with the partner's announcement.
+//!
+//! ## Reaching the server
+//!
+//! [`SessionBuilder::bind_address`] picks our source address (partners
+//! allow-list it); [`SessionBuilder::http_proxy`] goes through an HTTP
+//! CONNECT proxy; [`SessionBuilder::jump_host`] through a bastion session
+//! (`ProxyJump`); [`SshConfig`] builds sessions from `Host` aliases of an
+//! OpenSSH client config, as `ssh` resolves them.
 //!
 //! ## SFTP
 //!
