@@ -57,7 +57,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             Err(e) => {
                 tickets += 1;
-                println!("{name:20} ERROR       {e}");
+                // Display is one line; the cause (refused, reset...) is the source.
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                println!("{name:20} ERROR       {text}");
             }
         }
     }
