@@ -103,6 +103,30 @@
 //! to [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`] and
 //! [`ErrorKind::AlreadyExists`].
 //!
+//! ## Exec
+//!
+//! [`Session::exec`] gives an [`ExecSession`]: [`run`](ExecSession::run) a
+//! command and get an [`ExecOutput`] with stdout and stderr byte-exact, the
+//! exit code, or the signal that killed it (read after the channel closed,
+//! as libssh2 requires). Both streams are drained together, so a command
+//! that fills one while we wait on the other never deadlocks;
+//! [`run_with_input`](ExecSession::run_with_input) streams stdin at the same
+//! time. Each command has a timeout (the session's by default) and an
+//! output cap. [`run_args`](ExecSession::run_args) and [`quote`] quote each
+//! argument for a POSIX shell, so a file name cannot change the command.
+//! [`spawn`](ExecSession::spawn) streams large input or output. An
+//! SFTP-only account, a refused environment variable or PTY are
+//! [`ErrorKind::Unsupported`].
+//!
+//! ```no_run
+//! # fn main() -> Result<(), etl_ssh::Error> {
+//! # let session: etl_ssh::Session = todo!();
+//! let out = session.exec()?.run_args(["sha256sum", "/inbox/orders 2026.csv"])?;
+//! assert!(out.success(), "{}", String::from_utf8_lossy(out.stderr()));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Errors
 //!
 //! One [`Error`] type with a [`kind`](Error::kind) to branch on

@@ -8,6 +8,13 @@ fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
 #[test]
 fn public_types_are_send_and_sync() {
     assert_send_sync::<Session>();
+    assert_send_sync::<etl_ssh::ExecSession>();
+    assert_send_sync::<etl_ssh::ExecOutput>();
+    assert_send_sync::<etl_ssh::ExitStatus>();
+    assert_send_sync::<etl_ssh::ExecChild>();
+    assert_send_sync::<etl_ssh::ExecStdin>();
+    assert_send_sync::<etl_ssh::ExecStdout>();
+    assert_send_sync::<etl_ssh::ExecStderr>();
     assert_send_sync::<SessionBuilder>();
     assert_send_sync::<Credential>();
     assert_send_sync::<KnownHost>();

@@ -299,3 +299,110 @@ fn run_args_without_arguments_is_invalid() {
     let err = f.exec().run("echo a\0b").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+#[test]
+fn sftp_only_account_refuses_exec() {
+    let builder = Sshd::builder().extra_config("ForceCommand internal-sftp");
+    let Some(f) = fixture_with(builder) else {
+        return;
+    };
+    let err = f.exec().run("echo ok").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("SFTP-only"), "{text}");
+    assert!(text.contains("echo ok"), "{text}");
+    let err = f.exec().run_with_input("cat", &b"x"[..]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+}
+
+#[test]
+fn environment_refused_by_default_accepted_with_accept_env() {
+    let Some(f) = fixture() else { return };
+    let err = f
+        .exec()
+        .with_env("ETL_BATCH", "secret-value")
+        .run("echo $ETL_BATCH")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("ETL_BATCH=VALUE COMMAND"), "{text}");
+    assert!(!text.contains("secret-value"), "{text}");
+    assert!(!format!("{err:?}").contains("secret-value"));
+    // The documented alternative works everywhere.
+    let cmd = format!("ETL_BATCH={} sh -c 'echo \"$ETL_BATCH\"'", quote("a b$c"));
+    assert_eq!(f.exec().run(&cmd).unwrap().stdout(), b"a b$c\n");
+
+    let Some(f) = fixture_with(Sshd::builder().extra_config("AcceptEnv ETL_*")) else {
+        return;
+    };
+    let exec = f.exec().with_env("ETL_BATCH", "42").with_env("ETL_DAY", "mon");
+    assert!(!format!("{exec:?}").contains("42"));
+    let res = exec.run("echo $ETL_BATCH $ETL_DAY").unwrap();
+    assert_eq!(res.stdout(), b"42 mon\n");
+}
+
+#[test]
+fn pty_on_request() {
+    let Some(f) = fixture() else { return };
+    let res = f.exec().run("tty").unwrap();
+    assert_eq!(res.exit_code(), Some(1), "{res:?}"); // "not a tty"
+    let res = f.exec().with_pty(true).run("tty; echo err >&2").unwrap();
+    assert!(res.success(), "{res:?}");
+    let out = String::from_utf8_lossy(res.stdout());
+    assert!(out.starts_with("/dev/pts/"), "{out}");
+    assert!(out.contains("err\r\n"), "stderr merged into stdout: {out:?}");
+    assert!(res.stderr().is_empty());
+}
+
+#[test]
+fn spawn_streams_stdin_stdout_stderr() {
+    use std::io::Write;
+    let Some(f) = fixture() else { return };
+    let exec = f.exec();
+    let mut child = exec.spawn("cat; echo done >&2; exit 3").unwrap();
+    assert_eq!(child.command(), "cat; echo done >&2; exit 3");
+    let mut stdin = child.take_stdin().unwrap();
+    let mut stdout = child.take_stdout().unwrap();
+    let mut stderr = child.take_stderr().unwrap();
+    assert!(child.take_stdin().is_none());
+    let data = pattern(8 * MIB, 5);
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            for chunk in data.chunks(100_000) {
+                stdin.write_all(chunk).expect("write stdin");
+            }
+            stdin.close().expect("send EOF");
+        })
+    };
+    let reader = std::thread::spawn(move || {
+        let mut err = Vec::new();
+        stderr.read_to_end(&mut err).expect("read stderr");
+        err
+    });
+    let mut got = Vec::new();
+    stdout.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    same("stdout", &got, &data);
+    assert_eq!(reader.join().unwrap(), b"done\n");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+
+    // wait() sends EOF and discards unread output; exit status still right.
+    let child = exec.spawn("cat /dev/null; head -c 5000000 /dev/zero; kill -TERM $$").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some("TERM"));
+
+    // Dropping a running child closes its channel; the session goes on.
+    let child = exec.spawn("sleep 100").unwrap();
+    drop(child);
+    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+
+    // A read with no data within the timeout fails with TimedOut.
+    let mut child = exec.clone().with_timeout(Duration::from_secs(1)).spawn("sleep 100").unwrap();
+    let err = child.take_stdout().unwrap().read(&mut [0u8; 16]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    drop(child);
+    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+}

@@ -731,3 +731,39 @@ fn handles_outlive_the_session_and_sessions_share_threads() {
         assert_eq!(fs::read(fx.local(&format!("t{i}.bin"))).unwrap(), data);
     }
 }
+
+#[test]
+fn upload_uses_fsync_and_posix_rename_on_openssh() {
+    // The external sftp-server, logging its requests to a file (the
+    // subsystem command runs through the user's shell).
+    let server_bin = Path::new("/usr/lib/openssh/sftp-server");
+    if !server_bin.exists() {
+        common::loud("SKIPPED: /usr/lib/openssh/sftp-server not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sftp-server.log");
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let Some(server) = Sshd::builder()
+        .host_key_types(&["ed25519"])
+        .authorized_key(&key.public_line)
+        .extra_config(&format!(
+            "Subsystem sftp {} -e -l DEBUG3 2>>{}",
+            server_bin.display(),
+            log.display()
+        ))
+        .start_if_available()
+    else {
+        return;
+    };
+    let fx = Fixture { server, key, dir };
+    let sftp = fx.sftp();
+    fs::write(fx.local("src"), b"payload").unwrap();
+    fs::write(fx.local("dst.csv"), b"old").unwrap();
+    sftp.upload(fx.local("src"), fx.remote("dst.csv")).unwrap();
+    assert_eq!(fs::read(fx.local("dst.csv")).unwrap(), b"payload");
+    drop(sftp);
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("posix-rename"), "no posix-rename in:\n{text}");
+    assert!(text.contains("fsync"), "no fsync in:\n{text}");
+}

@@ -57,15 +57,31 @@ impl Drop for NonBlocking<'_> {
 
 /// Waits until the session's socket is ready in the direction libssh2 is
 /// blocked on, or `deadline` passes; false once it has passed.
-#[allow(unsafe_code)] // one fd borrow, see SAFETY below
 pub(super) fn wait_socket(ssh: &ssh2::Session, deadline: Instant) -> bool {
+    wait_ready(
+        ssh,
+        ssh.block_directions(),
+        deadline,
+        Duration::from_secs(1),
+    )
+}
+
+/// Waits until the socket is ready in `dirs`, for at most `max`, or until
+/// `deadline` passes; false once it has passed. Safe to call without the
+/// operation lock: it only polls the socket.
+#[allow(unsafe_code)] // one fd borrow, see SAFETY below
+pub(super) fn wait_ready(
+    ssh: &ssh2::Session,
+    dirs: BlockDirections,
+    deadline: Instant,
+    max: Duration,
+) -> bool {
     let now = Instant::now();
     if now >= deadline {
         return false;
     }
-    // Wake up at least once a second to look at the deadline again.
-    let mut wait = (deadline - now).min(Duration::from_secs(1));
-    let events = match ssh.block_directions() {
+    let mut wait = (deadline - now).min(max);
+    let events = match dirs {
         BlockDirections::Inbound => PollFlags::IN,
         BlockDirections::Outbound => PollFlags::OUT,
         BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
@@ -186,29 +202,36 @@ impl Ctx<'_> {
         }
     }
 
-    /// Reads from one stream (0 stdout, 1 stderr), waiting up to `deadline`;
-    /// 0 at the end of the stream.
-    pub(super) fn read(
+    /// One non-blocking read from stream `id` (0 stdout, 1 stderr): `None`
+    /// when nothing is there yet, `Some(0)` at the end of the stream.
+    pub(super) fn try_read(
         &self,
         channel: &ssh2::Channel,
         id: i32,
         buf: &mut [u8],
-        deadline: Instant,
-    ) -> Result<usize> {
-        let mut stream = channel.stream(id);
+    ) -> Result<Option<usize>> {
         let what = if id == 0 {
             "reading stdout"
         } else {
             "reading stderr"
         };
-        loop {
-            if let Step::Done(n) = self.read_step(&mut stream, buf, what)? {
-                return Ok(n);
-            }
-            if !wait_socket(&self.inner.ssh, deadline) {
-                return Err(self.timed_out());
-            }
-        }
+        Ok(match self.read_step(&mut channel.stream(id), buf, what)? {
+            Step::Done(n) => Some(n),
+            Step::Blocked => None,
+        })
+    }
+
+    /// One non-blocking write to stdin: `None` when the window is full,
+    /// `Some(None)` when the server no longer takes input.
+    pub(super) fn try_write(
+        &self,
+        channel: &mut ssh2::Channel,
+        data: &[u8],
+    ) -> Result<Option<Option<usize>>> {
+        Ok(match self.write_step(channel, data)? {
+            Step::Done(n) => Some(n),
+            Step::Blocked => None,
+        })
     }
 
     /// One non-blocking write to stdin. `Done(None)` when the server no
@@ -223,24 +246,6 @@ impl Ctx<'_> {
                 }
                 _ => Err(self.stream_error("writing stdin", e)),
             },
-        }
-    }
-
-    /// Writes some of `data` to stdin, waiting up to `deadline`; `None` when
-    /// the server no longer takes input.
-    pub(super) fn write(
-        &self,
-        channel: &mut ssh2::Channel,
-        data: &[u8],
-        deadline: Instant,
-    ) -> Result<Option<usize>> {
-        loop {
-            if let Step::Done(n) = self.write_step(channel, data)? {
-                return Ok(n);
-            }
-            if !wait_socket(&self.inner.ssh, deadline) {
-                return Err(self.timed_out());
-            }
         }
     }
 

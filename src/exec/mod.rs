@@ -274,7 +274,9 @@ impl ExecSession {
     /// - [`ErrorKind::Other`] when its output passes the
     ///   [cap](Self::with_max_output);
     /// - [`ErrorKind::Unsupported`] when the server refuses the channel, the
-    ///   command, an environment variable or the PTY;
+    ///   command, an environment variable or the PTY, and for an SFTP-only
+    ///   account (OpenSSH's `ForceCommand internal-sftp`, which accepts the
+    ///   command but answers "This service allows sftp connections only.");
     /// - [`ErrorKind::InvalidInput`] when `command` contains a NUL byte;
     /// - [`ErrorKind::Disconnected`] or [`ErrorKind::Protocol`] when the
     ///   connection breaks.
@@ -377,6 +379,15 @@ impl ExecSession {
         }
         // `channel` is freed here, before blocking mode is restored.
         let (stdout, stderr, status) = result?;
+        if sftp_only(&stdout, &stderr, &status) {
+            return Err(ctx.error(
+                ErrorKind::Unsupported,
+                "the account is SFTP-only: the server runs internal-sftp instead of \
+                 any command (sshd's ForceCommand internal-sftp) and answered \
+                 \"This service allows sftp connections only.\"; use Session::sftp",
+                None,
+            ));
+        }
         debug!("exec on {}: {status}", self.inner.target());
         Ok(ExecOutput {
             stdout,
@@ -446,6 +457,14 @@ impl ExecSession {
         ctx.retry(deadline, "starting the command", || channel.exec(ctx.command))
             .map_err(|e| refine(e, "the server refused to run commands (exec request denied): the account may be SFTP-only or otherwise restricted"))
     }
+}
+
+/// What OpenSSH's sshd does with an exec request under `ForceCommand
+/// internal-sftp`: it accepts the request, prints this line on the
+/// command's stdout and exits 1.
+fn sftp_only(stdout: &[u8], stderr: &[u8], status: &ExitStatus) -> bool {
+    const SFTP_ONLY: &[u8] = b"This service allows sftp connections only.";
+    status.code == Some(1) && stderr.is_empty() && stdout.trim_ascii_end() == SFTP_ONLY
 }
 
 /// Replaces the reason of an [`ErrorKind::Unsupported`] exec error with

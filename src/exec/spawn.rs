@@ -6,7 +6,10 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::drive::{Ctx, NonBlocking};
+use super::drive::{wait_ready, Ctx, NonBlocking};
+
+/// Longest wait for the socket without the operation lock.
+const POLL_SLICE: Duration = Duration::from_millis(20);
 use super::ExitStatus;
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
@@ -58,6 +61,37 @@ impl Shared {
         let _nb = NonBlocking::new(&self.inner.ssh);
         let mut state = self.state();
         op(&ctx, &mut state, deadline)
+    }
+}
+
+impl Shared {
+    /// Repeats a non-blocking `op` until it gives a value or the deadline
+    /// (one timeout from now) passes. The operation lock is held for each
+    /// attempt only, not while waiting for the socket, so that a reader of
+    /// stdout, a reader of stderr and a writer of stdin on other threads
+    /// all make progress.
+    fn poll_op<T>(
+        &self,
+        mut op: impl FnMut(&Ctx<'_>, &mut State) -> Result<Option<T>>,
+    ) -> Result<T> {
+        let ctx = self.ctx();
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let dirs = {
+                let _lock = self.inner.lock();
+                let _nb = NonBlocking::new(&self.inner.ssh);
+                let mut state = self.state();
+                if let Some(v) = op(&ctx, &mut state)? {
+                    return Ok(v);
+                }
+                self.inner.ssh.block_directions()
+            };
+            // Short waits: another thread may take the data we wait for
+            // off the socket and queue it for us.
+            if !wait_ready(&self.inner.ssh, dirs, deadline, POLL_SLICE) {
+                return Err(ctx.timed_out());
+            }
+        }
     }
 }
 
@@ -244,12 +278,13 @@ impl Write for ExecStdin {
         if buf.is_empty() {
             return Ok(0);
         }
-        let written = self.shared.with_channel(|ctx, state, deadline| {
-            match (state.eof_sent, state.channel.as_mut()) {
-                (false, Some(channel)) => ctx.write(channel, buf, deadline),
-                _ => Ok(None),
-            }
-        })?;
+        let written =
+            self.shared.poll_op(
+                |ctx, state| match (state.eof_sent, state.channel.as_mut()) {
+                    (false, Some(channel)) => ctx.try_write(channel, buf),
+                    _ => Ok(Some(None)),
+                },
+            )?;
         written.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -267,9 +302,9 @@ fn read_stream(shared: &Shared, id: i32, buf: &mut [u8]) -> io::Result<usize> {
     if buf.is_empty() {
         return Ok(0);
     }
-    let n = shared.with_channel(|ctx, state, deadline| match state.channel.as_ref() {
-        Some(channel) => ctx.read(channel, id, buf, deadline),
-        None => Ok(0),
+    let n = shared.poll_op(|ctx, state| match state.channel.as_ref() {
+        Some(channel) => ctx.try_read(channel, id, buf),
+        None => Ok(Some(0)),
     })?;
     Ok(n)
 }
