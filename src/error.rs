@@ -417,7 +417,10 @@ pub(crate) mod code {
     pub(crate) const FILE: i32 = -16;
     pub(crate) const AUTHENTICATION_FAILED: i32 = -18;
     pub(crate) const PUBLICKEY_UNVERIFIED: i32 = -19;
+    pub(crate) const CHANNEL_FAILURE: i32 = -21;
     pub(crate) const CHANNEL_REQUEST_DENIED: i32 = -22;
+    pub(crate) const CHANNEL_CLOSED: i32 = -26;
+    pub(crate) const CHANNEL_EOF_SENT: i32 = -27;
     pub(crate) const SOCKET_TIMEOUT: i32 = -30;
     pub(crate) const EAGAIN: i32 = -37;
     pub(crate) const REQUEST_DENIED: i32 = -32;

@@ -12,9 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use secrecy::{ExposeSecret, SecretString};
 use socket2::{Domain, Protocol, Socket, Type};
-use ssh2::{DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
+use ssh2::{BlockDirections, DisconnectCode, KeyboardInteractivePrompt, MethodType, Prompt};
 
 use crate::credential::{Loaded, LoadedKey};
 use crate::error::{ssh2_kind, BoxError};
@@ -109,6 +110,36 @@ impl SessionInner {
     /// `host:port`, for messages.
     pub(crate) fn target(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// Waits until the socket is ready in `dirs` (what libssh2 is blocked
+    /// on), for at most `max`, or until `deadline` passes; false once it has
+    /// passed. Safe without the operation lock: it only polls the socket.
+    pub(crate) fn wait_ready(
+        &self,
+        dirs: BlockDirections,
+        deadline: Instant,
+        max: Duration,
+    ) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let mut wait = (deadline - now).min(max);
+        if dirs == BlockDirections::None {
+            // libssh2 waits on a channel state, not the socket: look again soon.
+            wait = wait.min(Duration::from_millis(2));
+        }
+        let timeout = Timespec {
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: wait.subsec_nanos().into(),
+        };
+        // EINTR or any other failure: the caller simply tries libssh2 again.
+        let _ = poll(
+            &mut [PollFd::new(&self.socket, poll_flags(dirs))],
+            Some(&timeout),
+        );
+        true
     }
 
     fn disconnect(&self) -> std::result::Result<(), ssh2::Error> {
@@ -1098,6 +1129,16 @@ fn peer_closed(probe: &Transport) -> bool {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The `poll` events for what libssh2 is blocked on (reading when it is
+/// blocked on nothing in particular).
+pub(crate) fn poll_flags(dirs: BlockDirections) -> PollFlags {
+    match dirs {
+        BlockDirections::Outbound => PollFlags::OUT,
+        BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
+        BlockDirections::Inbound | BlockDirections::None => PollFlags::IN,
     }
 }
 

@@ -4,25 +4,13 @@
 //! [`NonBlocking`] guard for as long as this code calls libssh2.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use ssh2::BlockDirections;
-
+use crate::error::code::{CHANNEL_CLOSED, CHANNEL_EOF_SENT, CHANNEL_FAILURE, EAGAIN};
 use crate::error::{ssh2_code, ssh2_kind, BoxError};
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
-
-/// `LIBSSH2_ERROR_EAGAIN`: a non-blocking call would block.
-const EAGAIN: i32 = -37;
-/// `LIBSSH2_ERROR_CHANNEL_FAILURE`: the server refused to open the channel.
-const CHANNEL_FAILURE: i32 = -21;
-/// `LIBSSH2_ERROR_CHANNEL_CLOSED`.
-const CHANNEL_CLOSED: i32 = -26;
-/// `LIBSSH2_ERROR_CHANNEL_EOF_SENT`.
-const CHANNEL_EOF_SENT: i32 = -27;
 
 /// Receive window of an exec channel: how much the server may send before
 /// we read. libssh2's default (2 MiB) holds loopback throughput back.
@@ -57,53 +45,12 @@ impl Drop for NonBlocking<'_> {
 
 /// Waits until the session's socket is ready in the direction libssh2 is
 /// blocked on, or `deadline` passes; false once it has passed.
-pub(super) fn wait_socket(ssh: &ssh2::Session, deadline: Instant) -> bool {
-    wait_ready(
-        ssh,
-        ssh.block_directions(),
+pub(super) fn wait_socket(inner: &SessionInner, deadline: Instant) -> bool {
+    inner.wait_ready(
+        inner.ssh.block_directions(),
         deadline,
         Duration::from_secs(1),
     )
-}
-
-/// Waits until the socket is ready in `dirs`, for at most `max`, or until
-/// `deadline` passes; false once it has passed. Safe to call without the
-/// operation lock: it only polls the socket.
-#[allow(unsafe_code)] // one fd borrow, see SAFETY below
-pub(super) fn wait_ready(
-    ssh: &ssh2::Session,
-    dirs: BlockDirections,
-    deadline: Instant,
-    max: Duration,
-) -> bool {
-    let now = Instant::now();
-    if now >= deadline {
-        return false;
-    }
-    let mut wait = (deadline - now).min(max);
-    let events = match dirs {
-        BlockDirections::Inbound => PollFlags::IN,
-        BlockDirections::Outbound => PollFlags::OUT,
-        BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
-        // libssh2 waits on a channel state, not the socket: look again soon.
-        BlockDirections::None => {
-            wait = wait.min(Duration::from_millis(2));
-            PollFlags::IN
-        }
-    };
-    let raw = ssh.as_raw_fd();
-    // SAFETY: `raw` is the TCP socket that `ssh2::Session::set_tcp_stream`
-    // took ownership of; it stays open until that session is dropped, and
-    // `ssh` is borrowed for the whole life of `fd`, which does not escape
-    // this function.
-    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-    let timeout = Timespec {
-        tv_sec: wait.as_secs() as i64,
-        tv_nsec: wait.subsec_nanos().into(),
-    };
-    // EINTR or any other failure: the caller simply tries libssh2 again.
-    let _ = poll(&mut [PollFd::from_borrowed_fd(fd, events)], Some(&timeout));
-    true
 }
 
 /// What one command is, for errors and retries.
@@ -180,7 +127,7 @@ impl Ctx<'_> {
             match call() {
                 Ok(v) => return Ok(v),
                 Err(e) if ssh2_code(&e) == EAGAIN => {
-                    if !wait_socket(&self.inner.ssh, deadline) {
+                    if !wait_socket(self.inner, deadline) {
                         return Err(self.timed_out());
                     }
                 }
@@ -319,7 +266,7 @@ impl Ctx<'_> {
                     }
                 }
             }
-            if !progress && !wait_socket(&self.inner.ssh, deadline) {
+            if !progress && !wait_socket(self.inner, deadline) {
                 return Err(self.timed_out());
             }
         }
@@ -443,7 +390,7 @@ impl Ctx<'_> {
                 if Instant::now() >= deadline {
                     return Err(self.timed_out());
                 }
-            } else if !wait_socket(&self.inner.ssh, deadline) {
+            } else if !wait_socket(self.inner, deadline) {
                 return Err(self.timed_out());
             }
         }

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::drive::{wait_ready, Ctx, NonBlocking};
+use super::drive::{Ctx, NonBlocking};
 
 /// Longest wait for the socket without the operation lock.
 const POLL_SLICE: Duration = Duration::from_millis(20);
@@ -88,7 +88,7 @@ impl Shared {
             };
             // Short waits: another thread may take the data we wait for
             // off the socket and queue it for us.
-            if !wait_ready(&self.inner.ssh, dirs, deadline, POLL_SLICE) {
+            if !self.inner.wait_ready(dirs, deadline, POLL_SLICE) {
                 return Err(ctx.timed_out());
             }
         }

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::debug;
 
+use crate::error::code::{CHANNEL_CLOSED, CHANNEL_EOF_SENT};
 use crate::error::{ssh2_code, ssh2_kind, BoxError};
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
@@ -46,10 +47,6 @@ pub(crate) mod status {
     pub(crate) const FILE_ALREADY_EXISTS: u32 = 11;
     pub(crate) const WRITE_PROTECT: u32 = 12;
 }
-
-/// libssh2 codes for a channel that is gone (`LIBSSH2_ERROR_CHANNEL_*`).
-const CHANNEL_CLOSED: i32 = -26;
-const CHANNEL_EOF_SENT: i32 = -27;
 
 fn status_name(s: u32) -> &'static str {
     match s {
