@@ -56,6 +56,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// The server does not offer what was asked for.
     Unsupported,
+    /// A limit we set was reached (the output cap of a command).
+    LimitExceeded,
     /// Anything else.
     Other,
 }
@@ -79,6 +81,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Io => "i/o",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::LimitExceeded => "limit exceeded",
             ErrorKind::Other => "other",
         };
         f.write_str(s)

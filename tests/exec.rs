@@ -217,13 +217,13 @@ fn output_cap_is_an_error_not_a_truncation() {
     let err = exec
         .run("head -c 600 /dev/zero; head -c 401 /dev/zero >&2")
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
     assert!(err.to_string().contains("cap of 1000 bytes"), "{err}");
 
     // An endless producer is stopped at the cap, long before the timeout.
     let started = Instant::now();
     let err = exec.run("cat /dev/zero").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
 }

@@ -312,7 +312,7 @@ impl Ctx<'_> {
                     Step::Done(n) => {
                         if (out.len() + err.len() + n) as u64 > max_output {
                             return Err(self.error(
-                                ErrorKind::Other,
+                                ErrorKind::LimitExceeded,
                                 format!(
                                     "the output passed the cap of {max_output} bytes \
                                      (stdout and stderr together); raise it with \

@@ -271,7 +271,7 @@ impl ExecSession {
     ///
     /// - [`ErrorKind::Timeout`] when the command runs past its
     ///   [timeout](Self::with_timeout);
-    /// - [`ErrorKind::Other`] when its output passes the
+    /// - [`ErrorKind::LimitExceeded`] when its output passes the
     ///   [cap](Self::with_max_output);
     /// - [`ErrorKind::Unsupported`] when the server refuses the channel, the
     ///   command, an environment variable or the PTY, and for an SFTP-only
