@@ -335,7 +335,10 @@ fn environment_refused_by_default_accepted_with_accept_env() {
     let Some(f) = fixture_with(Sshd::builder().extra_config("AcceptEnv ETL_*")) else {
         return;
     };
-    let exec = f.exec().with_env("ETL_BATCH", "42").with_env("ETL_DAY", "mon");
+    let exec = f
+        .exec()
+        .with_env("ETL_BATCH", "42")
+        .with_env("ETL_DAY", "mon");
     assert!(!format!("{exec:?}").contains("42"));
     let res = exec.run("echo $ETL_BATCH $ETL_DAY").unwrap();
     assert_eq!(res.stdout(), b"42 mon\n");
@@ -350,7 +353,10 @@ fn pty_on_request() {
     assert!(res.success(), "{res:?}");
     let out = String::from_utf8_lossy(res.stdout());
     assert!(out.starts_with("/dev/pts/"), "{out}");
-    assert!(out.contains("err\r\n"), "stderr merged into stdout: {out:?}");
+    assert!(
+        out.contains("err\r\n"),
+        "stderr merged into stdout: {out:?}"
+    );
     assert!(res.stderr().is_empty());
 }
 
@@ -390,7 +396,9 @@ fn spawn_streams_stdin_stdout_stderr() {
     assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
 
     // wait() sends EOF and discards unread output; exit status still right.
-    let child = exec.spawn("cat /dev/null; head -c 5000000 /dev/zero; kill -TERM $$").unwrap();
+    let child = exec
+        .spawn("cat /dev/null; head -c 5000000 /dev/zero; kill -TERM $$")
+        .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some("TERM"));
 
@@ -400,8 +408,16 @@ fn spawn_streams_stdin_stdout_stderr() {
     assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
 
     // A read with no data within the timeout fails with TimedOut.
-    let mut child = exec.clone().with_timeout(Duration::from_secs(1)).spawn("sleep 100").unwrap();
-    let err = child.take_stdout().unwrap().read(&mut [0u8; 16]).unwrap_err();
+    let mut child = exec
+        .clone()
+        .with_timeout(Duration::from_secs(1))
+        .spawn("sleep 100")
+        .unwrap();
+    let err = child
+        .take_stdout()
+        .unwrap()
+        .read(&mut [0u8; 16])
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
     drop(child);
     assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
