@@ -171,7 +171,6 @@ mod known_host;
 mod session;
 mod sftp;
 mod ssh_config;
-mod tunnel;
 
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};

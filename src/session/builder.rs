@@ -1,0 +1,357 @@
+//! The builder's settings and `connect`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use ssh2::{DisconnectCode, MethodType};
+
+use super::transport::peer_closed;
+use super::{millis, Session, SessionBuilder, SessionInner, Transport};
+use crate::error::{ssh2_kind, BoxError};
+use crate::known_host::HostKeyPolicy;
+use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
+
+impl SessionBuilder {
+    /// The server's port. Defaults to 22.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Who we are. Required; a second call replaces the first.
+    pub fn credential(mut self, credential: Credential) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// Logs in as `user` whatever the credential says. Defaults to the
+    /// credential's user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// A pin on the server's host key. May be called several times: a host
+    /// key that matches any pin is accepted, unless a `known_hosts` file
+    /// marks it `@revoked`.
+    ///
+    /// The pinned key types are also offered first in the handshake, as
+    /// OpenSSH does, so a server holding several host keys presents the
+    /// pinned one.
+    pub fn known_host(mut self, pin: KnownHost) -> Self {
+        self.pins.push(pin);
+        self
+    }
+
+    /// Looks host key pins up under `name` instead of the host and port,
+    /// like OpenSSH's `HostKeyAlias`: a `known_hosts` line `name ssh-ed25519
+    /// AAAA...` then holds wherever the partner's server moves (a new IP
+    /// address, another port). Defaults to the host (`[host]:port` for a
+    /// port other than 22).
+    ///
+    /// ```no_run
+    /// use etl_ssh::{Credential, KnownHost, Session};
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// let session = Session::builder("203.0.113.7")
+    ///     .host_key_alias("partner-sftp")
+    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+    ///     .connect()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn host_key_alias(mut self, name: impl Into<String>) -> Self {
+        self.host_key_alias = Some(name.into());
+        self
+    }
+
+    /// Reaches the server through an HTTP proxy (`CONNECT host:port`), for
+    /// networks whose only way out is a web proxy. The proxy must allow
+    /// CONNECT to the server's port. The host key is still checked end to
+    /// end: the proxy sees only encrypted traffic. Defaults to a direct
+    /// connection.
+    ///
+    /// [`bind_address`](Self::bind_address) then applies to the connection
+    /// to the proxy.
+    pub fn http_proxy(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.http_proxy = Some((host.into(), port));
+        self
+    }
+
+    /// Reaches the server through `jump`, an authenticated session on a
+    /// bastion host, as OpenSSH's `ProxyJump` does: a `direct-tcpip`
+    /// channel on the jump session carries this session's SSH connection.
+    /// Both hops are verified: `jump` checked its own host key when it
+    /// connected, and this builder's pins are checked against the final
+    /// server, end to end (the bastion sees only encrypted bytes).
+    ///
+    /// The jump session's connection stays open while this session needs
+    /// it. [`bind_address`](Self::bind_address) and
+    /// [`http_proxy`](Self::http_proxy) do not apply: the jump session has
+    /// its own.
+    ///
+    /// ```no_run
+    /// use etl_ssh::{Credential, KnownHost, Session};
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// let bastion = Session::builder("bastion.partner.example")
+    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+    ///     .connect()?;
+    /// let sftp_host = Session::builder("10.1.2.3")
+    ///     .host_key_alias("partner-internal-sftp")
+    ///     .jump_host(&bastion)
+    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+    ///     .connect()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn jump_host(mut self, jump: &Session) -> Self {
+        self.jump = Some(Arc::clone(&jump.inner));
+        self
+    }
+
+    /// Connects `jump` first and reaches the server through it, as
+    /// [`jump_host`](Self::jump_host) does with a session already open.
+    pub(crate) fn jump_via(mut self, jump: SessionBuilder) -> Self {
+        self.jump_via = Some(Box::new(jump));
+        self
+    }
+
+    /// Deadline for each step of reaching the server: DNS resolution, the
+    /// TCP connection (shared by all addresses of the host) and the SSH
+    /// handshake. Defaults to 30 seconds. A zero duration counts as one
+    /// millisecond: there is no infinite wait.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline for each blocking operation once the handshake is done:
+    /// authentication, and every SFTP and exec call on the session.
+    /// Defaults to 60 seconds. A zero duration counts as one millisecond:
+    /// there is no infinite wait.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The local address to connect from, for partners that allow-list our
+    /// source address. Defaults to the one the operating system picks.
+    pub fn bind_address(mut self, address: IpAddr) -> Self {
+        self.bind_address = Some(address);
+        self
+    }
+
+    /// Connects, checks the host key, and authenticates.
+    ///
+    /// In order: the credential is loaded (a key file is read and its
+    /// passphrase checked) and `known_hosts` files are read; the host is
+    /// resolved and each address tried within the connect timeout; the SSH
+    /// handshake runs with the pinned key types preferred; the host key is
+    /// checked against the pins, **before any authentication request**;
+    /// then the credential is offered.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::InvalidInput`] without a credential;
+    /// - [`ErrorKind::KeyFile`] / [`ErrorKind::Passphrase`] for a key that
+    ///   cannot be read or opened;
+    /// - [`ErrorKind::Connect`] when the host cannot be resolved or reached;
+    /// - [`ErrorKind::Timeout`] when a step outlasts its deadline;
+    /// - [`ErrorKind::Disconnected`] when the server hangs up before we are
+    ///   authenticated (the message names our source address: the partner
+    ///   may allow-list addresses);
+    /// - [`ErrorKind::HostKeyMismatch`], [`ErrorKind::HostKeyUnknown`],
+    ///   [`ErrorKind::HostKeyRevoked`] when the host key is not trusted;
+    /// - [`ErrorKind::Auth`] when the server refuses the credential (the
+    ///   message lists the methods it allows);
+    /// - [`ErrorKind::Protocol`] when no common algorithm is found or the
+    ///   server speaks garbage.
+    pub fn connect(self) -> Result<Session> {
+        let credential = self.credential.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "session",
+                "no credential: call .credential(Credential::key_pair(...)) before .connect()",
+            )
+        })?;
+        let loaded = credential.load()?;
+        let policy = HostKeyPolicy::load(
+            &self.pins,
+            &self.host,
+            self.port,
+            self.host_key_alias.as_deref(),
+        )?;
+
+        let (stream, peer_addr, local_addr) = self.transport()?;
+        let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
+        let mut ssh =
+            ssh2::Session::new().map_err(|e| Error::ssh("cannot create a libssh2 session", e))?;
+        ssh.set_timeout(millis(self.connect_timeout));
+        ssh.set_tcp_stream(stream);
+        let prefs = host_key_preferences(&ssh, &policy.preferred_key_types());
+        debug!("host key algorithms offered: {prefs}");
+        ssh.method_pref(MethodType::HostKey, &prefs)
+            .map_err(|e| Error::ssh("cannot set host key algorithm preferences", e))?;
+
+        ssh.handshake()
+            .map_err(|e| self.handshake_error(e, &probe, local_addr))?;
+        log_algorithms(&ssh);
+        let banner = ssh.banner().map(str::to_string);
+
+        let (blob, _) = ssh.host_key().ok_or_else(|| Error::Ssh {
+            kind: ErrorKind::Protocol,
+            context: format!("{}:{} presented no host key", self.host, self.port),
+            source: None,
+        })?;
+        let host_key = HostKey::from_blob(blob)?;
+        if let Err(e) = policy.check(&host_key) {
+            warn!(
+                "host key of {}:{} not trusted ({host_key}): disconnecting before authentication",
+                self.host, self.port
+            );
+            let _ = ssh.disconnect(
+                Some(DisconnectCode::HostKeyNotVerifiable),
+                "host key not trusted",
+                None,
+            );
+            return Err(e);
+        }
+        info!(
+            "host key of {}:{} verified: {host_key}",
+            self.host, self.port
+        );
+
+        ssh.set_timeout(millis(self.timeout));
+        let user = self.user.as_deref().unwrap_or(credential.user());
+        let auth = self.authenticate(&ssh, user, &loaded, local_addr)?;
+        info!(
+            "authenticated to {}:{} as {} with {auth}",
+            self.host, self.port, user
+        );
+        Ok(Session {
+            inner: Arc::new(SessionInner {
+                ssh,
+                host: self.host,
+                port: self.port,
+                user: user.to_string(),
+                local_addr,
+                peer_addr,
+                host_key,
+                banner,
+                auth,
+                timeout: self.timeout,
+                socket: probe,
+                closed: AtomicBool::new(false),
+                op_lock: Mutex::new(()),
+            }),
+        })
+    }
+}
+
+impl SessionBuilder {
+    fn handshake_error(&self, err: ssh2::Error, probe: &Transport, local: SocketAddr) -> Error {
+        let kind = ssh2_kind(&err);
+        if kind == ErrorKind::Timeout {
+            return Error::Timeout {
+                operation: format!("SSH handshake with {}:{}", self.host, self.port),
+                timeout: self.connect_timeout,
+            };
+        }
+        if kind == ErrorKind::Disconnected || peer_closed(probe) {
+            return self.disconnected("the SSH handshake", local, err);
+        }
+        Error::ssh(
+            format!("SSH handshake with {}:{} failed", self.host, self.port),
+            err,
+        )
+    }
+
+    pub(super) fn disconnected(
+        &self,
+        stage: &'static str,
+        local: SocketAddr,
+        err: ssh2::Error,
+    ) -> Error {
+        Error::Disconnected {
+            host: self.host.clone(),
+            port: self.port,
+            local: Some(local),
+            stage,
+            source: Some(Box::new(err) as BoxError),
+        }
+    }
+}
+
+/// The host key algorithms to offer: those of the pinned key types first,
+/// then the rest libssh2 supports. Certificate algorithms are left out:
+/// libssh2 cannot check a host certificate, and a server that has one then
+/// presents its plain key.
+fn host_key_preferences(ssh: &ssh2::Session, pinned_types: &[String]) -> String {
+    let supported = ssh.supported_algs(MethodType::HostKey).unwrap_or_default();
+    let mut list: Vec<&str> = Vec::new();
+    let pinned = pinned_types.iter().flat_map(|t| algorithms_for_key_type(t));
+    for alg in pinned.chain(supported.iter().copied()) {
+        if supported.contains(&alg) && !alg.contains("-cert-") && !list.contains(&alg) {
+            list.push(alg);
+        }
+    }
+    list.join(",")
+}
+
+/// The signature algorithms a host key of `key_type` can be presented with.
+fn algorithms_for_key_type(key_type: &str) -> Vec<&str> {
+    match key_type {
+        "ssh-rsa" => vec!["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+        other => vec![other],
+    }
+}
+
+fn log_algorithms(ssh: &ssh2::Session) {
+    let m = |t| ssh.methods(t).unwrap_or("?");
+    debug!(
+        "negotiated kex {}, host key {}, cipher {} / {}, mac {} / {}, compression {} / {}",
+        m(MethodType::Kex),
+        m(MethodType::HostKey),
+        m(MethodType::CryptCs),
+        m(MethodType::CryptSc),
+        m(MethodType::MacCs),
+        m(MethodType::MacSc),
+        m(MethodType::CompCs),
+        m(MethodType::CompSc),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_pin_prefers_sha2_signatures() {
+        assert_eq!(
+            algorithms_for_key_type("ssh-rsa"),
+            ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        );
+        assert_eq!(algorithms_for_key_type("ssh-ed25519"), ["ssh-ed25519"]);
+    }
+
+    #[test]
+    fn pinned_types_come_first_and_certificates_never() {
+        let ssh = ssh2::Session::new().expect("session");
+        let prefs = host_key_preferences(&ssh, &["ecdsa-sha2-nistp256".to_string()]);
+        assert!(prefs.starts_with("ecdsa-sha2-nistp256,"), "{prefs}");
+        assert!(!prefs.contains("-cert-"), "{prefs}");
+        assert!(prefs.contains("ssh-ed25519"), "{prefs}");
+    }
+
+    #[test]
+    fn builder_requires_a_credential() {
+        let err = Session::builder("127.0.0.1").connect().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+}

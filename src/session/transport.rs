@@ -1,0 +1,289 @@
+//! Reaching the server: resolve, TCP (bound to a local address, through an
+//! HTTP proxy), and the socket libssh2 talks through.
+
+use std::io::{self, Read as _, Write as _};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{tunnel, SessionBuilder};
+use crate::{Error, ErrorKind, Result};
+
+impl SessionBuilder {
+    /// The byte stream to the server: a TCP connection (direct or through
+    /// an HTTP proxy) or a tunnel through the jump host; with the addresses
+    /// of the TCP connection it rides on.
+    pub(super) fn transport(&self) -> Result<(Transport, SocketAddr, SocketAddr)> {
+        let via = match (&self.jump, &self.jump_via) {
+            (None, Some(via)) => Some(via.as_ref().clone().connect()?.inner),
+            _ => None,
+        };
+        if let Some(jump) = self.jump.as_ref().or(via.as_ref()) {
+            let socket = tunnel::open(jump, &self.host, self.port)?;
+            info!(
+                "connected to {}:{} through jump host {}",
+                self.host,
+                self.port,
+                jump.target()
+            );
+            return Ok((Transport::Tunnel(socket), jump.peer_addr, jump.local_addr));
+        }
+        let deadline = Instant::now() + self.connect_timeout;
+        let (dial_host, dial_port) = match &self.http_proxy {
+            Some((host, port)) => (host.as_str(), *port),
+            None => (self.host.as_str(), self.port),
+        };
+        let addrs = resolve(dial_host, dial_port, self.connect_timeout)?;
+        let stream = self.connect_tcp(dial_host, dial_port, &addrs, deadline)?;
+        if self.http_proxy.is_some() {
+            self.http_connect(&stream, dial_host, dial_port, deadline)?;
+        }
+        let peer_addr = stream.peer_addr().map_err(|e| self.connect_error(e))?;
+        let local_addr = stream.local_addr().map_err(|e| self.connect_error(e))?;
+        info!(
+            "connected to {}:{} ({peer_addr}) from {local_addr}",
+            self.host, self.port
+        );
+        Ok((Transport::Tcp(stream), peer_addr, local_addr))
+    }
+
+    pub(super) fn connect_error(&self, source: io::Error) -> Error {
+        self.connect_error_to(&self.host, self.port, source)
+    }
+
+    fn connect_error_to(&self, host: &str, port: u16, source: io::Error) -> Error {
+        Error::Connect {
+            host: host.to_string(),
+            port,
+            local: self.bind_address,
+            source,
+        }
+    }
+
+    /// Asks the HTTP proxy on `stream` for a tunnel to the server.
+    fn http_connect(
+        &self,
+        stream: &TcpStream,
+        proxy: &str,
+        proxy_port: u16,
+        deadline: Instant,
+    ) -> Result<()> {
+        let authority = if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let operation = format!("HTTP CONNECT to {authority} through {proxy}:{proxy_port}");
+        let io_error = |e: io::Error| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout {
+                operation: operation.clone(),
+                timeout: self.connect_timeout,
+            },
+            _ => self.connect_error_to(proxy, proxy_port, e),
+        };
+        let remaining = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io_error(io::ErrorKind::TimedOut.into()))?;
+        stream
+            .set_write_timeout(Some(remaining))
+            .map_err(io_error)?;
+        stream.set_read_timeout(Some(remaining)).map_err(io_error)?;
+        let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+        (&mut &*stream)
+            .write_all(request.as_bytes())
+            .map_err(io_error)?;
+        // Byte by byte: whatever follows the headers is the SSH server's
+        // banner, which libssh2 must read itself.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 16 * 1024 {
+                return Err(Error::Ssh {
+                    kind: ErrorKind::Protocol,
+                    context: format!("{operation}: the proxy's answer is not HTTP"),
+                    source: None,
+                });
+            }
+            match (&mut &*stream).read(&mut byte).map_err(io_error)? {
+                0 => {
+                    return Err(self.connect_error_to(
+                        proxy,
+                        proxy_port,
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the proxy closed the connection",
+                        ),
+                    ))
+                }
+                _ => head.push(byte[0]),
+            }
+        }
+        stream.set_write_timeout(None).map_err(io_error)?;
+        stream.set_read_timeout(None).map_err(io_error)?;
+        let head = String::from_utf8_lossy(&head);
+        let status_line = head.lines().next().unwrap_or_default().trim().to_string();
+        let status = status_line.split_whitespace().nth(1);
+        if !status_line.starts_with("HTTP/1.") || status != Some("200") {
+            return Err(Error::Ssh {
+                kind: ErrorKind::Connect,
+                context: format!("{operation}: the proxy answered `{status_line}`"),
+                source: None,
+            });
+        }
+        debug!("{operation}: tunnel open");
+        Ok(())
+    }
+
+    /// Tries each address in turn until one connects or the deadline passes.
+    fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[SocketAddr],
+        deadline: Instant,
+    ) -> Result<TcpStream> {
+        let candidates: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| self.bind_address.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
+            .collect();
+        if candidates.is_empty() {
+            return Err(self.connect_error_to(
+                host,
+                port,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the host has no address of the bind address's family",
+                ),
+            ));
+        }
+        let mut last = None;
+        for addr in candidates {
+            let Some(remaining) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match try_connect(addr, self.bind_address, remaining) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => {
+                    debug!("TCP connect to {addr} failed: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        match last {
+            Some(e) if e.kind() != io::ErrorKind::TimedOut => {
+                Err(self.connect_error_to(host, port, e))
+            }
+            _ => Err(Error::Timeout {
+                operation: format!("TCP connect to {host}:{port}"),
+                timeout: self.connect_timeout,
+            }),
+        }
+    }
+}
+
+/// Resolves `host`, bounded by `timeout` (the system resolver has no deadline
+/// of its own: it runs on a helper thread that is abandoned on timeout).
+fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>> {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = mpsc::channel();
+    let name = host.to_string();
+    thread::Builder::new()
+        .name("etl-ssh-resolve".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        })
+        .map_err(|e| Error::io("cannot start the resolver thread", e))?;
+    let resolve_error = |source| Error::Resolve {
+        host: host.to_string(),
+        source,
+    };
+    match rx.recv_timeout(timeout.max(Duration::from_millis(1))) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => {
+            debug!("{host} resolves to {addrs:?}");
+            Ok(addrs)
+        }
+        Ok(Ok(_)) => Err(resolve_error(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no address",
+        ))),
+        Ok(Err(e)) => Err(resolve_error(e)),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+            operation: format!("resolving {host}"),
+            timeout,
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(resolve_error(io::Error::other(
+            "the resolver thread ended without an answer",
+        ))),
+    }
+}
+
+fn try_connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(ip) = bind {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    socket.connect_timeout(&addr.into(), timeout.max(Duration::from_millis(1)))?;
+    // libssh2 does not set TCP_NODELAY; without it each handshake round
+    // trip and small SFTP request waits on Nagle's algorithm.
+    socket.set_nodelay(true)?;
+    socket.set_keepalive(true)?;
+    Ok(socket.into())
+}
+
+/// Whether the server has closed its end: a peek sees end-of-file or a reset.
+pub(super) fn peer_closed(probe: &Transport) -> bool {
+    let socket = socket2::SockRef::from(probe);
+    if socket.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The socket libssh2 talks through.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// A TCP connection to the server or the HTTP proxy.
+    Tcp(TcpStream),
+    /// Our end of a jump host's tunnel.
+    Tunnel(UnixStream),
+}
+
+impl Transport {
+    pub(super) fn try_clone(&self) -> io::Result<Transport> {
+        Ok(match self {
+            Transport::Tcp(s) => Transport::Tcp(s.try_clone()?),
+            Transport::Tunnel(s) => Transport::Tunnel(s.try_clone()?),
+        })
+    }
+}
+
+impl AsFd for Transport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Transport::Tcp(s) => s.as_fd(),
+            Transport::Tunnel(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Transport {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
