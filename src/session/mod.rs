@@ -202,7 +202,7 @@ impl fmt::Display for AuthMethod {
 /// Only the host is required to start; [`SessionBuilder::connect`] needs a
 /// credential. Without any [`known_host`](SessionBuilder::known_host) pin
 /// the connection is refused after the handshake with
-/// [`ErrorKind::HostKeyUnknown`], whose message carries the fingerprint the
+/// [`ErrorKind::HostKeyUnknown`](crate::ErrorKind::HostKeyUnknown), whose message carries the fingerprint the
 /// server presented: there is no default that trusts any key.
 #[derive(Debug, Clone)]
 pub struct SessionBuilder {
@@ -301,9 +301,9 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Unsupported`] or [`ErrorKind::Other`] when the server
-    /// refuses the `sftp` subsystem; [`ErrorKind::Disconnected`],
-    /// [`ErrorKind::Timeout`].
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) or [`ErrorKind::Other`](crate::ErrorKind::Other) when the server
+    /// refuses the `sftp` subsystem; [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected),
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
     pub fn sftp(&self) -> Result<crate::SftpSession> {
         crate::sftp::SftpSession::start(Arc::clone(&self.inner))
     }
@@ -324,11 +324,11 @@ impl Session {
     ///
     /// Dropping the `Session` and every handle opened on it does the same on
     /// a best-effort basis; `close` reports what went wrong. Handles still
-    /// open on the session fail with [`ErrorKind::Disconnected`] afterwards.
+    /// open on the session fail with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) afterwards.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Disconnected`] or [`ErrorKind::Timeout`] when the
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the
     /// disconnect message could not be sent.
     pub fn close(self) -> Result<()> {
         self.inner.disconnect().map_err(|e| {
