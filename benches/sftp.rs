@@ -6,15 +6,27 @@
 //! `ETL_BENCH_CIPHER` (restrict the server to one cipher, e.g.
 //! `aes128-ctr`; default: the normal negotiation, chacha20-poly1305),
 //! `ETL_BENCH_SMALL` (number of 4 KiB files, default 2000; 0 skips),
-//! `ETL_BENCH_SWEEP=1` (also try several buffer sizes).
+//! `ETL_BENCH_SWEEP=1` (also try several buffer sizes),
+//! `ETL_BENCH_LARGE=1` (also the large-file case, off by default: about
+//! two minutes and 4 GiB of /tmp at the default `ETL_BENCH_LARGE_MB`
+//! of 1024).
+//!
+//! The large-file case times `upload` / `download` (default options, then
+//! with `fsync(false)`) beside `sftp -b` put / get, and measures peak RSS
+//! while moving the file: each etl-ssh transfer runs alone in a child
+//! process (this binary re-executed with `ETL_BENCH_RSS_CHILD` set), which
+//! reports its own `VmRSS` / `VmHWM` from `/proc/self/status` after
+//! connecting and `VmHWM` after the transfer; `upload`, `download`,
+//! `create` + `std::io::copy` and `open` + `std::io::copy`. OpenSSH's `sftp`
+//! client's `VmHWM` is sampled from `/proc/<pid>/status` every 10 ms.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(clippy::unwrap_used)]
 mod common;
 
 use std::fs;
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,17 +45,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time(f: impl FnOnce()) -> f64 {
+fn time<T>(f: impl FnOnce() -> T) -> f64 {
     let t = Instant::now();
     f();
     t.elapsed().as_secs_f64()
 }
 
-fn openssh_sftp(server: &Sshd, key: &ClientKey, batch: &str) {
+/// Runs OpenSSH's `sftp -b` with `batch`; returns the client's peak RSS
+/// (MiB): the `VmHWM` of `sftp` plus that of the `ssh` it starts (which
+/// does the crypto), as last sampled while they ran (every 10 ms).
+fn openssh_sftp(server: &Sshd, key: &ClientKey, batch: &str) -> f64 {
     let dir = tempfile::tempdir().expect("batch dir");
     let batch_path = dir.path().join("batch");
     fs::write(&batch_path, batch).expect("write batch");
-    let out = Command::new("sftp")
+    let stderr_path = dir.path().join("stderr");
+    let stderr = fs::File::create(&stderr_path).expect("stderr file");
+    let mut child = Command::new("sftp")
         .arg("-q")
         .arg("-i")
         .arg(&key.path)
@@ -56,29 +73,186 @@ fn openssh_sftp(server: &Sshd, key: &ClientKey, batch: &str) {
         .arg(&batch_path)
         .arg(format!("{}@{}", current_user(), server.host()))
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
         .expect("run sftp");
+    let pid = child.id();
+    let (mut sftp_hwm, mut ssh_hwm) = (0.0f64, 0.0f64);
+    let hwm_of = |pid: &str| {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|text| status_kib(&text, "VmHWM:") / 1024.0)
+            .unwrap_or(0.0)
+    };
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait sftp") {
+            break status;
+        }
+        sftp_hwm = sftp_hwm.max(hwm_of(&pid.to_string()));
+        let children =
+            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for ssh in children.split_whitespace() {
+            ssh_hwm = ssh_hwm.max(hwm_of(ssh));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let hwm = sftp_hwm + ssh_hwm;
     assert!(
-        out.status.success(),
+        status.success(),
         "sftp failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        fs::read_to_string(&stderr_path).unwrap_or_default()
     );
+    hwm
+}
+
+/// A `kB` field of `/proc/<pid>/status`, e.g. `VmHWM:`.
+fn status_kib(text: &str, field: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// (`VmRSS`, `VmHWM`) of this process, in KiB.
+fn own_rss_kib() -> (f64, f64) {
+    let text = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    (status_kib(&text, "VmRSS:"), status_kib(&text, "VmHWM:"))
 }
 
 fn connect(server: &Sshd, key: &ClientKey) -> SftpSession {
-    let session = Session::builder(server.host())
-        .port(server.port())
-        .known_host(
-            KnownHost::public_key(server.host_key_public_line("ed25519")).expect("host key"),
-        )
-        .credential(Credential::key_pair(current_user(), &key.path))
-        .timeout(Duration::from_secs(120))
+    connect_to(
+        server.port(),
+        &server.host_key_public_line("ed25519"),
+        &key.path,
+    )
+}
+
+fn connect_to(port: u16, host_key: &str, key: &Path) -> SftpSession {
+    let session = Session::builder(common::HOST)
+        .port(port)
+        .known_host(KnownHost::public_key(host_key).expect("host key"))
+        .credential(Credential::key_pair(current_user(), key))
+        .timeout(Duration::from_secs(300))
         .connect()
         .expect("connect");
     session.sftp().expect("sftp")
 }
 
+/// Writes `mb` MiB of xorshift noise (incompressible, reproducible).
+fn write_noise(path: &Path, mb: u64) {
+    let mut f = fs::File::create(path).expect("create");
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mb {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&block).expect("write");
+    }
+}
+
+/// The ways of moving a file whose peak RSS is measured.
+const RSS_MODES: [&str; 4] = ["upload", "download", "create+io::copy", "open+io::copy"];
+
+/// Child mode (`ETL_BENCH_RSS_CHILD` = one of [`RSS_MODES`]): connects, notes
+/// its RSS, moves one file, prints one line with the figures and exits.
+fn rss_child(mode: &str) {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"));
+    let port: u16 = var("ETL_BENCH_RSS_PORT").parse().expect("port");
+    let sftp = connect_to(
+        port,
+        &var("ETL_BENCH_RSS_HOST_KEY"),
+        Path::new(&var("ETL_BENCH_RSS_KEY")),
+    );
+    let local = PathBuf::from(var("ETL_BENCH_RSS_LOCAL"));
+    let remote = var("ETL_BENCH_RSS_REMOTE");
+    let (rss0, hwm0) = own_rss_kib();
+    let t = Instant::now();
+    let bytes = match mode {
+        "upload" => sftp.upload(&local, &remote).expect("upload"),
+        "download" => sftp.download(&remote, &local).expect("download"),
+        "create+io::copy" => {
+            let mut from = fs::File::open(&local).expect("open local");
+            let mut to = sftp.create(&remote).expect("create");
+            let n = io::copy(&mut from, &mut to).expect("copy");
+            to.close().expect("close");
+            n
+        }
+        "open+io::copy" => {
+            let mut from = sftp.open(&remote).expect("open");
+            let mut to = fs::File::create(&local).expect("create local");
+            io::copy(&mut from, &mut to).expect("copy")
+        }
+        other => panic!("unknown ETL_BENCH_RSS_CHILD mode {other:?}"),
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let (_, hwm1) = own_rss_kib();
+    println!("rss-child {rss0} {hwm0} {hwm1} {secs} {bytes}");
+}
+
+/// What a child reported: baseline `VmRSS` and `VmHWM` after connecting,
+/// `VmHWM` at the end (MiB), seconds, bytes.
+struct ChildRss {
+    rss0: f64,
+    hwm0: f64,
+    hwm1: f64,
+    secs: f64,
+}
+
+fn run_rss_child(
+    mode: &str,
+    server: &Sshd,
+    key: &ClientKey,
+    local: &Path,
+    remote: &str,
+) -> ChildRss {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe)
+        .env("ETL_BENCH_RSS_CHILD", mode)
+        .env("ETL_BENCH_RSS_PORT", server.port().to_string())
+        .env(
+            "ETL_BENCH_RSS_HOST_KEY",
+            server.host_key_public_line("ed25519"),
+        )
+        .env("ETL_BENCH_RSS_KEY", &key.path)
+        .env("ETL_BENCH_RSS_LOCAL", local)
+        .env("ETL_BENCH_RSS_REMOTE", remote)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{mode} child failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("rss-child "))
+        .expect("child report line");
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().expect("number"))
+        .collect();
+    ChildRss {
+        rss0: f[0] / 1024.0,
+        hwm0: f[1] / 1024.0,
+        hwm1: f[2] / 1024.0,
+        secs: f[3],
+    }
+}
+
 fn main() {
+    if let Ok(mode) = std::env::var("ETL_BENCH_RSS_CHILD") {
+        rss_child(&mode);
+        return;
+    }
     let mb = env_num("ETL_BENCH_MB", 256);
     let runs = env_num("ETL_BENCH_RUNS", 3).max(1) as usize;
     let small = env_num("ETL_BENCH_SMALL", 2000) as usize;
@@ -98,28 +272,16 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let src = d.join("src.bin");
-    {
-        let mut f = fs::File::create(&src).expect("create");
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..mb {
-            for chunk in block.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                chunk.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block).expect("write");
-        }
-    }
+    write_noise(&src, mb);
     let bytes = (mb << 20) as f64;
     let mbps = |secs: f64| bytes / secs / 1e6;
     let remote = |name: &str| d.join(name).to_str().expect("utf-8").to_string();
 
     let sftp = connect(&server, &key);
     println!(
-        "# {mb} MiB file, {runs} runs each, median; cipher: {}",
-        cipher.as_deref().unwrap_or("default (chacha20-poly1305)")
+        "# {mb} MiB file, {runs} runs each, median; cipher: {}; load average {}",
+        cipher.as_deref().unwrap_or("default (chacha20-poly1305)"),
+        loadavg()
     );
     let mut up = Vec::new();
     let mut down = Vec::new();
@@ -216,6 +378,10 @@ fn main() {
     }
     let _ = fs::remove_file(&src);
 
+    if env_num("ETL_BENCH_LARGE", 0) == 1 {
+        large(&server, &key, d, &sftp, runs);
+    }
+
     if small > 0 {
         let tree = d.join("small");
         fs::create_dir(&tree).expect("mkdir");
@@ -265,4 +431,129 @@ fn main() {
             ours_down / theirs_down
         );
     }
+    println!("load average at the end: {}", loadavg());
+}
+
+/// The large-file case: throughput beside OpenSSH, then peak RSS.
+fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usize) {
+    let mb = env_num("ETL_BENCH_LARGE_MB", 1024);
+    let src = d.join("large.bin");
+    write_noise(&src, mb);
+    let bytes = (mb << 20) as f64;
+    let mbps = |secs: f64| bytes / secs / 1e6;
+    let no_fsync = TransferOptions::new().fsync(false);
+    println!("\n# large file: {mb} MiB, {runs} runs each, median");
+
+    const CASES: [&str; 6] = [
+        "etl-ssh upload",
+        "etl-ssh download",
+        "etl-ssh upload fsync(false)",
+        "etl-ssh download fsync(false)",
+        "openssh put",
+        "openssh get",
+    ];
+    let mut t: Vec<Vec<f64>> = vec![Vec::new(); CASES.len()];
+    let mut sftp_hwm: [f64; 2] = [0.0, 0.0];
+    for i in 0..runs {
+        // Downloads read the source file itself (the server serves this
+        // filesystem).
+        let down_src = src.to_str().expect("utf-8").to_string();
+        for k in 0..CASES.len() {
+            // Rotate the order so that no case always runs first.
+            let case = (k + i) % CASES.len();
+            let out = d.join(format!("L{i}-{case}"));
+            let out_remote = out.to_str().expect("utf-8").to_string();
+            let secs = match case {
+                0 => time(|| sftp.upload(&src, &out_remote).expect("upload")),
+                1 => time(|| sftp.download(&down_src, &out).expect("download")),
+                2 => time(|| {
+                    sftp.upload_with(&src, &out_remote, &no_fsync)
+                        .expect("upload")
+                }),
+                3 => time(|| {
+                    sftp.download_with(&down_src, &out, &no_fsync)
+                        .expect("download")
+                }),
+                4 => {
+                    let batch = format!("put {} {}\n", src.display(), out_remote);
+                    let mut hwm = 0.0;
+                    let s = time(|| hwm = openssh_sftp(server, key, &batch));
+                    sftp_hwm[0] = sftp_hwm[0].max(hwm);
+                    s
+                }
+                _ => {
+                    let batch = format!("get {} {}\n", down_src, out.display());
+                    let mut hwm = 0.0;
+                    let s = time(|| hwm = openssh_sftp(server, key, &batch));
+                    sftp_hwm[1] = sftp_hwm[1].max(hwm);
+                    s
+                }
+            };
+            assert_eq!(
+                fs::metadata(&out).map(|m| m.len()).unwrap_or(0),
+                mb << 20,
+                "{}",
+                CASES[case]
+            );
+            let _ = fs::remove_file(&out);
+            t[case].push(secs);
+        }
+    }
+    let rounded = |v: &[f64]| {
+        v.iter()
+            .map(|s| (s * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
+    };
+    let med = |v: &[f64]| median(v.to_vec());
+    for (case, name) in CASES.iter().enumerate() {
+        let theirs = med(&t[4 + case % 2]);
+        println!(
+            "{name:<31} {:>7.1} MB/s   ratio {:.2}x vs openssh   (runs: {:?} s)",
+            mbps(med(&t[case])),
+            theirs / med(&t[case]),
+            rounded(&t[case]),
+        );
+    }
+    println!("(ratio = etl-ssh MB/s / OpenSSH MB/s, higher is better for etl-ssh)");
+
+    println!("\n# peak RSS while moving the {mb} MiB file (MiB; one child process per transfer)");
+    for mode in RSS_MODES {
+        let out = d.join("rss-out");
+        let out_remote = out.to_str().expect("utf-8").to_string();
+        let (local, remote_path) = match mode {
+            "upload" | "create+io::copy" => (src.clone(), out_remote.clone()),
+            _ => (out.clone(), src.to_str().expect("utf-8").to_string()),
+        };
+        let r = run_rss_child(mode, server, key, &local, &remote_path);
+        assert_eq!(
+            fs::metadata(&out).map(|m| m.len()).unwrap_or(0),
+            mb << 20,
+            "{mode}"
+        );
+        let _ = fs::remove_file(&out);
+        println!(
+            "{mode:<16} peak VmHWM {:>6.1}   baseline after connect: VmRSS {:.1}, VmHWM {:.1}   growth {:>5.1}   ({:.1} MB/s)",
+            r.hwm1,
+            r.rss0,
+            r.hwm0,
+            r.hwm1 - r.rss0,
+            mbps(r.secs)
+        );
+    }
+    println!(
+        "openssh sftp client (sftp + its ssh): peak VmHWM {:.1} (put), {:.1} (get), sampled every 10 ms",
+        sftp_hwm[0], sftp_hwm[1]
+    );
+    let _ = fs::remove_file(&src);
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute load averages: the machine is
+/// shared, so the bench prints them at its start and end.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
