@@ -168,6 +168,7 @@ mod credential;
 mod error;
 mod exec;
 mod known_host;
+mod retry;
 mod session;
 mod sftp;
 mod ssh_config;
@@ -179,8 +180,10 @@ pub use exec::{
     ExitStatus, DEFAULT_MAX_OUTPUT,
 };
 pub use known_host::{HostKey, KnownHost};
+pub use retry::RetryPolicy;
 pub use session::{
-    AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
+    AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
 };
 pub use ssh_config::{HostConfig, SshConfig};
 

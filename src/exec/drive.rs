@@ -45,7 +45,12 @@ impl Drop for NonBlocking<'_> {
 
 /// Waits until the session's socket is ready in the direction libssh2 is
 /// blocked on, or `deadline` passes; false once it has passed.
+///
+/// Called with the operation lock held, so it also sends a keepalive when
+/// one is due: a quiet command (a long `sleep`, a slow import) still keeps
+/// the connection alive.
 pub(super) fn wait_socket(inner: &SessionInner, deadline: Instant) -> bool {
+    inner.keepalive_tick();
     inner.wait_ready(
         inner.ssh.block_directions(),
         deadline,

@@ -123,6 +123,17 @@ impl SessionBuilder {
         self
     }
 
+    /// Interval of SSH keepalives (`keepalive@openssh.com`, reply
+    /// requested) during long transfers and commands, and for
+    /// [`Session::keepalive`] on an idle session: they keep NATs and
+    /// firewalls from dropping a quiet connection. TCP keepalive is on as
+    /// well. Defaults to 15 seconds; `Duration::ZERO` turns SSH keepalives
+    /// off; libssh2 counts anything under 2 seconds as 2.
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = interval;
+        self
+    }
+
     /// Deadline for each step of reaching the server: DNS resolution, the
     /// TCP connection (shared by all addresses of the host) and the SSH
     /// handshake. Defaults to 30 seconds. A zero duration counts as one
@@ -146,6 +157,11 @@ impl SessionBuilder {
     pub fn bind_address(mut self, address: IpAddr) -> Self {
         self.bind_address = Some(address);
         self
+    }
+
+    /// `host:port`, for messages.
+    pub(crate) fn target(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Connects, checks the host key, and authenticates.
@@ -228,6 +244,10 @@ impl SessionBuilder {
         );
 
         ssh.set_timeout(millis(self.timeout));
+        let keepalive_secs = u32::try_from(self.keepalive.as_secs()).unwrap_or(u32::MAX);
+        if keepalive_secs > 0 {
+            ssh.set_keepalive(true, keepalive_secs);
+        }
         let user = self.user.as_deref().unwrap_or(credential.user());
         let auth = self.authenticate(&ssh, user, &loaded, local_addr)?;
         info!(
@@ -246,6 +266,7 @@ impl SessionBuilder {
                 banner,
                 auth,
                 timeout: self.timeout,
+                keepalive: keepalive_secs > 0,
                 socket: probe,
                 closed: AtomicBool::new(false),
                 op_lock: Mutex::new(()),

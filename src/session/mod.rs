@@ -33,6 +33,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`SessionBuilder::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default for [`SessionBuilder::keepalive`].
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// How long `Drop` waits for the server when it sends the disconnect message.
 const DROP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -80,6 +83,8 @@ pub(crate) struct SessionInner {
     banner: Option<String>,
     auth: AuthMethod,
     pub(crate) timeout: Duration,
+    /// Whether SSH keepalives are on (see [`SessionBuilder::keepalive`]).
+    keepalive: bool,
     /// A second handle on the socket libssh2 owns, to wait on it with
     /// `poll` without borrowing libssh2's descriptor.
     pub(crate) socket: Transport,
@@ -143,6 +148,18 @@ impl SessionInner {
             Some(&timeout),
         );
         true
+    }
+
+    /// Sends an SSH keepalive if one is due. Call it with the operation
+    /// lock held, from any loop that may run longer than the keepalive
+    /// interval: libssh2 sends keepalives only when asked. Cheap when none
+    /// is due; a failure is left for the next real operation to report.
+    pub(crate) fn keepalive_tick(&self) {
+        if self.keepalive {
+            if let Err(e) = self.ssh.keepalive_send() {
+                debug!("keepalive to {} not sent: {e}", self.target());
+            }
+        }
     }
 
     fn disconnect(&self) -> std::result::Result<(), ssh2::Error> {
@@ -216,6 +233,7 @@ pub struct SessionBuilder {
     /// A jump host still to connect (from an ssh config's `ProxyJump`).
     jump_via: Option<Box<SessionBuilder>>,
     user: Option<String>,
+    keepalive: Duration,
     connect_timeout: Duration,
     timeout: Duration,
     bind_address: Option<IpAddr>,
@@ -234,6 +252,7 @@ impl Session {
             jump: None,
             jump_via: None,
             user: None,
+            keepalive: DEFAULT_KEEPALIVE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             bind_address: None,
@@ -279,6 +298,29 @@ impl Session {
     /// The server's address we connected to.
     pub fn peer_addr(&self) -> SocketAddr {
         self.inner.peer_addr
+    }
+
+    /// Sends an SSH keepalive if one is due, for a session that sits idle
+    /// between operations (a job waiting for a partner's file, say): call
+    /// it at least once per [keepalive interval](SessionBuilder::keepalive)
+    /// and a NAT or firewall never sees the connection as dead. Transfers
+    /// and commands send keepalives by themselves.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) or
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the connection
+    /// is gone.
+    pub fn keepalive(&self) -> Result<()> {
+        let _lock = self.inner.lock();
+        if !self.inner.keepalive {
+            return Ok(());
+        }
+        self.inner
+            .ssh
+            .keepalive_send()
+            .map(drop)
+            .map_err(|e| Error::ssh(format!("keepalive to {}", self.inner.target()), e))
     }
 
     /// The deadline for each blocking operation on this session.

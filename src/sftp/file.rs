@@ -51,6 +51,7 @@ impl Read for Handle {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let shared = Arc::clone(&self.shared);
         let _g = shared.inner.lock();
+        shared.inner.keepalive_tick();
         match self.file()?.read(buf) {
             Ok(n) => Ok(n),
             Err(e) => Err(sftp_io_error("read", &self.path, e, Some(&shared.inner.ssh)).into()),
@@ -62,6 +63,7 @@ impl Write for Handle {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let shared = Arc::clone(&self.shared);
         let _g = shared.inner.lock();
+        shared.inner.keepalive_tick();
         match self.file()?.write(buf) {
             Ok(n) => Ok(n),
             Err(e) => Err(sftp_io_error("write", &self.path, e, Some(&shared.inner.ssh)).into()),

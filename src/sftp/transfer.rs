@@ -428,6 +428,7 @@ fn send(
         }
         let written = {
             let _g = shared.inner.lock();
+            shared.inner.keepalive_tick();
             file.write_all(&buf[..n])
                 .map_err(|e| sftp_io_error("upload", path, e, Some(&shared.inner.ssh)))
         };
@@ -614,6 +615,7 @@ pub(crate) fn download_file(
     loop {
         let n = {
             let _g = shared.inner.lock();
+            shared.inner.keepalive_tick();
             read_full(&mut file, &mut buf)
                 .map_err(|e| sftp_io_error("download", remote, e, Some(&shared.inner.ssh)))
         };

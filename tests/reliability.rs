@@ -1,0 +1,145 @@
+//! Liveness and retries against a real sshd: SSH keepalives during quiet
+//! commands and idle periods, and a retry policy that retries only what a
+//! retry can fix.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
+use etl_ssh::{Credential, ErrorKind, KnownHost, RetryPolicy, Session, SessionBuilder};
+
+fn builder(server: &Sshd, key: &common::ClientKey) -> SessionBuilder {
+    Session::builder(server.host())
+        .port(server.port())
+        .credential(Credential::key_pair(current_user(), &key.path))
+        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(20))
+}
+
+/// How many keepalive requests sshd has logged so far.
+fn keepalives(server: &Sshd) -> usize {
+    server.log().matches("rtype keepalive@").count()
+}
+
+#[test]
+fn keepalives_during_a_quiet_command_and_when_idle() {
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let Some(server) = Sshd::builder()
+        .authorized_key(&key.public_line)
+        .start_if_available()
+    else {
+        return;
+    };
+    let session = builder(&server, &key)
+        .keepalive(Duration::from_secs(2))
+        .connect()
+        .expect("connect");
+    let before = keepalives(&server);
+    let out = session.exec().expect("exec").run("sleep 3").expect("sleep");
+    assert!(out.success());
+    let during = keepalives(&server);
+    assert!(
+        during > before,
+        "no keepalive during a 3 s quiet command:\n{}",
+        server.log()
+    );
+
+    std::thread::sleep(Duration::from_millis(2200));
+    session.keepalive().expect("idle keepalive");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while keepalives(&server) == during && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        keepalives(&server) > during,
+        "Session::keepalive sent nothing"
+    );
+
+    // Off means off.
+    let quiet = builder(&server, &key)
+        .keepalive(Duration::ZERO)
+        .connect()
+        .expect("connect");
+    let before = keepalives(&server);
+    quiet.exec().expect("exec").run("sleep 2").expect("sleep");
+    quiet.keepalive().expect("no-op");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(keepalives(&server), before);
+}
+
+/// A forwarder on `port` to `target`, started after `delay`: until then the
+/// port refuses connections, as a partner's server does while it restarts.
+fn late_forwarder(port: u16, target: u16, delay: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind late port");
+        let (client, _) = listener.accept().expect("accept");
+        let upstream = std::net::TcpStream::connect(("127.0.0.1", target)).expect("upstream");
+        let (mut c1, mut u1) = (
+            client.try_clone().expect("clone"),
+            upstream.try_clone().expect("clone"),
+        );
+        let (mut c2, mut u2) = (client, upstream);
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c1, &mut u1);
+            let _ = u1.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut u2, &mut c2);
+        let _ = c2.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    })
+}
+
+#[test]
+fn connect_retries_a_refused_port_but_never_a_refused_key() {
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let Some(server) = Sshd::builder()
+        .authorized_key(&key.public_line)
+        .start_if_available()
+    else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let forwarder = late_forwarder(port, server.port(), Duration::from_millis(1500));
+    let policy = RetryPolicy::new()
+        .attempts(10)
+        .initial_backoff(Duration::from_millis(300))
+        .max_backoff(Duration::from_millis(600));
+    let session = Session::builder(server.host())
+        .port(port)
+        .credential(Credential::key_pair(current_user(), &key.path))
+        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
+        .connect_timeout(Duration::from_secs(10))
+        .connect_with_retry(&policy)
+        .expect("connects once the port answers");
+    assert!(session
+        .exec()
+        .expect("exec")
+        .run("true")
+        .expect("run")
+        .success());
+    session.close().expect("close");
+    forwarder.join().expect("forwarder");
+
+    // A refused key is not retried: exactly one connection reaches sshd.
+    let stranger = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let before = server.log_since_ready().matches("Connection from").count();
+    let err = Session::builder(server.host())
+        .port(server.port())
+        .credential(Credential::key_pair(current_user(), &stranger.path))
+        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
+        .connect_with_retry(&policy)
+        .expect_err("must fail");
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.log_since_ready().matches("Connection from").count(),
+        before + 1
+    );
+}
