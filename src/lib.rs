@@ -143,6 +143,30 @@
 //! [`SessionBuilder::timeout`] (60 s by default) bounds each blocking
 //! operation after that, authentication included.
 //!
+//! ## Secrets
+//!
+//! Passwords, passphrases and private keys are held in [`secrecy`] types
+//! or in [`zeroize::Zeroizing`] buffers, and zeroized when dropped: the
+//! credential itself, a key file's bytes as read, an OpenSSH key decrypted
+//! here (so that a wrong passphrase is told apart), the key text handed on.
+//! `Debug` prints `[REDACTED]`; no log record carries them.
+//!
+//! Copies beyond this crate's reach, because libssh2 takes secrets as C
+//! strings and `ssh2` makes them:
+//! - a password: `ssh2` copies it into a `CString` for
+//!   `libssh2_userauth_password_ex`, freed without zeroing;
+//! - a keyboard-interactive answer (the password, or what a
+//!   [`Credential::keyboard_interactive`] callback returns): `ssh2`'s prompt
+//!   API takes a `Vec<String>` and copies each into libssh2's buffers;
+//! - a private key: `ssh2` copies the key text (and a PEM key's passphrase)
+//!   into `CString`s for `libssh2_userauth_publickey_frommemory`; libssh2
+//!   and OpenSSL then parse it into their own structures, which OpenSSL
+//!   clears for RSA and EC keys but libssh2 does not promise to.
+//!
+//! These copies live for the duration of one authentication call. A
+//! process that must not hold key material in memory at all should use an
+//! ssh-agent ([`Credential::agent`]): the key then never enters it.
+//!
 //! ## Logging
 //!
 //! Through the [`log`] crate, target `etl_ssh::*`:
