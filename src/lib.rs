@@ -197,6 +197,9 @@ mod session;
 mod sftp;
 mod ssh_config;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
 pub use exec::{

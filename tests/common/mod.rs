@@ -1155,3 +1155,36 @@ fn pump(mut from: TcpStream, mut to: TcpStream, st: &CutState) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Both backends (etl_ssh::testkit)
+// ---------------------------------------------------------------------------
+
+/// The testkit backends the dual-backend tests run against: embedded
+/// always, OpenSSH when `sshd` is found. Under CI=true a missing sshd
+/// panics; elsewhere a loud line says that only the embedded backend runs.
+pub fn backends() -> Vec<etl_ssh::testkit::Backend> {
+    use etl_ssh::testkit::Backend;
+    static NOTED: OnceLock<()> = OnceLock::new();
+    if Backend::OpenSsh.is_available() {
+        return vec![Backend::OpenSsh, Backend::Embedded];
+    }
+    if ci() {
+        panic!("sshd not found: install openssh-server (.ci/run does); under CI=true both backends must run");
+    }
+    NOTED.get_or_init(|| {
+        loud(
+            "sshd not found: running the embedded backend only \
+             (install openssh-server to run the tests against OpenSSH too)",
+        );
+    });
+    vec![Backend::Embedded]
+}
+
+/// Starts a test server on `backend`, panicking with the cause on failure.
+pub fn test_server(backend: etl_ssh::testkit::Backend) -> etl_ssh::testkit::TestServer {
+    etl_ssh::testkit::TestServer::builder()
+        .backend(backend)
+        .start()
+        .unwrap_or_else(|e| panic!("start {backend} test server: {e}"))
+}

@@ -1,0 +1,411 @@
+//! The embedded backend: an in-process SSH server on `russh`, with SFTP
+//! over the local file system (`russh-sftp`) and exec through `sh -c`.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::{Auth, Config, Handler, Msg, RunningServerHandle, Server, Session};
+use russh::{Channel, ChannelId, ChannelMsg, MethodKind, MethodSet, Sig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+use super::sftp::SftpHandler;
+
+/// Who may log in, and what the server serves.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) key_user: String,
+    pub(crate) keys: Vec<PublicKey>,
+    pub(crate) password_user: String,
+    pub(crate) password: String,
+    pub(crate) refuse_auth: AtomicBool,
+    pub(crate) root: PathBuf,
+}
+
+/// The running server; stops on drop.
+pub(crate) struct Embedded {
+    runtime: Option<Runtime>,
+    handle: RunningServerHandle,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedded {
+    pub(crate) fn start(shared: Arc<Shared>, host_keys: Vec<PrivateKey>) -> io::Result<Embedded> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("etl-ssh-testkit")
+            .enable_all()
+            .build()?;
+        let mut methods = MethodSet::empty();
+        methods.push(MethodKind::PublicKey);
+        methods.push(MethodKind::Password);
+        let config = Arc::new(Config {
+            server_id: russh::SshId::Standard("SSH-2.0-etl_ssh_testkit".into()),
+            methods,
+            auth_rejection_time: Duration::from_millis(10),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: host_keys,
+            inactivity_timeout: Some(Duration::from_secs(3600)),
+            nodelay: true,
+            ..Config::default()
+        });
+        let listener =
+            runtime.block_on(async { tokio::net::TcpListener::bind(("127.0.0.1", 0)).await })?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let mut server = TestSshServer { shared };
+            let running = server.run_on_socket(config, &listener);
+            let _ = tx.send(running.handle());
+            let _ = running.await;
+        });
+        let handle = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|e| io::Error::other(format!("embedded server did not start: {e}")))?;
+        Ok(Embedded {
+            runtime: Some(runtime),
+            handle,
+            addr,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.handle.shutdown("test server stopped".into());
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+struct TestSshServer {
+    shared: Arc<Shared>,
+}
+
+impl Server for TestSshServer {
+    type Handler = Connection;
+
+    fn new_client(&mut self, _peer: Option<SocketAddr>) -> Connection {
+        Connection {
+            shared: Arc::clone(&self.shared),
+            channels: HashMap::new(),
+            sftp_channels: HashSet::new(),
+        }
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+    sftp_channels: HashSet<ChannelId>,
+}
+
+impl Connection {
+    fn refusing(&self) -> bool {
+        self.shared.refuse_auth.load(Ordering::SeqCst)
+    }
+
+    fn key_ok(&self, user: &str, key: &PublicKey) -> bool {
+        !self.refusing()
+            && user == self.shared.key_user
+            && self
+                .shared
+                .keys
+                .iter()
+                .any(|k| k.key_data() == key.key_data())
+    }
+}
+
+impl Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if !self.refusing() && user == self.shared.password_user && password == self.shared.password
+        {
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        key: &PublicKey,
+    ) -> Result<Auth, Self::Error> {
+        Ok(if self.key_ok(user, key) {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: &PublicKey) -> Result<Auth, Self::Error> {
+        Ok(if self.key_ok(user, key) {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.sftp_channels.remove(&channel) {
+            session.close(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        self.sftp_channels.remove(&channel);
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // As OpenSSH without AcceptEnv: every variable is refused.
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(chan) = self.channels.remove(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        session.channel_success(channel)?;
+        let command = data.to_vec();
+        let root = self.shared.root.clone();
+        let handle = session.handle();
+        tokio::spawn(run_command(chan, command, root, handle));
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match (name, self.channels.remove(&channel)) {
+            ("sftp", Some(chan)) => {
+                session.channel_success(channel)?;
+                self.sftp_channels.insert(channel);
+                let handler = SftpHandler::new(self.shared.root.clone());
+                russh_sftp::server::run(chan.into_stream(), handler).await;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+}
+
+fn signal_name(signal: i32) -> Sig {
+    match signal {
+        1 => Sig::HUP,
+        2 => Sig::INT,
+        3 => Sig::QUIT,
+        4 => Sig::ILL,
+        6 => Sig::ABRT,
+        8 => Sig::FPE,
+        9 => Sig::KILL,
+        10 => Sig::USR1,
+        11 => Sig::SEGV,
+        13 => Sig::PIPE,
+        14 => Sig::ALRM,
+        15 => Sig::TERM,
+        other => Sig::Custom(format!("SIG{other}")),
+    }
+}
+
+/// Runs `sh -c COMMAND` in the SFTP root with the channel as its stdin,
+/// stdout and stderr, then reports the exit status or signal and closes.
+async fn run_command(
+    chan: Channel<Msg>,
+    command: Vec<u8>,
+    root: PathBuf,
+    handle: russh::server::Handle,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    let id = chan.id();
+    let (mut read_half, write_half) = chan.split();
+    let spawned = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(std::ffi::OsStr::from_bytes(&command))
+        .current_dir(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let mut err = write_half.make_writer_ext(Some(1));
+            let _ = err.write_all(format!("sh: {e}\n").as_bytes()).await;
+            let _ = write_half.exit_status(127).await;
+            let _ = write_half.eof().await;
+            let _ = write_half.close().await;
+            return;
+        }
+    };
+
+    // Client -> stdin. The channel is drained at once into an unbounded
+    // queue, so a command that does not read its input never holds up the
+    // connection (and with it the window adjustments for our output).
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+    tokio::spawn(async move {
+        while let Some(msg) = read_half.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    let _ = tx.send(Some(data.to_vec()));
+                }
+                ChannelMsg::Eof => {
+                    let _ = tx.send(None);
+                }
+                _ => {}
+            }
+        }
+        let _ = tx.send(None);
+    });
+    if let Some(mut stdin) = child.stdin.take() {
+        tokio::spawn(async move {
+            while let Some(Some(data)) = rx.recv().await {
+                if stdin.write_all(&data).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping stdin closes it: the command sees end of input.
+        });
+    }
+
+    let out = child.stdout.take().map(|mut stdout| {
+        let mut w = write_half.make_writer();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            while let Ok(n) = stdout.read(&mut buf).await {
+                if n == 0 || w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = w.flush().await;
+        })
+    });
+    let err = child.stderr.take().map(|mut stderr| {
+        let mut w = write_half.make_writer_ext(Some(1));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 || w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = w.flush().await;
+        })
+    });
+    for task in [out, err].into_iter().flatten() {
+        let _ = task.await;
+    }
+    let status = child.wait().await;
+    let _ = write_half.eof().await;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => {
+                let _ = write_half
+                    .exit_status(u32::from_ne_bytes(code.to_ne_bytes()))
+                    .await;
+            }
+            (None, Some(sig)) => {
+                let _ = handle
+                    .exit_signal_request(
+                        id,
+                        signal_name(sig),
+                        s.core_dumped(),
+                        String::new(),
+                        String::new(),
+                    )
+                    .await;
+            }
+            (None, None) => {}
+        },
+        Err(_) => {
+            let _ = write_half.exit_status(255).await;
+        }
+    }
+    let _ = write_half.close().await;
+}

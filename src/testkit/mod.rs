@@ -1,0 +1,702 @@
+//! A throwaway SSH/SFTP server for integration tests (feature `testkit`).
+//!
+//! [`TestServer::start`] runs a server on 127.0.0.1 on a free port, with a
+//! host key, a client key and a password it generates or is given, and
+//! hands out everything a test needs: the [`KnownHost`] pin, a key and a
+//! password [`Credential`] that it accepts, the folder that SFTP sees and a
+//! connected [`Session`]. It stops when dropped.
+//!
+//! ```
+//! use etl_ssh::testkit::TestServer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = TestServer::start()?;
+//! let session = server.session()?;
+//! std::fs::write(server.sftp_root().join("orders.csv"), "id,qty\n1,2\n")?;
+//! let meta = session.sftp()?.metadata(server.remote_path("orders.csv"))?;
+//! assert_eq!(meta.len(), 11);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Backends
+//!
+//! Two servers stand behind the one type ([`Backend`]):
+//!
+//! - **OpenSSH**: the real `sshd` binary (on `PATH`, or in `/usr/sbin` or
+//!   `/usr/local/sbin`), run as our child with its own temporary config,
+//!   keys and log; stopped with `SIGTERM` to its pid on drop.
+//! - **Embedded**: a pure-Rust server in this process, on
+//!   [`russh`](https://docs.rs/russh) and
+//!   [`russh-sftp`](https://docs.rs/russh-sftp): SFTP version 3 with the
+//!   `posix-rename@openssh.com`, `fsync@openssh.com` and
+//!   `hardlink@openssh.com` extensions, exec through the local `sh -c`
+//!   (stdin, stdout, stderr, exit code, or the signal that killed it), key
+//!   and password authentication. Environment variables, PTYs and shells are
+//!   refused, as a default OpenSSH config refuses environment variables.
+//!
+//! [`Backend::Auto`] (the default) picks OpenSSH when `sshd` is found, else
+//! the embedded server; the environment variable `ETL_SSH_TESTKIT_BACKEND`
+//! (`openssh` or `embedded`) overrides that choice for `Auto` only.
+//!
+//! # Users and paths
+//!
+//! - The key credential logs in as [`TestServer::user`]: by default the user
+//!   running the tests, since OpenSSH only admits real accounts.
+//! - The password credential is [`DEFAULT_PASSWORD_USER`] /
+//!   [`DEFAULT_PASSWORD`] unless [`TestServerBuilder::password`] says
+//!   otherwise. The embedded server accepts it as configured. OpenSSH checks
+//!   it against the system account of that name through PAM, which needs the
+//!   tests to run as root and the account to exist with that password (the
+//!   testkit never creates accounts); without root, OpenSSH's password
+//!   authentication is off.
+//! - [`TestServer::sftp_root`] is a fresh temporary folder. Both backends
+//!   serve the real file system as the test process sees it, and start
+//!   relative paths in that folder: `"inbox/a.csv"` and
+//!   [`TestServer::remote_path`]`("inbox/a.csv")` (its absolute form) name
+//!   the same file as `sftp_root().join("inbox/a.csv")`, on either backend.
+//!   Neither backend confines the client to the folder.
+//! - Commands run through `sh -c`: in the user's home with OpenSSH, in the
+//!   SFTP root with the embedded server. Use absolute paths
+//!   ([`TestServer::remote_path`]) in commands to stay backend-neutral.
+//!
+//! # Faults
+//!
+//! Clients reach either backend through a loopback TCP proxy that can
+//! misbehave on request, for tests of what a job does when the network or
+//! the partner does: [`TestServer::close_after`] (the connection drops
+//! mid-transfer), [`TestServer::stall_after`] (the peer goes silent),
+//! [`TestServer::slow_link`] (latency and a bandwidth cap) and
+//! [`TestServer::heal`]; [`TestServer::refuse_auth`] makes the server itself
+//! refuse every authentication.
+//!
+//! ```
+//! use std::time::Duration;
+//! use etl_ssh::testkit::TestServer;
+//! use etl_ssh::ErrorKind;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = TestServer::start()?;
+//! let local = server.sftp_root().join("big.bin");
+//! std::fs::write(&local, vec![7u8; 4 << 20])?;
+//!
+//! let sftp = server.session()?.sftp()?;
+//! server.close_after(256 * 1024); // the link drops a quarter MiB from now
+//! let err = sftp.upload(&local, server.remote_path("copy.bin")).unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Disconnected);
+//! server.heal();
+//!
+//! // A silent peer: the session's timeout ends the wait.
+//! let session = server.session_builder().timeout(Duration::from_secs(2)).connect()?;
+//! let sftp = session.sftp()?;
+//! server.stall_after(0);
+//! let err = sftp.metadata(server.remote_path("big.bin")).unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Timeout);
+//! # Ok(())
+//! # }
+//! ```
+
+mod embedded;
+mod keys;
+mod openssh;
+mod proxy;
+mod sftp;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{Credential, Error, KnownHost, Result, Session, SessionBuilder};
+
+/// User name of the default password credential.
+pub const DEFAULT_PASSWORD_USER: &str = "etlsshtest";
+/// Password of the default password credential (a throwaway test account's).
+pub const DEFAULT_PASSWORD: &str = "etl-ssh test pw 1";
+
+/// The environment variable that forces a backend for [`Backend::Auto`].
+pub const BACKEND_ENV: &str = "ETL_SSH_TESTKIT_BACKEND";
+
+/// Which server a [`TestServer`] runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// OpenSSH when `sshd` is found, else embedded (see [`BACKEND_ENV`]).
+    #[default]
+    Auto,
+    /// The real `sshd` binary, as a child process.
+    OpenSsh,
+    /// The pure-Rust server, in this process.
+    Embedded,
+}
+
+impl Backend {
+    /// True when this backend can run here: `sshd` is found for
+    /// [`Backend::OpenSsh`]; always for the others.
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::OpenSsh => openssh::sshd_path().is_some(),
+            Backend::Auto | Backend::Embedded => true,
+        }
+    }
+
+    /// What [`Backend::Auto`] stands for here; the others stand for themselves.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind) when [`BACKEND_ENV`]
+    /// holds something other than `openssh` or `embedded`.
+    pub fn resolve(self) -> Result<Backend> {
+        if self != Backend::Auto {
+            return Ok(self);
+        }
+        match std::env::var(BACKEND_ENV).as_deref() {
+            Ok("openssh") => Ok(Backend::OpenSsh),
+            Ok("embedded") => Ok(Backend::Embedded),
+            Ok("") | Err(_) if Backend::OpenSsh.is_available() => Ok(Backend::OpenSsh),
+            Ok("") | Err(_) => Ok(Backend::Embedded),
+            Ok(_) => Err(Error::invalid(
+                "testkit backend",
+                format!("{BACKEND_ENV} must be `openssh` or `embedded`"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::OpenSsh => "openssh",
+            Backend::Embedded => "embedded",
+        })
+    }
+}
+
+/// A host key type for [`TestServerBuilder::host_key_types`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HostKeyType {
+    /// `ssh-ed25519`.
+    Ed25519,
+    /// `ecdsa-sha2-nistp256`.
+    Ecdsa,
+    /// `ssh-rsa` (3072 bits; signatures with SHA-2). Generating it takes
+    /// seconds in an unoptimised build.
+    Rsa,
+}
+
+impl HostKeyType {
+    fn file_name(self) -> &'static str {
+        match self {
+            HostKeyType::Ed25519 => "ssh_host_ed25519_key",
+            HostKeyType::Ecdsa => "ssh_host_ecdsa_key",
+            HostKeyType::Rsa => "ssh_host_rsa_key",
+        }
+    }
+}
+
+/// Configures a [`TestServer`]. Obtain with [`TestServer::builder`].
+#[derive(Clone)]
+pub struct TestServerBuilder {
+    backend: Backend,
+    user: Option<String>,
+    password_user: String,
+    password: SecretString,
+    host_key_types: Vec<HostKeyType>,
+    authorized_keys: Vec<String>,
+}
+
+impl fmt::Debug for TestServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServerBuilder")
+            .field("backend", &self.backend)
+            .field("user", &self.user)
+            .field("password_user", &self.password_user)
+            .field("password", &"[REDACTED]")
+            .field("host_key_types", &self.host_key_types)
+            .field("authorized_keys", &self.authorized_keys)
+            .finish()
+    }
+}
+
+impl Default for TestServerBuilder {
+    fn default() -> Self {
+        TestServerBuilder {
+            backend: Backend::Auto,
+            user: None,
+            password_user: DEFAULT_PASSWORD_USER.into(),
+            password: SecretString::from(DEFAULT_PASSWORD),
+            host_key_types: vec![HostKeyType::Ed25519],
+            authorized_keys: Vec::new(),
+        }
+    }
+}
+
+impl TestServerBuilder {
+    /// The server to run. Defaults to [`Backend::Auto`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The user the key credential logs in as. Defaults to the user running
+    /// the tests (`id -un`); with OpenSSH it must be a real account.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The password credential. Defaults to [`DEFAULT_PASSWORD_USER`] and
+    /// [`DEFAULT_PASSWORD`]. With OpenSSH this must be a real local account
+    /// with that password, and the tests must run as root.
+    pub fn password(mut self, user: impl Into<String>, password: SecretString) -> Self {
+        self.password_user = user.into();
+        self.password = password;
+        self
+    }
+
+    /// The host keys to generate and offer, first one pinned by
+    /// [`TestServer::known_host`]. Defaults to `[Ed25519]`; an empty list
+    /// keeps the default.
+    pub fn host_key_types(mut self, types: impl IntoIterator<Item = HostKeyType>) -> Self {
+        let types: Vec<HostKeyType> = types.into_iter().collect();
+        if !types.is_empty() {
+            self.host_key_types = types;
+        }
+        self
+    }
+
+    /// Also accept this public key (an OpenSSH line, `ssh-ed25519 AAAA...`)
+    /// for [`TestServer::user`], beside the generated one.
+    pub fn authorized_key(mut self, public_key_line: impl AsRef<str>) -> Self {
+        self.authorized_keys
+            .push(public_key_line.as_ref().trim().to_string());
+        self
+    }
+
+    /// Generates keys, starts the server and waits until it accepts
+    /// connections.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind) when a temporary folder, a key or
+    /// the server cannot be made or started (with sshd's log for OpenSSH);
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind) for an
+    /// [`authorized_key`](Self::authorized_key) that does not parse, for
+    /// [`Backend::OpenSsh`] when `sshd` is not found, or for a bad
+    /// [`BACKEND_ENV`].
+    pub fn start(self) -> Result<TestServer> {
+        TestServer::start_with(self)
+    }
+}
+
+enum Running {
+    OpenSsh(Mutex<openssh::OpenSsh>),
+    Embedded(embedded::Embedded, Arc<embedded::Shared>),
+}
+
+/// A host key the server offers.
+#[derive(Clone, Debug)]
+struct OfferedKey {
+    kind: HostKeyType,
+    line: String,
+    fingerprint: String,
+}
+
+/// A running SSH/SFTP server on 127.0.0.1 for tests; stops when dropped.
+///
+/// See the [module docs](self) for the backends, paths and fault knobs.
+pub struct TestServer {
+    // Dropped in this order: the proxy first (closing every connection),
+    // then the server, then its folder.
+    proxy: proxy::Proxy,
+    running: Running,
+    backend: Backend,
+    host_keys: Vec<OfferedKey>,
+    user: String,
+    key_path: PathBuf,
+    key_public_line: String,
+    password_user: String,
+    password: SecretString,
+    sftp_root: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServer")
+            .field("backend", &self.backend)
+            .field("addr", &self.proxy.addr())
+            .field("user", &self.user)
+            .field("password_user", &self.password_user)
+            .field("password", &"[REDACTED]")
+            .field("sftp_root", &self.sftp_root)
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+fn current_user() -> String {
+    Command::new("id")
+        .arg("-un")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "etl".into())
+}
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(what.to_string(), e)
+}
+
+impl TestServer {
+    /// Starts a server with the defaults: [`Backend::Auto`], an ed25519
+    /// host key, a fresh ed25519 client key for the current user.
+    ///
+    /// # Errors
+    ///
+    /// As [`TestServerBuilder::start`].
+    pub fn start() -> Result<TestServer> {
+        TestServerBuilder::default().start()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    fn start_with(b: TestServerBuilder) -> Result<TestServer> {
+        let backend = b.backend.resolve()?;
+        let sshd = match backend {
+            Backend::OpenSsh => Some(openssh::sshd_path().ok_or_else(|| {
+                Error::invalid(
+                    "testkit backend",
+                    "sshd not found on PATH nor in /usr/sbin: install OpenSSH's server \
+                     (Debian: openssh-server) or use Backend::Embedded",
+                )
+            })?),
+            _ => None,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("etl-ssh-testkit-")
+            .tempdir()
+            .map_err(io_err("create the test server's temporary folder"))?;
+        let sftp_root = dir.path().join("sftp");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // sshd's per-user child reads authorized_keys as that user.
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod the test server's folder"))?;
+            std::fs::create_dir(&sftp_root).map_err(io_err("create the SFTP root"))?;
+            std::fs::set_permissions(&sftp_root, std::fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod the SFTP root"))?;
+        }
+        let sftp_root = sftp_root
+            .canonicalize()
+            .map_err(io_err("resolve the SFTP root"))?;
+
+        let client = keys::generate(HostKeyType::Ed25519, "etl-ssh-testkit-client")
+            .map_err(io_err("generate the client key"))?;
+        let key_path = dir.path().join("id_ed25519");
+        keys::write(&client, &key_path).map_err(io_err("write the client key"))?;
+
+        let mut host_keys = Vec::new();
+        let mut host_private = Vec::new();
+        let mut host_paths = Vec::new();
+        for &kind in &b.host_key_types {
+            if host_keys.iter().any(|k: &OfferedKey| k.kind == kind) {
+                continue;
+            }
+            let key = keys::generate(kind, "etl-ssh-testkit-host")
+                .map_err(io_err("generate a host key"))?;
+            let path = dir.path().join(kind.file_name());
+            keys::write(&key, &path).map_err(io_err("write a host key"))?;
+            host_keys.push(OfferedKey {
+                kind,
+                line: key.public_line.clone(),
+                fingerprint: key.fingerprint.clone(),
+            });
+            host_paths.push(path);
+            host_private.push(key.private);
+        }
+
+        let user = b.user.clone().unwrap_or_else(current_user);
+        let mut authorized = vec![client.public_line.clone()];
+        authorized.extend(b.authorized_keys.iter().cloned());
+
+        let running = match sshd {
+            Some(sshd) => {
+                let mut text = authorized.join("\n");
+                text.push('\n');
+                let ak = dir.path().join("authorized_keys");
+                std::fs::write(&ak, text).map_err(io_err("write authorized_keys"))?;
+                let config = openssh::SshdConfig {
+                    dir: dir.path(),
+                    host_keys: host_paths,
+                    sftp_root: &sftp_root,
+                    passwords: openssh::is_root(),
+                };
+                let server =
+                    openssh::OpenSsh::start(&sshd, &config).map_err(io_err("start test sshd"))?;
+                Running::OpenSsh(Mutex::new(server))
+            }
+            None => {
+                let mut keys = Vec::new();
+                for line in &authorized {
+                    let key = russh::keys::PublicKey::from_openssh(line).map_err(|e| {
+                        Error::invalid("authorized key", format!("{line:?} does not parse: {e}"))
+                    })?;
+                    keys.push(key);
+                }
+                let shared = Arc::new(embedded::Shared {
+                    key_user: user.clone(),
+                    keys,
+                    password_user: b.password_user.clone(),
+                    password: b.password.expose_secret().to_string(),
+                    refuse_auth: Default::default(),
+                    root: sftp_root.clone(),
+                });
+                let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
+                    .map_err(io_err("start the embedded test server"))?;
+                Running::Embedded(server, shared)
+            }
+        };
+        let target = match &running {
+            Running::OpenSsh(s) => s.lock().unwrap_or_else(PoisonError::into_inner).addr(),
+            Running::Embedded(s, _) => s.addr(),
+        };
+        let proxy = proxy::Proxy::start(target).map_err(io_err("start the fault proxy"))?;
+        log::info!(
+            "test server ({backend}) on {} (server {target}), SFTP root {}",
+            proxy.addr(),
+            sftp_root.display()
+        );
+        Ok(TestServer {
+            proxy,
+            running,
+            backend,
+            host_keys,
+            user,
+            key_path,
+            key_public_line: client.public_line,
+            password_user: b.password_user,
+            password: b.password,
+            sftp_root,
+            dir,
+        })
+    }
+
+    /// The backend that runs: [`Backend::OpenSsh`] or [`Backend::Embedded`].
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// `"127.0.0.1"`.
+    pub fn host(&self) -> &str {
+        "127.0.0.1"
+    }
+
+    /// The port to connect to (the fault proxy's; see [`Self::server_addr`]).
+    pub fn port(&self) -> u16 {
+        self.proxy.addr().port()
+    }
+
+    /// `127.0.0.1:port`, the address to connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.addr()
+    }
+
+    /// The server's own address, behind the fault proxy: connections made
+    /// there see no fault.
+    pub fn server_addr(&self) -> SocketAddr {
+        match &self.running {
+            Running::OpenSsh(s) => s.lock().unwrap_or_else(PoisonError::into_inner).addr(),
+            Running::Embedded(s, _) => s.addr(),
+        }
+    }
+
+    /// The pin of the first host key (see [`TestServerBuilder::host_key_types`]).
+    pub fn known_host(&self) -> KnownHost {
+        self.known_hosts()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| unreachable!("a test server has at least one host key"))
+    }
+
+    /// A pin for each host key the server offers.
+    pub fn known_hosts(&self) -> Vec<KnownHost> {
+        self.host_keys
+            .iter()
+            .filter_map(|k| KnownHost::public_key(&k.line).ok())
+            .collect()
+    }
+
+    /// The OpenSSH public key line of a host key type the server offers
+    /// (`"ssh-ed25519 AAAA... etl-ssh-testkit-host"`).
+    pub fn host_key_line(&self, kind: HostKeyType) -> Option<&str> {
+        self.host_keys
+            .iter()
+            .find(|k| k.kind == kind)
+            .map(|k| k.line.as_str())
+    }
+
+    /// The `SHA256:...` fingerprint of a host key type the server offers.
+    pub fn host_key_fingerprint(&self, kind: HostKeyType) -> Option<&str> {
+        self.host_keys
+            .iter()
+            .find(|k| k.kind == kind)
+            .map(|k| k.fingerprint.as_str())
+    }
+
+    /// A `known_hosts` line for the first host key: `[127.0.0.1]:PORT ssh-ed25519 AAAA...`.
+    pub fn known_hosts_line(&self) -> String {
+        let line = self.host_keys.first().map_or("", |k| k.line.as_str());
+        let mut parts = line.split_whitespace();
+        let (alg, b64) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        format!("[127.0.0.1]:{} {alg} {b64}", self.port())
+    }
+
+    /// The user the key credential logs in as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// A key credential that the server accepts: [`Self::user`] with the
+    /// generated ed25519 key ([`Self::key_path`]).
+    pub fn key_credential(&self) -> Credential {
+        Credential::key_pair(&self.user, &self.key_path)
+    }
+
+    /// The generated client key (OpenSSH format, unencrypted, mode 0600);
+    /// its public half is beside it with `.pub` appended.
+    pub fn key_path(&self) -> &Path {
+        &self.key_path
+    }
+
+    /// The generated client key's public line.
+    pub fn key_public_line(&self) -> &str {
+        &self.key_public_line
+    }
+
+    /// The password credential (see [`TestServerBuilder::password`] for
+    /// what OpenSSH needs to accept it).
+    pub fn password_credential(&self) -> Credential {
+        Credential::password(&self.password_user, self.password.clone())
+    }
+
+    /// True when the server can accept [`Self::password_credential`]: always
+    /// for the embedded server; for OpenSSH when the tests run as root (the
+    /// account must still exist with that password).
+    pub fn accepts_passwords(&self) -> bool {
+        match self.backend {
+            Backend::OpenSsh => openssh::is_root(),
+            _ => true,
+        }
+    }
+
+    /// The local folder that SFTP sees (see the [module docs](self)).
+    pub fn sftp_root(&self) -> &Path {
+        &self.sftp_root
+    }
+
+    /// The remote path of `relative` inside [`Self::sftp_root`]: the same
+    /// absolute path on both backends.
+    pub fn remote_path(&self, relative: impl AsRef<Path>) -> String {
+        self.sftp_root.join(relative).to_string_lossy().into_owned()
+    }
+
+    /// The server's own temporary folder (keys, config, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// sshd's log so far (LogLevel VERBOSE), for the OpenSSH backend.
+    pub fn sshd_log(&self) -> Option<String> {
+        match &self.running {
+            Running::OpenSsh(s) => Some(s.lock().unwrap_or_else(PoisonError::into_inner).log()),
+            Running::Embedded(..) => None,
+        }
+    }
+
+    /// A [`SessionBuilder`] aimed at the server, pinned, with the key
+    /// credential, a 10 s connect timeout and a 30 s operation timeout;
+    /// change what the test needs before `connect()`.
+    pub fn session_builder(&self) -> SessionBuilder {
+        Session::builder(self.host())
+            .port(self.port())
+            .known_host(self.known_host())
+            .credential(self.key_credential())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+    }
+
+    /// A session connected with [`Self::session_builder`].
+    ///
+    /// # Errors
+    ///
+    /// Whatever [`SessionBuilder::connect`] returns, e.g.
+    /// [`ErrorKind::Auth`](crate::ErrorKind) after [`Self::refuse_auth`].
+    pub fn session(&self) -> Result<Session> {
+        self.session_builder().connect()
+    }
+
+    /// Makes the server refuse (`true`) or accept again (`false`) every
+    /// authentication, keys and passwords alike. Embedded: at once. OpenSSH:
+    /// `DenyUsers *` and a configuration reload (SIGHUP), waited for.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind) when sshd cannot be reloaded.
+    pub fn refuse_auth(&self, refuse: bool) -> Result<()> {
+        match &self.running {
+            Running::OpenSsh(s) => s
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .refuse_auth(refuse)
+                .map_err(io_err("reload test sshd")),
+            Running::Embedded(_, shared) => {
+                shared.refuse_auth.store(refuse, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes every connection once `bytes` more have passed the proxy
+    /// (both directions, all connections, counted from this call).
+    pub fn close_after(&self, bytes: u64) {
+        self.proxy.close_after(bytes);
+    }
+
+    /// Stops relaying once `bytes` more have passed: connections stay open
+    /// and silent until [`Self::heal`].
+    pub fn stall_after(&self, bytes: u64) {
+        self.proxy.stall_after(bytes);
+    }
+
+    /// A slow link: `delay` before each chunk relayed and, unless
+    /// `bytes_per_second` is 0, that bandwidth in each direction.
+    pub fn slow_link(&self, delay: Duration, bytes_per_second: u64) {
+        self.proxy.slow(delay, bytes_per_second);
+    }
+
+    /// Ends every fault of the proxy: no cut, stall or slowness from now on
+    /// (connections already cut stay cut). [`Self::refuse_auth`] is apart.
+    pub fn heal(&self) {
+        self.proxy.heal();
+    }
+
+    /// Bytes relayed by the proxy so far, both directions.
+    pub fn bytes_relayed(&self) -> u64 {
+        self.proxy.bytes()
+    }
+}
