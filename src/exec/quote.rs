@@ -5,12 +5,18 @@
 /// `zsh`): the shell that sshd runs the command with (`$SHELL -c`) reads it
 /// back as exactly this one word.
 ///
-/// Arguments made only of letters, digits and `_ @ % + = : , . / -` are
+/// Arguments made only of letters, digits and `_ @ % + = : , . / -`, and
+/// not starting with `=` (zsh expands `=name` to a program's path), are
 /// returned as they are (so command lines stay readable in logs); anything
 /// else is put in single quotes, an embedded `'` becoming `'\''`. Inside
 /// single quotes a POSIX shell gives no character a special meaning: spaces,
 /// `$`, backticks, `\`, `*`, `;`, newlines and the like stay literal. An
 /// empty argument becomes `''`.
+///
+/// A NUL byte cannot be passed to any program (arguments are C strings), so
+/// no quoting can carry it: it is kept as it is, inside the quotes, and
+/// [`ExecSession::run`](crate::ExecSession::run) refuses a command line that
+/// holds one with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput).
 ///
 /// Not for a Windows server (`cmd.exe` does not know single quotes) nor for
 /// a login shell that is not POSIX (`csh`/`tcsh` treat `!` and newlines
@@ -22,15 +28,38 @@
 /// assert_eq!(quote("/inbox/orders.csv"), "/inbox/orders.csv");
 /// assert_eq!(quote("it's $HOME"), r#"'it'\''s $HOME'"#);
 /// assert_eq!(quote(""), "''");
+/// assert_eq!(quote("=ls"), "'=ls'");
 /// ```
 pub fn quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
-    if plain {
+    if is_plain(arg) {
         return arg.to_string();
     }
+    single_quote(arg)
+}
+
+/// Left unquoted: no shell gives these words a meaning as arguments.
+fn is_plain(arg: &str) -> bool {
+    !arg.is_empty()
+        && !arg.starts_with('=')
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b))
+}
+
+/// Words a shell reads as syntax, not as a program, in command position
+/// (POSIX, plus bash's, ksh's and zsh's own) that [`is_plain`] lets through.
+const RESERVED_WORDS: &[&str] = &[
+    "case", "coproc", "do", "done", "elif", "else", "esac", "fi", "for", "foreach", "function",
+    "if", "in", "repeat", "select", "then", "time", "until", "while",
+];
+
+/// Would the shell read this plain word, in command position, as something
+/// else than a program name: a reserved word, or `NAME=value` (an assignment)?
+fn is_syntax_as_program(arg: &str) -> bool {
+    RESERVED_WORDS.contains(&arg) || arg.contains('=')
+}
+
+fn single_quote(arg: &str) -> String {
     let mut out = String::with_capacity(arg.len() + 2);
     out.push('\'');
     for c in arg.chars() {
@@ -47,6 +76,10 @@ pub fn quote(arg: &str) -> String {
 /// Joins arguments into one command line, each [`quote`]d: the program
 /// first, then its arguments.
 ///
+/// The program is also quoted where the shell would otherwise not run it as
+/// a program: a reserved word (`if`, `time`, ...) or a word with `=` (which
+/// would be an assignment, and the next argument would run instead).
+///
 /// ```
 /// use etl_ssh::quote_args;
 ///
@@ -54,6 +87,7 @@ pub fn quote(arg: &str) -> String {
 ///     quote_args(["sha256sum", "/inbox/a file; rm -rf ~"]),
 ///     "sha256sum '/inbox/a file; rm -rf ~'"
 /// );
+/// assert_eq!(quote_args(["A=1", "rm", "x"]), "'A=1' rm x");
 /// ```
 pub fn quote_args<I, S>(args: I) -> String
 where
@@ -61,7 +95,15 @@ where
     S: AsRef<str>,
 {
     args.into_iter()
-        .map(|a| quote(a.as_ref()))
+        .enumerate()
+        .map(|(i, a)| {
+            let a = a.as_ref();
+            if i == 0 && is_plain(a) && is_syntax_as_program(a) {
+                single_quote(a)
+            } else {
+                quote(a)
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -98,6 +140,38 @@ mod tests {
         assert_eq!(quote_args(Vec::<String>::new()), "");
     }
 
+    /// Fuzzing finding: zsh expands an unquoted `=name` to the path of
+    /// `name` (or fails), so `=ls` was not read back as `=ls` there.
+    #[test]
+    fn leading_equals_is_quoted() {
+        assert_eq!(quote("=ls"), "'=ls'");
+        assert_eq!(quote("="), "'='");
+        assert_eq!(quote("a=b"), "a=b");
+    }
+
+    /// Fuzzing finding: an unquoted `A=1` in command position is an
+    /// assignment, and the shell ran the next argument as the program.
+    #[test]
+    fn program_is_never_an_assignment_or_reserved_word() {
+        assert_eq!(quote_args(["A=1", "printf", "ran"]), "'A=1' printf ran");
+        assert_eq!(quote_args(["if", "true"]), "'if' true");
+        assert_eq!(quote_args(["time", "ls"]), "'time' ls");
+        assert_eq!(quote_args(["ls", "if", "A=1"]), "ls if A=1");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(quote_args(["A=1", "printf", "ran"]))
+            .output()
+            .expect("run sh");
+        assert_eq!(out.stdout, b"", "the shell ran printf: {out:?}");
+        assert_eq!(out.status.code(), Some(127), "{out:?}");
+    }
+
+    /// NUL cannot be carried by any quoting: it is kept for `run` to refuse.
+    #[test]
+    fn nul_is_kept_as_it_is() {
+        assert_eq!(quote("a\0b"), "'a\0b'");
+    }
+
     /// The local `sh` reads each quoted word back unchanged.
     #[test]
     fn local_sh_round_trip() {
@@ -116,6 +190,9 @@ mod tests {
             "-n",
             "",
             "tab\there",
+            "=ls",
+            "if",
+            "A=1",
         ];
         let script = format!(
             "for a in {}; do printf '%s\\0' \"$a\"; done",
