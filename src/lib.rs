@@ -191,6 +191,9 @@
 mod credential;
 mod error;
 mod exec;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod known_host;
 mod retry;
 mod session;

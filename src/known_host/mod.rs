@@ -426,7 +426,7 @@ impl HostKeyPolicy {
             port,
             accept: Vec::new(),
             revoked: Vec::new(),
-            lookup: lookup.clone(),
+            lookup,
             record_to: None,
         };
         let mut files_read: Vec<&Path> = Vec::new();
@@ -440,13 +440,13 @@ impl HostKeyPolicy {
                 Pin::KnownHostsFile(path) => {
                     if !files_read.contains(&path.as_path()) {
                         files_read.push(path);
-                        policy.load_file(path, &lookup)?;
+                        policy.load_file(path)?;
                     }
                 }
                 Pin::TrustOnFirstUse(path) => {
                     if !files_read.contains(&path.as_path()) && path.exists() {
                         files_read.push(path);
-                        policy.load_file(path, &lookup)?;
+                        policy.load_file(path)?;
                     }
                     policy.record_to.get_or_insert_with(|| path.clone());
                 }
@@ -455,11 +455,22 @@ impl HostKeyPolicy {
         Ok(policy)
     }
 
-    fn load_file(&mut self, path: &Path, lookup: &str) -> Result<()> {
+    fn load_file(&mut self, path: &Path) -> Result<()> {
         let data = std::fs::read(path).map_err(|source| Error::KnownHostsFile {
             path: path.to_path_buf(),
             source,
         })?;
+        self.load_known_hosts(&data, &path.display().to_string());
+        Ok(())
+    }
+
+    /// Keeps the lines of `known_hosts` content that apply to the lookup name.
+    ///
+    /// `origin` names the content in sources and log messages (the file's path).
+    /// Malformed lines are skipped with a warning, as for a file.
+    pub(crate) fn load_known_hosts(&mut self, data: &[u8], origin: &str) {
+        let lookup = self.lookup.clone();
+        let lookup = lookup.as_str();
         let (mut accepted, mut revoked) = (0usize, 0usize);
         for (index, line) in data.split(|&b| b == b'\n').enumerate() {
             let number = index + 1;
@@ -468,17 +479,14 @@ impl HostKeyPolicy {
                 Ok(Some(entry)) => entry,
                 Ok(None) => continue,
                 Err(reason) => {
-                    log::warn!(
-                        "{}:{number}: skipping malformed known_hosts line: {reason}",
-                        path.display()
-                    );
+                    log::warn!("{origin}:{number}: skipping malformed known_hosts line: {reason}");
                     continue;
                 }
             };
             if !hosts_match(&entry.hosts, lookup) {
                 continue;
             }
-            let source = format!("{}:{number}", path.display());
+            let source = format!("{origin}:{number}");
             match entry.marker {
                 Some(Marker::CertAuthority) => log::debug!(
                     "{source}: ignoring @cert-authority line for {lookup}: host certificates \
@@ -501,10 +509,8 @@ impl HostKeyPolicy {
             }
         }
         log::debug!(
-            "known_hosts {}: {accepted} key(s) and {revoked} revoked key(s) apply to {lookup}",
-            path.display()
+            "known_hosts {origin}: {accepted} key(s) and {revoked} revoked key(s) apply to {lookup}"
         );
-        Ok(())
     }
 
     fn is_revoked(&self, key: &HostKey) -> Option<&SourcedKey> {
@@ -604,6 +610,27 @@ impl HostKeyPolicy {
             expected: self.accept.iter().map(Accept::describe).collect(),
         })
     }
+}
+
+// ---------------------------------------------------------------------------
+// Hooks for `crate::fuzzing`, which cannot see the private submodules.
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_lookup_name(host: &str, port: u16) -> String {
+    lookup_name(host, port)
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    known_hosts::glob_match(pattern, text)
+}
+
+/// Parses a fingerprint as [`KnownHost::fingerprint`] does and prints it back.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_canonical_fingerprint(text: &str) -> Result<String> {
+    parse_fingerprint(text)
+        .map(|digest| sha256_text(&digest))
+        .map_err(|reason| Error::invalid("fingerprint", reason))
 }
 
 // ---------------------------------------------------------------------------

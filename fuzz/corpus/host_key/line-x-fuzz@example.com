@@ -1,0 +1,1 @@
+x-fuzz@example.com AAAAEngtZnV6ekBleGFtcGxlLmNvbQAAAAZvcGFxdWU= comment

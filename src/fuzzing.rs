@@ -1,0 +1,98 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/`: **not a stable API**.
+//!
+//! Compiled only with the `fuzzing` feature. These thin functions reach the
+//! crate-private `known_hosts` parser and matcher through the very code paths
+//! a connection uses; they may change or go away in any release.
+
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use crate::known_host::{self, HostKeyPolicy};
+use crate::{HostKey, Result};
+
+/// What a `known_hosts` content decides about one key.
+#[derive(Debug)]
+pub struct KnownHostsCheck {
+    /// The result of the host-key check, as a connection would get it.
+    pub check: Result<()>,
+    /// The key types the handshake would offer first, in order.
+    pub preferred_key_types: Vec<String>,
+}
+
+/// Loads `known_hosts` content from memory for `host`/`port` (or `alias`),
+/// as a [`KnownHost::known_hosts_file`](crate::KnownHost::known_hosts_file)
+/// pin would, and checks `key` against it.
+pub fn known_hosts(
+    content: &[u8],
+    host: &str,
+    port: u16,
+    alias: Option<&str>,
+    key: &HostKey,
+) -> KnownHostsCheck {
+    let policy = match HostKeyPolicy::load(&[], host, port, alias) {
+        Ok(mut policy) => {
+            policy.load_known_hosts(content, "fuzz");
+            policy
+        }
+        // Loading without file pins reads nothing, so it cannot fail.
+        Err(error) => {
+            return KnownHostsCheck {
+                check: Err(error),
+                preferred_key_types: Vec::new(),
+            }
+        }
+    };
+    KnownHostsCheck {
+        check: policy.check(key),
+        preferred_key_types: policy.preferred_key_types(),
+    }
+}
+
+/// The name `known_hosts` lines are matched against: `host` for port 22,
+/// `[host]:port` otherwise, lower-cased (or the lower-cased alias).
+pub fn lookup_name(host: &str, port: u16, alias: Option<&str>) -> String {
+    match alias {
+        Some(alias) => alias.to_ascii_lowercase(),
+        None => known_host::fuzz_lookup_name(host, port),
+    }
+}
+
+/// A hashed host field, `|1|salt|hash`, as `ssh-keygen -H` writes it for `name`.
+pub fn hashed_host(name: &str, salt: &[u8; 20]) -> String {
+    let hash = match <Hmac<Sha1> as Mac>::new_from_slice(salt) {
+        Ok(mut mac) => {
+            mac.update(name.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        // HMAC takes a key of any length.
+        Err(_) => Vec::new(),
+    };
+    format!("|1|{}|{}", STANDARD.encode(salt), STANDARD.encode(hash))
+}
+
+/// The `known_hosts` glob matcher: `*`, `?`, ASCII case-insensitive in
+/// `pattern`; `text` is expected lower-case.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    known_host::fuzz_glob_match(pattern, text)
+}
+
+/// Parses a `SHA256:` fingerprint and prints it back as OpenSSH does.
+///
+/// # Errors
+///
+/// As [`KnownHost::fingerprint`](crate::KnownHost::fingerprint).
+pub fn fingerprint(text: &str) -> Result<String> {
+    known_host::fuzz_canonical_fingerprint(text)
+}
+
+/// Builds a host key from its SSH wire encoding, as from a server.
+///
+/// # Errors
+///
+/// A protocol error if the blob is empty or garbled.
+pub fn host_key_from_blob(blob: &[u8]) -> Result<HostKey> {
+    HostKey::from_blob(blob)
+}
