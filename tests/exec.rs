@@ -1,6 +1,7 @@
-//! `ExecSession` against a real OpenSSH sshd on 127.0.0.1: output captured
-//! byte-exact from both streams at once, stdin streamed, exit codes and
-//! signals, timeouts, the output cap, quoting, and servers that refuse.
+//! `ExecSession` against both testkit backends (a real OpenSSH sshd and the
+//! embedded server) on 127.0.0.1: output captured byte-exact from both
+//! streams at once, stdin streamed, exit codes and signals, timeouts, the
+//! output cap, quoting; and, on OpenSSH only, servers that refuse.
 
 mod common;
 
@@ -9,7 +10,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd, SshdBuilder};
+use common::{
+    backends, client_key, current_user, test_server, ClientKey, KeyFormat, KeyKind, Sshd,
+    SshdBuilder,
+};
 use etl_ssh::{quote, quote_args, Credential, ErrorKind, ExecSession, KnownHost, Session};
 
 const MIB: usize = 1024 * 1024;
@@ -17,8 +21,11 @@ const MIB: usize = 1024 * 1024;
 /// A started server and a session on it, as the test user with a fresh key.
 struct Fixture {
     session: Session,
-    _server: Sshd,
-    _key: ClientKey,
+    /// Which backend serves it, for failure messages.
+    backend: String,
+    /// The server (an `Sshd` or a testkit `TestServer`), kept alive.
+    _server: Box<dyn std::any::Any>,
+    _key: Option<ClientKey>,
 }
 
 fn fixture_with(builder: SshdBuilder) -> Option<Fixture> {
@@ -38,9 +45,31 @@ fn fixture_with(builder: SshdBuilder) -> Option<Fixture> {
         .expect("connect to the test sshd");
     Some(Fixture {
         session,
-        _server: server,
-        _key: key,
+        backend: "openssh".into(),
+        _server: Box::new(server),
+        _key: Some(key),
     })
+}
+
+/// A fixture on each testkit backend (see `common::backends`).
+fn fixtures() -> Vec<Fixture> {
+    backends()
+        .into_iter()
+        .map(|backend| {
+            let server = test_server(backend);
+            let session = server
+                .session_builder()
+                .timeout(Duration::from_secs(60))
+                .connect()
+                .unwrap_or_else(|e| panic!("connect to the {backend} test server: {e}"));
+            Fixture {
+                session,
+                backend: backend.to_string(),
+                _server: Box::new(server),
+                _key: None,
+            }
+        })
+        .collect()
 }
 
 fn fixture() -> Option<Fixture> {
@@ -81,225 +110,246 @@ fn same(what: &str, got: &[u8], want: &[u8]) {
 
 #[test]
 fn stdout_and_stderr_16_mib_each_interleaved() {
-    let Some(f) = fixture() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = pattern(16 * MIB, 1);
-    let err = pattern(16 * MIB, 2);
-    let o = remote_file(dir.path(), "out.bin", &out);
-    let e = remote_file(dir.path(), "err.bin", &err);
-    let exec = f.exec();
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = pattern(16 * MIB, 1);
+        let err = pattern(16 * MIB, 2);
+        let o = remote_file(dir.path(), "out.bin", &out);
+        let e = remote_file(dir.path(), "err.bin", &err);
+        let exec = f.exec();
 
-    // Both at once, interleaved as the scheduler pleases.
-    let cmd = format!("cat {} & cat {} >&2; wait", quote(&o), quote(&e));
-    let res = exec.run(&cmd).unwrap();
-    assert_eq!(res.exit_code(), Some(0), "{res:?}");
-    same("stdout", res.stdout(), &out);
-    same("stderr", res.stderr(), &err);
+        // Both at once, interleaved as the scheduler pleases.
+        let cmd = format!("cat {} & cat {} >&2; wait", quote(&o), quote(&e));
+        let res = exec.run(&cmd).unwrap();
+        assert_eq!(res.exit_code(), Some(0), "{res:?}");
+        same("stdout", res.stdout(), &out);
+        same("stderr", res.stderr(), &err);
 
-    // All of stderr before any stdout: a reader that waited on stdout only
-    // would stall once stderr filled the channel window.
-    let cmd = format!("cat {} >&2; cat {}", quote(&e), quote(&o));
-    let res = exec.run(&cmd).unwrap();
-    assert!(res.success(), "{res:?}");
-    same("stdout", res.stdout(), &out);
-    same("stderr", res.stderr(), &err);
+        // All of stderr before any stdout: a reader that waited on stdout only
+        // would stall once stderr filled the channel window.
+        let cmd = format!("cat {} >&2; cat {}", quote(&e), quote(&o));
+        let res = exec.run(&cmd).unwrap();
+        assert!(res.success(), "{res:?}");
+        same("stdout", res.stdout(), &out);
+        same("stderr", res.stderr(), &err);
+    }
 }
 
 #[test]
 fn stderr_64_mib_alone() {
-    let Some(f) = fixture() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let err = pattern(64 * MIB, 3);
-    let e = remote_file(dir.path(), "err.bin", &err);
-    let res = f.exec().run(&format!("cat {} >&2", quote(&e))).unwrap();
-    assert!(res.success(), "{res:?}");
-    assert!(res.stdout().is_empty());
-    same("stderr", res.stderr(), &err);
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = pattern(64 * MIB, 3);
+        let e = remote_file(dir.path(), "err.bin", &err);
+        let res = f.exec().run(&format!("cat {} >&2", quote(&e))).unwrap();
+        assert!(res.success(), "{res:?}");
+        assert!(res.stdout().is_empty());
+        same("stderr", res.stderr(), &err);
+    }
 }
 
 #[test]
 fn stdin_64_mib_through_cat() {
-    let Some(f) = fixture() else { return };
-    let data = pattern(64 * MIB, 4);
-    let res = f.exec().run_with_input("cat", &data[..]).unwrap();
-    assert!(res.success(), "{res:?}");
-    same("stdout", res.stdout(), &data);
-    assert!(res.stderr().is_empty());
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let data = pattern(64 * MIB, 4);
+        let res = f.exec().run_with_input("cat", &data[..]).unwrap();
+        assert!(res.success(), "{res:?}");
+        same("stdout", res.stdout(), &data);
+        assert!(res.stderr().is_empty());
+    }
 }
 
 #[test]
 fn stdin_from_a_reader_and_a_command_that_stops_reading() {
-    let Some(f) = fixture() else { return };
-    let exec = f.exec();
-    let res = exec.run_with_input("wc -c", &b"hello\n"[..]).unwrap();
-    assert_eq!(String::from_utf8_lossy(res.stdout()).trim(), "6");
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec();
+        let res = exec.run_with_input("wc -c", &b"hello\n"[..]).unwrap();
+        assert_eq!(String::from_utf8_lossy(res.stdout()).trim(), "6");
 
-    // `head` exits after 10 bytes: the rest of the input is dropped, no error.
-    let big = std::io::repeat(b'x').take(32 * MIB as u64);
-    let res = exec.run_with_input("head -c 10", big).unwrap();
-    assert!(res.success(), "{res:?}");
-    assert_eq!(res.stdout(), b"xxxxxxxxxx");
-    // The session is fine afterwards.
-    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+        // `head` exits after 10 bytes: the rest of the input is dropped, no error.
+        let big = std::io::repeat(b'x').take(32 * MIB as u64);
+        let res = exec.run_with_input("head -c 10", big).unwrap();
+        assert!(res.success(), "{res:?}");
+        assert_eq!(res.stdout(), b"xxxxxxxxxx");
+        // The session is fine afterwards.
+        assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+    }
 }
 
 #[test]
 fn exit_code_signal_and_unknown_command() {
-    let Some(f) = fixture() else { return };
-    let exec = f.exec();
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec();
 
-    let res = exec.run("exit 7").unwrap();
-    assert_eq!(res.exit_code(), Some(7));
-    assert_eq!(res.exit_signal(), None);
-    assert!(!res.success());
-    assert_eq!(res.status().to_string(), "exit code 7");
+        let res = exec.run("exit 7").unwrap();
+        assert_eq!(res.exit_code(), Some(7));
+        assert_eq!(res.exit_signal(), None);
+        assert!(!res.success());
+        assert_eq!(res.status().to_string(), "exit code 7");
 
-    let res = exec.run("echo before; kill -TERM $$").unwrap();
-    assert_eq!(res.exit_signal(), Some("TERM"), "{res:?}");
-    assert_eq!(res.exit_code(), None);
-    assert!(!res.success());
-    assert_eq!(res.stdout(), b"before\n");
-    assert_eq!(res.status().to_string(), "killed by signal TERM");
+        let res = exec.run("echo before; kill -TERM $$").unwrap();
+        assert_eq!(res.exit_signal(), Some("TERM"), "{res:?}");
+        assert_eq!(res.exit_code(), None);
+        assert!(!res.success());
+        assert_eq!(res.stdout(), b"before\n");
+        assert_eq!(res.status().to_string(), "killed by signal TERM");
 
-    let res = exec.run("no-such-command-etl-ssh --x").unwrap();
-    assert_eq!(res.exit_code(), Some(127), "{res:?}");
-    let stderr = String::from_utf8_lossy(res.stderr());
-    assert!(stderr.contains("no-such-command-etl-ssh"), "{stderr}");
-    assert!(stderr.contains("not found"), "{stderr}");
+        let res = exec.run("no-such-command-etl-ssh --x").unwrap();
+        assert_eq!(res.exit_code(), Some(127), "{res:?}");
+        let stderr = String::from_utf8_lossy(res.stderr());
+        assert!(stderr.contains("no-such-command-etl-ssh"), "{stderr}");
+        assert!(stderr.contains("not found"), "{stderr}");
 
-    let res = exec.run("printf 'a\\0b'; true").unwrap();
-    assert!(res.success());
-    assert_eq!(res.stdout(), b"a\0b");
+        let res = exec.run("printf 'a\\0b'; true").unwrap();
+        assert!(res.success());
+        assert_eq!(res.stdout(), b"a\0b");
+    }
 }
 
 #[test]
 fn timeout_ends_the_command_and_the_session_stays_usable() {
-    let Some(f) = fixture() else { return };
-    let exec = f.exec().with_timeout(Duration::from_secs(2));
-    assert_eq!(exec.timeout(), Duration::from_secs(2));
-    let started = Instant::now();
-    let err = exec.run("sleep 100").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(err.to_string().contains("sleep 100"), "{err}");
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec().with_timeout(Duration::from_secs(2));
+        assert_eq!(exec.timeout(), Duration::from_secs(2));
+        let started = Instant::now();
+        let err = exec.run("sleep 100").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.to_string().contains("sleep 100"), "{err}");
 
-    // Same session, same ExecSession, and a fresh one.
-    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
-    assert_eq!(f.exec().run("echo ok").unwrap().stdout(), b"ok\n");
+        // Same session, same ExecSession, and a fresh one.
+        assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+        assert_eq!(f.exec().run("echo ok").unwrap().stdout(), b"ok\n");
 
-    // A command that keeps printing is cut off too.
-    let err = exec.run("yes").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+        // A command that keeps printing is cut off too.
+        let err = exec.run("yes").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+    }
 }
 
 #[test]
 fn default_timeout_is_the_sessions() {
-    let Some(f) = fixture() else { return };
-    assert_eq!(f.exec().timeout(), f.session.timeout());
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        assert_eq!(f.exec().timeout(), f.session.timeout());
+    }
 }
 
 #[test]
 fn output_cap_is_an_error_not_a_truncation() {
-    let Some(f) = fixture() else { return };
-    let exec = f.exec().with_max_output(1000);
-    assert_eq!(exec.max_output(), 1000);
-    // Exactly at the cap is fine; stdout and stderr count together.
-    let res = exec
-        .run("head -c 600 /dev/zero; head -c 400 /dev/zero >&2")
-        .unwrap();
-    assert_eq!((res.stdout().len(), res.stderr().len()), (600, 400));
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec().with_max_output(1000);
+        assert_eq!(exec.max_output(), 1000);
+        // Exactly at the cap is fine; stdout and stderr count together.
+        let res = exec
+            .run("head -c 600 /dev/zero; head -c 400 /dev/zero >&2")
+            .unwrap();
+        assert_eq!((res.stdout().len(), res.stderr().len()), (600, 400));
 
-    let err = exec
-        .run("head -c 600 /dev/zero; head -c 401 /dev/zero >&2")
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
-    assert!(err.to_string().contains("cap of 1000 bytes"), "{err}");
+        let err = exec
+            .run("head -c 600 /dev/zero; head -c 401 /dev/zero >&2")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+        assert!(err.to_string().contains("cap of 1000 bytes"), "{err}");
 
-    // An endless producer is stopped at the cap, long before the timeout.
-    let started = Instant::now();
-    let err = exec.run("cat /dev/zero").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(30));
-    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+        // An endless producer is stopped at the cap, long before the timeout.
+        let started = Instant::now();
+        let err = exec.run("cat /dev/zero").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+    }
 }
 
 /// File names full of shell metacharacters survive the trip as one argument.
 #[test]
 fn quoting_round_trip() {
-    let Some(f) = fixture() else { return };
-    let exec = f.exec();
-    let names = [
-        "plain.csv",
-        "with space.csv",
-        "it's.csv",
-        "$HOME",
-        "`touch pwned`",
-        "$(touch pwned)",
-        "semi;colon&amp|pipe",
-        "new\nline",
-        "back\\slash",
-        "star*?[x]",
-        "\"double\"",
-        "-n",
-        "tab\there",
-        "~tilde",
-        "#hash !bang",
-        "  lead and trail  ",
-    ];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().to_str().expect("utf-8").to_string();
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec();
+        let names = [
+            "plain.csv",
+            "with space.csv",
+            "it's.csv",
+            "$HOME",
+            "`touch pwned`",
+            "$(touch pwned)",
+            "semi;colon&amp|pipe",
+            "new\nline",
+            "back\\slash",
+            "star*?[x]",
+            "\"double\"",
+            "-n",
+            "tab\there",
+            "~tilde",
+            "#hash !bang",
+            "  lead and trail  ",
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf-8").to_string();
 
-    // printf gets each name as exactly one argument.
-    let mut args = vec!["printf", "%s\\0"];
-    args.extend(names);
-    let res = exec.run_args(&args).unwrap();
-    assert!(res.success(), "{res:?}");
-    let got: Vec<&[u8]> = res.stdout().split(|b| *b == 0).collect();
-    let mut want: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
-    want.push(b"");
-    assert_eq!(got, want);
+        // printf gets each name as exactly one argument.
+        let mut args = vec!["printf", "%s\\0"];
+        args.extend(names);
+        let res = exec.run_args(&args).unwrap();
+        assert!(res.success(), "{res:?}");
+        let got: Vec<&[u8]> = res.stdout().split(|b| *b == 0).collect();
+        let mut want: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        want.push(b"");
+        assert_eq!(got, want);
 
-    // Create the files remotely, then list them.
-    for name in names {
-        let path = format!("{base}/{name}");
-        let res = exec.run_args(["touch", "--", &path]).unwrap();
-        assert!(res.success(), "touch {name:?}: {res:?}");
+        // Create the files remotely, then list them.
+        for name in names {
+            let path = format!("{base}/{name}");
+            let res = exec.run_args(["touch", "--", &path]).unwrap();
+            assert!(res.success(), "touch {name:?}: {res:?}");
+        }
+        let res = exec
+            .run(&format!("cd {} && ls -A | LC_ALL=C sort", quote(&base)))
+            .unwrap();
+        assert!(res.success(), "{res:?}");
+        let listed = fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect::<std::collections::BTreeSet<_>>();
+        let expected = names
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(listed, expected);
+        assert!(!Path::new("pwned").exists());
+        assert!(!Path::new(&format!("{base}/pwned")).exists());
+
+        // quote_args is what run_args sends.
+        let res = exec.run(&quote_args(["echo", "a  b", "$c"])).unwrap();
+        assert_eq!(res.stdout(), b"a  b $c\n");
     }
-    let res = exec
-        .run(&format!("cd {} && ls -A | LC_ALL=C sort", quote(&base)))
-        .unwrap();
-    assert!(res.success(), "{res:?}");
-    let listed = fs::read_dir(dir.path())
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-        .collect::<std::collections::BTreeSet<_>>();
-    let expected = names
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<std::collections::BTreeSet<_>>();
-    assert_eq!(listed, expected);
-    assert!(!Path::new("pwned").exists());
-    assert!(!Path::new(&format!("{base}/pwned")).exists());
-
-    // quote_args is what run_args sends.
-    let res = exec.run(&quote_args(["echo", "a  b", "$c"])).unwrap();
-    assert_eq!(res.stdout(), b"a  b $c\n");
 }
 
 #[test]
 fn run_args_without_arguments_is_invalid() {
-    let Some(f) = fixture() else { return };
-    let err = f.exec().run_args(Vec::<&str>::new()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    let err = f.exec().run("echo a\0b").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let err = f.exec().run_args(Vec::<&str>::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let err = f.exec().run("echo a\0b").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
 }
 
+// OpenSSH only: needs sshd's ForceCommand.
 #[test]
 fn sftp_only_account_refuses_exec() {
     let builder = Sshd::builder().extra_config("ForceCommand internal-sftp");
@@ -315,6 +365,7 @@ fn sftp_only_account_refuses_exec() {
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
 }
 
+// OpenSSH only: needs sshd's AcceptEnv.
 #[test]
 fn environment_refused_by_default_accepted_with_accept_env() {
     let Some(f) = fixture() else { return };
@@ -344,6 +395,7 @@ fn environment_refused_by_default_accepted_with_accept_env() {
     assert_eq!(res.stdout(), b"42 mon\n");
 }
 
+// OpenSSH only: the embedded server refuses PTYs.
 #[test]
 fn pty_on_request() {
     let Some(f) = fixture() else { return };
@@ -363,62 +415,64 @@ fn pty_on_request() {
 #[test]
 fn spawn_streams_stdin_stdout_stderr() {
     use std::io::Write;
-    let Some(f) = fixture() else { return };
-    let exec = f.exec();
-    let mut child = exec.spawn("cat; echo done >&2; exit 3").unwrap();
-    assert_eq!(child.command(), "cat; echo done >&2; exit 3");
-    let mut stdin = child.take_stdin().unwrap();
-    let mut stdout = child.take_stdout().unwrap();
-    let mut stderr = child.take_stderr().unwrap();
-    assert!(child.take_stdin().is_none());
-    let data = pattern(8 * MIB, 5);
-    let writer = {
-        let data = data.clone();
-        std::thread::spawn(move || {
-            for chunk in data.chunks(100_000) {
-                stdin.write_all(chunk).expect("write stdin");
-            }
-            stdin.close().expect("send EOF");
-        })
-    };
-    let reader = std::thread::spawn(move || {
-        let mut err = Vec::new();
-        stderr.read_to_end(&mut err).expect("read stderr");
-        err
-    });
-    let mut got = Vec::new();
-    stdout.read_to_end(&mut got).unwrap();
-    writer.join().unwrap();
-    same("stdout", &got, &data);
-    assert_eq!(reader.join().unwrap(), b"done\n");
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(3));
-    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec();
+        let mut child = exec.spawn("cat; echo done >&2; exit 3").unwrap();
+        assert_eq!(child.command(), "cat; echo done >&2; exit 3");
+        let mut stdin = child.take_stdin().unwrap();
+        let mut stdout = child.take_stdout().unwrap();
+        let mut stderr = child.take_stderr().unwrap();
+        assert!(child.take_stdin().is_none());
+        let data = pattern(8 * MIB, 5);
+        let writer = {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                for chunk in data.chunks(100_000) {
+                    stdin.write_all(chunk).expect("write stdin");
+                }
+                stdin.close().expect("send EOF");
+            })
+        };
+        let reader = std::thread::spawn(move || {
+            let mut err = Vec::new();
+            stderr.read_to_end(&mut err).expect("read stderr");
+            err
+        });
+        let mut got = Vec::new();
+        stdout.read_to_end(&mut got).unwrap();
+        writer.join().unwrap();
+        same("stdout", &got, &data);
+        assert_eq!(reader.join().unwrap(), b"done\n");
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
 
-    // wait() sends EOF and discards unread output; exit status still right.
-    let child = exec
-        .spawn("cat /dev/null; head -c 5000000 /dev/zero; kill -TERM $$")
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some("TERM"));
+        // wait() sends EOF and discards unread output; exit status still right.
+        let child = exec
+            .spawn("cat /dev/null; head -c 5000000 /dev/zero; kill -TERM $$")
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some("TERM"));
 
-    // Dropping a running child closes its channel; the session goes on.
-    let child = exec.spawn("sleep 100").unwrap();
-    drop(child);
-    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+        // Dropping a running child closes its channel; the session goes on.
+        let child = exec.spawn("sleep 100").unwrap();
+        drop(child);
+        assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
 
-    // A read with no data within the timeout fails with TimedOut.
-    let mut child = exec
-        .clone()
-        .with_timeout(Duration::from_secs(1))
-        .spawn("sleep 100")
-        .unwrap();
-    let err = child
-        .take_stdout()
-        .unwrap()
-        .read(&mut [0u8; 16])
-        .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
-    drop(child);
-    assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+        // A read with no data within the timeout fails with TimedOut.
+        let mut child = exec
+            .clone()
+            .with_timeout(Duration::from_secs(1))
+            .spawn("sleep 100")
+            .unwrap();
+        let err = child
+            .take_stdout()
+            .unwrap()
+            .read(&mut [0u8; 16])
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        drop(child);
+        assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+    }
 }

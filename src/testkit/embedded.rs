@@ -382,7 +382,8 @@ async fn run_command(
         let _ = task.await;
     }
     let status = child.wait().await;
-    let _ = write_half.eof().await;
+    // The exit status goes before EOF, as OpenSSH sends it: a client may
+    // close the channel as soon as it sees EOF.
     match status {
         Ok(s) => match (s.code(), s.signal()) {
             (Some(code), _) => {
@@ -407,5 +408,6 @@ async fn run_command(
             let _ = write_half.exit_status(255).await;
         }
     }
+    let _ = write_half.eof().await;
     let _ = write_half.close().await;
 }

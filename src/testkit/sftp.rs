@@ -74,11 +74,24 @@ fn ok(id: u32) -> Status {
     }
 }
 
+/// The status for an errno, as OpenSSH's `errno_to_portable` maps it.
 fn fail(e: &io::Error) -> StatusReply {
-    let code = match e.kind() {
-        io::ErrorKind::NotFound => StatusCode::NoSuchFile,
-        io::ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
-        _ => StatusCode::Failure,
+    // Linux errno values.
+    let code = match e.raw_os_error() {
+        // ENOENT, ENOTDIR, EBADF, ELOOP
+        Some(2 | 20 | 9 | 40) => StatusCode::NoSuchFile,
+        // EPERM, EACCES, EFAULT
+        Some(1 | 13 | 14) => StatusCode::PermissionDenied,
+        // ENAMETOOLONG, EINVAL
+        Some(36 | 22) => StatusCode::BadMessage,
+        // ENOSYS
+        Some(38) => StatusCode::OpUnsupported,
+        Some(_) => StatusCode::Failure,
+        None => match e.kind() {
+            io::ErrorKind::NotFound => StatusCode::NoSuchFile,
+            io::ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
+            _ => StatusCode::Failure,
+        },
     };
     StatusReply::new(code).with_message(e.to_string())
 }
