@@ -219,7 +219,7 @@ pub use ssh_config::{HostConfig, SshConfig};
 
 pub use sftp::{
     DirEntry, FileType, Glob, Metadata, Overwrite, SftpReader, SftpSession, SftpWriter,
-    TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_TEMP_NAME,
+    TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
 };
 
 /// `Result` with this crate's [`Error`].

@@ -244,19 +244,23 @@ impl SessionBuilder {
         );
 
         ssh.set_timeout(millis(self.timeout));
-        let keepalive_secs = u32::try_from(self.keepalive.as_secs()).unwrap_or(u32::MAX);
-        if keepalive_secs > 0 {
-            ssh.set_keepalive(true, keepalive_secs);
-        }
         let user = self.user.as_deref().unwrap_or(credential.user());
         let auth = self.authenticate(&ssh, user, &loaded, local_addr)?;
         info!(
             "authenticated to {}:{} as {} with {auth}",
             self.host, self.port, user
         );
+        // Keepalives only once authenticated: OpenSSH takes a global request
+        // before authentication for a protocol error.
+        let keepalive_secs = u32::try_from(self.keepalive.as_secs()).unwrap_or(u32::MAX);
+        if keepalive_secs > 0 {
+            ssh.set_keepalive(true, keepalive_secs);
+        }
+        let settings = self.clone();
         Ok(Session {
             inner: Arc::new(SessionInner {
                 ssh,
+                settings,
                 host: self.host,
                 port: self.port,
                 user: user.to_string(),

@@ -74,6 +74,8 @@ pub struct Session {
 /// dropped, or at [`Session::close`].
 pub(crate) struct SessionInner {
     pub(crate) ssh: ssh2::Session,
+    /// What this session was built from, to open more like it.
+    settings: SessionBuilder,
     pub(crate) host: String,
     pub(crate) port: u16,
     user: String,
@@ -107,6 +109,11 @@ impl fmt::Debug for SessionInner {
 }
 
 impl SessionInner {
+    /// See [`Session::connect_another`].
+    pub(crate) fn connect_another(&self) -> Result<Session> {
+        self.settings.clone().connect()
+    }
+
     /// Takes the operation lock (see the field). A poisoned lock is taken
     /// anyway: the guarded state is libssh2's, which a panic does not corrupt
     /// beyond what the next call reports.
@@ -298,6 +305,22 @@ impl Session {
     /// The server's address we connected to.
     pub fn peer_addr(&self) -> SocketAddr {
         self.inner.peer_addr
+    }
+
+    /// Opens another, separate connection to the same server with the same
+    /// settings: credential, pins, timeouts, source address, proxy or jump
+    /// host. For work in parallel: libssh2 serialises every call on one
+    /// session, so parallel transfers need several (the segment-parallel
+    /// and directory transfers of [`SftpSession`](crate::SftpSession) use
+    /// this).
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionBuilder::connect`]; a server that limits connections
+    /// (OpenSSH's `MaxStartups`, `MaxSessions`) may refuse it with
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    pub fn connect_another(&self) -> Result<Session> {
+        self.inner.connect_another()
     }
 
     /// Sends an SSH keepalive if one is due, for a session that sits idle

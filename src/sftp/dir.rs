@@ -1,10 +1,12 @@
 //! Glob patterns, filtered listings and recursive transfers.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::parallel::Workers;
 use super::transfer::{download_file, upload_file};
-use super::{file_name, join, parent, DirEntry, FileType, SftpSession, TransferOptions};
+use super::{file_name, join, parent, DirEntry, FileType, SftpSession, Shared, TransferOptions};
 use crate::{Error, ErrorKind, Result};
 
 /// A shell-style pattern for file names: `*` (any run of characters), `?`
@@ -194,13 +196,26 @@ impl SftpSession {
         let remote = remote.as_ref().trim_end_matches('/');
         let remote = if remote.is_empty() { "/" } else { remote };
         self.create_dir_all(remote)?;
-        self.upload_tree(local.as_ref(), remote, options)
+        // Folders first, on this session; then the files, spread over the
+        // sessions (each one atomic on its own).
+        let mut files = Vec::new();
+        self.upload_tree(local.as_ref(), remote, options, &mut files)?;
+        self.spread(files, options, |shared, (local, remote), options| {
+            upload_file(shared, &local, &remote, options)
+        })
     }
 
-    fn upload_tree(&self, local: &Path, remote: &str, options: &TransferOptions) -> Result<u64> {
+    /// Creates the remote folders under `remote` and lists the files to
+    /// upload into `files`.
+    fn upload_tree(
+        &self,
+        local: &Path,
+        remote: &str,
+        options: &TransferOptions,
+        files: &mut Vec<(PathBuf, String)>,
+    ) -> Result<()> {
         let read = fs::read_dir(local)
             .map_err(|e| Error::io(format!("cannot list {}", local.display()), e))?;
-        let mut total = 0;
         for entry in read {
             let entry =
                 entry.map_err(|e| Error::io(format!("cannot list {}", local.display()), e))?;
@@ -215,12 +230,32 @@ impl SftpSession {
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
                 }
-                total += self.upload_tree(&path, &target, options)?;
+                self.upload_tree(&path, &target, options, files)?;
             } else if meta.is_file() && options.filter.as_ref().is_none_or(|g| g.matches(&name)) {
-                total += upload_file(&self.shared, &path, &target, options)?;
+                files.push((path, target));
             }
         }
-        Ok(total)
+        Ok(())
+    }
+
+    /// Runs `job` for each of `files` over as many sessions as
+    /// [`TransferOptions::sessions`] allows for that many files; each file
+    /// moves on one session, with `options` less segmenting. Returns the
+    /// bytes the jobs moved.
+    fn spread<T: Send>(
+        &self,
+        files: Vec<T>,
+        options: &TransferOptions,
+        job: impl Fn(&Shared, T, &TransferOptions) -> Result<u64> + Sync,
+    ) -> Result<u64> {
+        let per_file = options.clone().sessions(1);
+        let workers = Workers::open(&self.shared, options.sessions_for_files(files.len()));
+        let bytes = AtomicU64::new(0);
+        workers.run(&self.shared, files, |shared, file| {
+            bytes.fetch_add(job(shared, file, &per_file)?, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(bytes.into_inner())
     }
 
     /// Downloads the remote folder `remote` into the local folder `local`,
@@ -244,11 +279,24 @@ impl SftpSession {
         let local = local.as_ref();
         fs::create_dir_all(local)
             .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
-        self.download_tree(remote.as_ref(), local, options)
+        // Folders first, on this session; then the files, spread over the
+        // sessions (each one atomic on its own).
+        let mut files = Vec::new();
+        self.download_tree(remote.as_ref(), local, options, &mut files)?;
+        self.spread(files, options, |shared, (remote, local), options| {
+            download_file(shared, &remote, &local, options)
+        })
     }
 
-    fn download_tree(&self, remote: &str, local: &Path, options: &TransferOptions) -> Result<u64> {
-        let mut total = 0;
+    /// Creates the local folders under `local` and lists the files to
+    /// download into `files`.
+    fn download_tree(
+        &self,
+        remote: &str,
+        local: &Path,
+        options: &TransferOptions,
+        files: &mut Vec<(String, PathBuf)>,
+    ) -> Result<()> {
         for entry in self.read_dir(remote)? {
             let target = local.join(entry.name());
             match entry.file_type() {
@@ -260,7 +308,7 @@ impl SftpSession {
                             return Err(Error::io(format!("cannot create {}", target.display()), e))
                         }
                     }
-                    total += self.download_tree(entry.path(), &target, options)?;
+                    self.download_tree(entry.path(), &target, options, files)?;
                 }
                 FileType::File
                     if options
@@ -268,12 +316,12 @@ impl SftpSession {
                         .as_ref()
                         .is_none_or(|g| g.matches(entry.name())) =>
                 {
-                    total += download_file(&self.shared, entry.path(), &target, options)?;
+                    files.push((entry.path().to_string(), target));
                 }
                 _ => {}
             }
         }
-        Ok(total)
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@
 mod dir;
 mod ffi;
 mod file;
+mod parallel;
 mod transfer;
 
 use std::fmt;
@@ -27,7 +28,9 @@ use crate::{Error, ErrorKind, Result};
 
 pub use dir::Glob;
 pub use file::{SftpReader, SftpWriter};
-pub use transfer::{Overwrite, TransferOptions, DEFAULT_TEMP_NAME};
+pub use transfer::{
+    Overwrite, TransferOptions, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
+};
 
 /// Size of each read and write the transfers and streaming handles hand to
 /// libssh2: 34 × 30,000 bytes (libssh2's SFTP request size), about 1 MiB.

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ssh2::OpenFlags;
 
+use super::parallel::{download_segments, upload_segments, Workers};
 use super::{
     file_name, join, parent, sftp_error, sftp_failure, sftp_io_error, Glob, SftpSession, Shared,
     DEFAULT_BUFFER_SIZE,
@@ -60,10 +61,20 @@ pub struct TransferOptions {
     pub(crate) fsync: bool,
     pub(crate) verify_size: bool,
     pub(crate) resume: bool,
+    pub(crate) sessions: usize,
+    pub(crate) min_segment_size: u64,
     pub(crate) buffer_size: usize,
     pub(crate) progress: Option<Arc<ProgressFn>>,
     pub(crate) filter: Option<Glob>,
 }
+
+/// Default for [`TransferOptions::sessions`].
+pub const DEFAULT_SESSIONS: usize = 4;
+/// Default for [`TransferOptions::min_segment_size`]: 32 MiB.
+pub const DEFAULT_MIN_SEGMENT: u64 = 32 << 20;
+/// Files per extra session in a folder transfer: fewer files than this
+/// are not worth another connection.
+const FILES_PER_SESSION: usize = 16;
 
 /// Default for [`TransferOptions::temp_name`].
 pub const DEFAULT_TEMP_NAME: &str = ".{name}.{unique}.part";
@@ -78,6 +89,8 @@ impl Default for TransferOptions {
             fsync: true,
             verify_size: true,
             resume: false,
+            sessions: DEFAULT_SESSIONS,
+            min_segment_size: DEFAULT_MIN_SEGMENT,
             buffer_size: DEFAULT_BUFFER_SIZE,
             progress: None,
             filter: None,
@@ -95,6 +108,8 @@ impl fmt::Debug for TransferOptions {
             .field("fsync", &self.fsync)
             .field("verify_size", &self.verify_size)
             .field("resume", &self.resume)
+            .field("sessions", &self.sessions)
+            .field("min_segment_size", &self.min_segment_size)
             .field("buffer_size", &self.buffer_size)
             .field("progress", &self.progress.as_ref().map(|_| "Fn(u64, u64)"))
             .field("filter", &self.filter.as_ref().map(Glob::as_str))
@@ -176,6 +191,49 @@ impl TransferOptions {
         self
     }
 
+    /// At most this many sessions (connections) work on one transfer.
+    /// Defaults to 4; 1 keeps everything on the caller's session.
+    ///
+    /// A file of at least twice
+    /// [`min_segment_size`](Self::min_segment_size) is cut into segments
+    /// that several sessions move at once, each writing at its offset into
+    /// the one temporary file, which is checked and renamed into place only
+    /// when every segment is done: atomicity is kept. A folder transfer
+    /// spreads its files over the sessions, one more per 16 files. The extra
+    /// sessions are new connections with the same settings
+    /// ([`Session::connect_another`](crate::Session::connect_another)); if
+    /// the server refuses some (a connection limit), the work goes to the
+    /// ones that opened, and a warning says so. In-place and
+    /// [`resume`](Self::resume) transfers of one file use one session.
+    ///
+    /// On a link with a long round trip, more sessions carry more bytes in
+    /// flight (see BENCHMARKS.md); on loopback they mostly share the CPU.
+    pub fn sessions(mut self, sessions: usize) -> Self {
+        self.sessions = sessions.max(1);
+        self
+    }
+
+    /// The smallest segment of a segment-parallel transfer; files under
+    /// twice this size use one session. Defaults to 32 MiB.
+    pub fn min_segment_size(mut self, bytes: u64) -> Self {
+        self.min_segment_size = bytes.max(1);
+        self
+    }
+
+    /// How many sessions a file of `total` bytes gets.
+    pub(crate) fn sessions_for_file(&self, total: u64) -> usize {
+        if !self.atomic || self.resume {
+            return 1;
+        }
+        let segments = usize::try_from(total / self.min_segment_size).unwrap_or(usize::MAX);
+        self.sessions.min(segments).max(1)
+    }
+
+    /// How many sessions a folder of `files` files gets.
+    pub(crate) fn sessions_for_files(&self, files: usize) -> usize {
+        self.sessions.min(files.div_ceil(FILES_PER_SESSION)).max(1)
+    }
+
     /// Bytes per read and write handed to libssh2; rounded up to a multiple
     /// of 30,000 (libssh2's request size). Defaults to
     /// [`DEFAULT_BUFFER_SIZE`](crate::DEFAULT_BUFFER_SIZE), about 1 MiB.
@@ -201,7 +259,7 @@ impl TransferOptions {
         self
     }
 
-    fn report(&self, done: u64, total: u64) {
+    pub(crate) fn report(&self, done: u64, total: u64) {
         if let Some(p) = &self.progress {
             p(done, total);
         }
@@ -220,9 +278,7 @@ impl TransferOptions {
         } else {
             unique()
         };
-        pattern
-            .replace("{name}", name)
-            .replace("{unique}", &unique)
+        pattern.replace("{name}", name).replace("{unique}", &unique)
     }
 
     /// Where to carry on with a temporary file of `found` bytes for a
@@ -471,6 +527,22 @@ pub(crate) fn upload_file(
         }
     };
 
+    let sessions = options.sessions_for_file(total);
+    if sessions > 1 {
+        // The temporary file exists now (created above); the workers write
+        // their segments into it.
+        close_remote(shared, file, &write_path)?;
+        let workers = Workers::open(shared, sessions);
+        let result = upload_segments(shared, &workers, local, &write_path, total, options)
+            .and_then(|sent| {
+                finish_upload(shared, &write_path, remote, sent, &local_meta, options)?;
+                Ok(sent)
+            });
+        if result.is_err() {
+            shared.remove_quietly(&write_path);
+        }
+        return result;
+    }
     let start = match resume_from {
         Some(from) => {
             let positioned = {
@@ -487,12 +559,19 @@ pub(crate) fn upload_file(
         }
         None => 0,
     };
-    let result = send(shared, file, &mut source, &write_path, start, total, options).and_then(
-        |sent| {
-            finish_upload(shared, &write_path, remote, sent, &local_meta, options)?;
-            Ok(sent)
-        },
-    );
+    let result = send(
+        shared,
+        file,
+        &mut source,
+        &write_path,
+        start,
+        total,
+        options,
+    )
+    .and_then(|sent| {
+        finish_upload(shared, &write_path, remote, sent, &local_meta, options)?;
+        Ok(sent)
+    });
     // A resumable upload cut by the network keeps its temporary file for
     // the next attempt; any other failure removes it.
     if let Err(e) = &result {
@@ -601,7 +680,7 @@ fn finish_upload(
 }
 
 /// Reads until `buf` is full or the end of the file.
-fn read_full(source: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full(source: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match source.read(&mut buf[filled..]) {
@@ -700,10 +779,7 @@ fn download_into(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let source_id = format!(
-        "{remote}\0{total}\0{:?}",
-        remote_meta.modified()
-    );
+    let source_id = format!("{remote}\0{total}\0{:?}", remote_meta.modified());
     let mut start = 0;
     let (mut out, out_path) = if options.atomic {
         let temp = local_dir.join(options.temp_for(&local_name, &source_id));
@@ -715,12 +791,15 @@ fn download_into(
             None
         };
         let opened = match found.and_then(|len| options.resume_from(len, total)) {
-            Some(from) => OpenOptions::new().write(true).open(&temp).and_then(|mut f| {
-                f.set_len(from)?;
-                f.seek(SeekFrom::Start(from))?;
-                start = from;
-                Ok(f)
-            }),
+            Some(from) => OpenOptions::new()
+                .write(true)
+                .open(&temp)
+                .and_then(|mut f| {
+                    f.set_len(from)?;
+                    f.seek(SeekFrom::Start(from))?;
+                    start = from;
+                    Ok(f)
+                }),
             // A stale temporary of a resumable download is replaced.
             None if options.resume => OpenOptions::new()
                 .write(true)
@@ -756,6 +835,27 @@ fn download_into(
         }
     };
 
+    let sessions = options.sessions_for_file(total);
+    let mut done = start;
+    if sessions > 1 {
+        drop_remote(shared, file);
+        out.set_len(total)
+            .map_err(|e| local_error(format!("cannot size {}", out_path.display()), e))?;
+        let workers = Workers::open(shared, sessions);
+        done = download_segments(shared, &workers, remote, &out, total, options)?;
+        return finish_download(
+            remote,
+            local,
+            &local_dir,
+            out,
+            &out_path,
+            done,
+            total,
+            &remote_meta,
+            options,
+            guard,
+        );
+    }
     if start > 0 {
         let positioned = {
             let _g = shared.inner.lock();
@@ -768,7 +868,6 @@ fn download_into(
         log::info!("resuming the download of {remote} at byte {start} of {total}");
     }
     let mut buf = vec![0u8; options.buffer_size];
-    let mut done = start;
     options.report(done, total);
     loop {
         let n = {
@@ -798,7 +897,34 @@ fn download_into(
         options.report(done, total.max(done));
     }
     close_remote(shared, file, remote)?;
+    finish_download(
+        remote,
+        local,
+        &local_dir,
+        out,
+        &out_path,
+        done,
+        total,
+        &remote_meta,
+        options,
+        guard,
+    )
+}
 
+/// Flush, mtime, size check, and the rename into place of a download.
+#[allow(clippy::too_many_arguments)] // the state of one download, in pieces
+fn finish_download(
+    remote: &str,
+    local: &Path,
+    local_dir: &Path,
+    out: File,
+    out_path: &Path,
+    done: u64,
+    total: u64,
+    remote_meta: &super::Metadata,
+    options: &TransferOptions,
+    guard: &mut LocalTemp,
+) -> Result<u64> {
     if options.fsync {
         out.sync_all()
             .map_err(|e| local_error(format!("cannot fsync {}", out_path.display()), e))?;
@@ -822,14 +948,14 @@ fn download_into(
     if options.atomic {
         if options.overwrite == Overwrite::Never {
             // hard_link fails if `local` appeared meanwhile: no clobbering.
-            fs::hard_link(&out_path, local).map_err(|e| {
+            fs::hard_link(out_path, local).map_err(|e| {
                 local_error(
                     format!("cannot put the download in place at {}", local.display()),
                     e,
                 )
             })?;
         } else {
-            fs::rename(&out_path, local).map_err(|e| {
+            fs::rename(out_path, local).map_err(|e| {
                 local_error(
                     format!(
                         "cannot rename {} to {}",
@@ -844,7 +970,7 @@ fn download_into(
 
         if options.fsync {
             // Make the rename durable: fsync the folder (best effort).
-            if let Ok(d) = File::open(&local_dir) {
+            if let Ok(d) = File::open(local_dir) {
                 let _ = d.sync_all();
             }
         }
