@@ -203,21 +203,7 @@ fn upload_segment(
     source
         .seek(SeekFrom::Start(part.offset))
         .map_err(io_error)?;
-    let mut file = {
-        let _g = shared.inner.lock();
-        shared
-            .sftp()
-            .open_mode(
-                Path::new(path),
-                OpenFlags::WRITE,
-                0o644,
-                ssh2::OpenType::File,
-            )
-            .map_err(|e| sftp_error("upload", path, e))?
-    };
-    // An SFTP seek only sets the offset of the next request: it cannot fail.
-    let _ = file.seek(SeekFrom::Start(part.offset));
-    let result = (|| {
+    with_file_at(shared, path, OpenFlags::WRITE, "upload", part, |file| {
         let mut buf = vec![0u8; options.buffer_size];
         let mut left = part.len;
         while left > 0 {
@@ -237,10 +223,33 @@ fn upload_segment(
         }
         if options.fsync {
             let _g = shared.inner.lock();
-            shared.fsync(&mut file, path)?;
+            shared.fsync(file, path)?;
         }
         Ok(())
-    })();
+    })
+}
+
+/// Opens `path` with `flags` on `shared`'s session, positioned at `part`,
+/// runs `body` with it, and closes it (under the session's lock), reporting
+/// the first error.
+fn with_file_at(
+    shared: &Shared,
+    path: &str,
+    flags: OpenFlags,
+    operation: &'static str,
+    part: Segment,
+    body: impl FnOnce(&mut ssh2::File) -> Result<()>,
+) -> Result<()> {
+    let mut file = {
+        let _g = shared.inner.lock();
+        shared
+            .sftp()
+            .open_mode(Path::new(path), flags, 0o644, ssh2::OpenType::File)
+            .map_err(|e| sftp_error(operation, path, e))?
+    };
+    // An SFTP seek only sets the offset of the next request: it cannot fail.
+    let _ = file.seek(SeekFrom::Start(part.offset));
+    let result = body(&mut file);
     let _g = shared.inner.lock();
     let closed = file.close().map_err(|e| sftp_error("close", path, e));
     drop(file);
@@ -283,16 +292,7 @@ fn download_segment(
     options: &TransferOptions,
     progress: &Progress<'_>,
 ) -> Result<()> {
-    let mut file = {
-        let _g = shared.inner.lock();
-        shared
-            .sftp()
-            .open(Path::new(path))
-            .map_err(|e| sftp_error("download", path, e))?
-    };
-    // An SFTP seek only sets the offset of the next request: it cannot fail.
-    let _ = file.seek(SeekFrom::Start(part.offset));
-    let result = (|| {
+    with_file_at(shared, path, OpenFlags::READ, "download", part, |file| {
         let mut buf = vec![0u8; options.buffer_size];
         let mut offset = part.offset;
         let end = part.offset + part.len;
@@ -303,7 +303,7 @@ fn download_segment(
             let n = {
                 let _g = shared.inner.lock();
                 shared.inner.keepalive_tick();
-                read_full(&mut file, &mut buf[..want])
+                read_full(file, &mut buf[..want])
                     .map_err(|e| sftp_io_error("download", path, e, Some(&shared.inner.ssh)))?
             };
             if n == 0 {
@@ -320,11 +320,7 @@ fn download_segment(
             progress.add(n as u64);
         }
         Ok(())
-    })();
-    let _g = shared.inner.lock();
-    let closed = file.close().map_err(|e| sftp_error("close", path, e));
-    drop(file);
-    result.and(closed)
+    })
 }
 
 #[cfg(test)]
