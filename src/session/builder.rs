@@ -10,7 +10,7 @@ use ssh2::{DisconnectCode, MethodType};
 
 use super::transport::peer_closed;
 use super::{millis, Session, SessionBuilder, SessionInner, Transport};
-use crate::error::{ssh2_kind, BoxError};
+use crate::error::{code, ssh2_code, ssh2_kind, BoxError};
 use crate::known_host::HostKeyPolicy;
 use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
 
@@ -288,7 +288,21 @@ impl SessionBuilder {
                 timeout: self.connect_timeout,
             };
         }
-        if kind == ErrorKind::Disconnected || peer_closed(probe) {
+        if peer_closed(probe) {
+            return self.disconnected("the SSH handshake", local, err);
+        }
+        if ssh2_code(&err) == code::BANNER_RECV {
+            // The connection is still open: what came was not a banner.
+            return Error::Ssh {
+                kind: ErrorKind::Protocol,
+                context: format!(
+                    "{}:{} did not answer with an SSH banner: is it an SSH server?",
+                    self.host, self.port
+                ),
+                source: Some(Box::new(err)),
+            };
+        }
+        if kind == ErrorKind::Disconnected {
             return self.disconnected("the SSH handshake", local, err);
         }
         Error::ssh(

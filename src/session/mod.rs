@@ -36,8 +36,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`SessionBuilder::keepalive`].
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// How long `Drop` waits for the server when it sends the disconnect message.
-const DROP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long cleanup waits for the server: closing a handle after a failure,
+/// or the disconnect message of `Drop`. A healthy server answers in far
+/// less; a dead link must not hold the caller for a full operation timeout.
+const CLEANUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// One verified, authenticated SSH connection to a partner's server.
 ///
@@ -155,6 +157,18 @@ impl SessionInner {
             Some(&timeout),
         );
         true
+    }
+
+    /// Runs `f` under the short cleanup timeout, then restores the
+    /// session's: for closing handles after a failure, or on drop, which
+    /// must not wait a full operation timeout on a dead link. Call it with
+    /// the operation lock held.
+    pub(crate) fn cleanup<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.ssh
+            .set_timeout(millis(self.timeout.min(CLEANUP_TIMEOUT)));
+        let out = f();
+        self.ssh.set_timeout(millis(self.timeout));
+        out
     }
 
     /// Sends an SSH keepalive if one is due. Call it with the operation
@@ -407,7 +421,8 @@ impl Session {
 
 impl Drop for SessionInner {
     fn drop(&mut self) {
-        self.ssh.set_timeout(millis(self.timeout.min(DROP_TIMEOUT)));
+        self.ssh
+            .set_timeout(millis(self.timeout.min(CLEANUP_TIMEOUT)));
         if let Err(e) = self.disconnect() {
             debug!("disconnect from {} on drop failed: {e}", self.target());
         }

@@ -90,7 +90,7 @@ impl Drop for Handle {
     fn drop(&mut self) {
         if let Some(file) = self.file.take() {
             let _g = self.shared.inner.lock();
-            drop(file);
+            self.shared.inner.cleanup(|| drop(file));
         }
     }
 }

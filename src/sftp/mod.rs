@@ -374,12 +374,16 @@ impl Drop for Shared {
             self.rename.get_mut().unwrap_or_else(|e| e.into_inner()),
             RenameChannel::Unavailable,
         );
-        if let RenameChannel::Open(raw) = chan {
-            raw.shutdown(&self.inner.ssh);
-        }
-        // ssh2 closes the SFTP channel when it is dropped: do it here,
-        // under the lock, so the session is in blocking mode.
-        drop(self.sftp.take());
+        let sftp = self.sftp.take();
+        let inner = &self.inner;
+        inner.cleanup(|| {
+            if let RenameChannel::Open(raw) = chan {
+                raw.shutdown(&inner.ssh);
+            }
+            // ssh2 closes the SFTP channel when it is dropped: do it here,
+            // under the lock, so the session is in blocking mode.
+            drop(sftp);
+        });
     }
 }
 

@@ -339,7 +339,7 @@ fn close_remote(shared: &Shared, mut file: ssh2::File, path: &str) -> Result<()>
 /// Drops a remote file handle under the lock (best effort close).
 fn drop_remote(shared: &Shared, file: ssh2::File) {
     let _g = shared.inner.lock();
-    drop(file);
+    shared.inner.cleanup(|| drop(file));
 }
 
 impl SftpSession {
