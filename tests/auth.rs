@@ -9,16 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
-use etl_ssh::{AuthMethod, Credential, ErrorKind, KeyPair, KnownHost, Session, SessionBuilder};
+use etl_ssh::{AuthMethod, Credential, ErrorKind, KeyPair};
 use secrecy::SecretString;
-
-fn builder(server: &Sshd) -> SessionBuilder {
-    Session::builder(server.host())
-        .port(server.port())
-        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(20))
-}
 
 /// An `ssh-agent` run in the foreground on its own socket, ended on drop.
 struct Agent {
@@ -83,7 +75,8 @@ fn agent_tries_every_identity() {
     let agent = Agent::start();
     agent.add(&first.path);
     agent.add(&second.path);
-    let session = builder(&server)
+    let session = server
+        .session_builder()
         .credential(Credential::agent_at(current_user(), &agent.socket))
         .connect()
         .expect("the agent's second key is accepted");
@@ -96,7 +89,8 @@ fn agent_tries_every_identity() {
 
     // An empty agent: refused, and the error says the agent held nothing.
     let empty = Agent::start();
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(Credential::agent_at(current_user(), &empty.socket))
         .connect()
         .expect_err("must fail");
@@ -128,7 +122,8 @@ fn keyboard_interactive_callback() {
             })
             .collect()
     });
-    let session = builder(&server)
+    let session = server
+        .session_builder()
         .credential(cred)
         .connect()
         .expect("kbd-interactive");
@@ -147,7 +142,8 @@ fn keyboard_interactive_callback() {
             .map(|_| SecretString::from("wrong"))
             .collect()
     });
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(cred)
         .connect()
         .expect_err("must fail");
@@ -165,8 +161,9 @@ fn user_certificate_signed_by_trusted_ca() {
         return;
     };
     // Without the certificate the key is a stranger.
-    let err = builder(&server)
-        .credential(Credential::key_pair(current_user(), &key.path))
+    let err = server
+        .session_builder()
+        .credential(key.credential())
         .connect()
         .expect_err("must fail");
     assert_eq!(err.kind(), ErrorKind::Auth);
@@ -181,8 +178,9 @@ fn user_certificate_signed_by_trusted_ca() {
         .expect("ssh-keygen -s");
     assert!(status.success());
     // `<key>-cert.pub` beside the key is picked up without being named.
-    let session = builder(&server)
-        .credential(Credential::key_pair(current_user(), &key.path))
+    let session = server
+        .session_builder()
+        .credential(key.credential())
         .connect()
         .expect("certificate accepted");
     assert!(matches!(
@@ -207,7 +205,8 @@ fn user_certificate_signed_by_trusted_ca() {
     let moved = tempfile::tempdir().expect("tempdir");
     let elsewhere = moved.path().join("user-cert.pub");
     std::fs::rename(&cert_path, &elsewhere).expect("move cert");
-    builder(&server)
+    server
+        .session_builder()
         .credential(Credential::key_pairs(
             current_user(),
             [KeyPair::file(&key.path).with_certificate(&elsewhere)],

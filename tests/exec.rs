@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    backends, client_key, current_user, test_server, ClientKey, KeyFormat, KeyKind, Sshd,
+    backends, client_key, random_bytes, test_server, ClientKey, KeyFormat, KeyKind, Sshd,
     SshdBuilder,
 };
-use etl_ssh::{quote, quote_args, Credential, ErrorKind, ExecSession, KnownHost, Session};
+use etl_ssh::{quote, quote_args, ErrorKind, ExecSession, Session};
 
 const MIB: usize = 1024 * 1024;
 
@@ -33,13 +33,9 @@ fn fixture_with(builder: SshdBuilder) -> Option<Fixture> {
     let server = builder
         .authorized_key(&key.public_line)
         .start_if_available()?;
-    let session = Session::builder(server.host())
-        .port(server.port())
-        .known_host(
-            KnownHost::public_key(server.host_key_public_line("ed25519")).expect("host key line"),
-        )
-        .credential(Credential::key_pair(current_user(), &key.path))
-        .connect_timeout(Duration::from_secs(10))
+    let session = server
+        .session_builder()
+        .credential(key.credential())
         .timeout(Duration::from_secs(60))
         .connect()
         .expect("connect to the test sshd");
@@ -82,20 +78,6 @@ impl Fixture {
     }
 }
 
-/// Deterministic, incompressible-looking bytes (xorshift), different per seed.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// Writes `data` to a file the server can read (it runs on this machine).
 fn remote_file(dir: &Path, name: &str, data: &[u8]) -> String {
     let path = dir.join(name);
@@ -113,8 +95,8 @@ fn stdout_and_stderr_16_mib_each_interleaved() {
     for f in fixtures() {
         eprintln!("backend: {}", f.backend);
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = pattern(16 * MIB, 1);
-        let err = pattern(16 * MIB, 2);
+        let out = random_bytes(16 * MIB, 1);
+        let err = random_bytes(16 * MIB, 2);
         let o = remote_file(dir.path(), "out.bin", &out);
         let e = remote_file(dir.path(), "err.bin", &err);
         let exec = f.exec();
@@ -141,7 +123,7 @@ fn stderr_64_mib_alone() {
     for f in fixtures() {
         eprintln!("backend: {}", f.backend);
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = pattern(64 * MIB, 3);
+        let err = random_bytes(64 * MIB, 3);
         let e = remote_file(dir.path(), "err.bin", &err);
         let res = f.exec().run(&format!("cat {} >&2", quote(&e))).unwrap();
         assert!(res.success(), "{res:?}");
@@ -154,7 +136,7 @@ fn stderr_64_mib_alone() {
 fn stdin_64_mib_through_cat() {
     for f in fixtures() {
         eprintln!("backend: {}", f.backend);
-        let data = pattern(64 * MIB, 4);
+        let data = random_bytes(64 * MIB, 4);
         let res = f.exec().run_with_input("cat", &data[..]).unwrap();
         assert!(res.success(), "{res:?}");
         same("stdout", res.stdout(), &data);
@@ -425,7 +407,7 @@ fn spawn_streams_stdin_stdout_stderr() {
         let mut stdout = child.take_stdout().unwrap();
         let mut stderr = child.take_stderr().unwrap();
         assert!(child.take_stdin().is_none());
-        let data = pattern(8 * MIB, 5);
+        let data = random_bytes(8 * MIB, 5);
         let writer = {
             let data = data.clone();
             std::thread::spawn(move || {

@@ -9,8 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client_key, current_user, Sshd};
-use etl_ssh::{Credential, KnownHost, Session};
+use common::{client_key, Sshd};
 
 const THREADS: usize = 16;
 const ROUNDS: usize = 100;
@@ -38,13 +37,9 @@ fn sixteen_sessions_a_hundred_mixed_transfers_each() {
             .map(|t| {
                 let (server, key, dir) = (&server, &key, dir.path());
                 scope.spawn(move || -> Result<usize, String> {
-                    let session = Session::builder(server.host())
-                        .port(server.port())
-                        .credential(Credential::key_pair(current_user(), &key.path))
-                        .known_host(
-                            KnownHost::public_key(server.host_key_public_line("ed25519"))
-                                .map_err(|e| e.to_string())?,
-                        )
+                    let session = server
+                        .session_builder()
+                        .credential(key.credential())
                         .connect_timeout(Duration::from_secs(30))
                         .timeout(Duration::from_secs(60))
                         .connect()

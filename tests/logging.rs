@@ -5,10 +5,9 @@
 mod common;
 
 use std::sync::Mutex;
-use std::time::Duration;
 
-use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
-use etl_ssh::{Credential, KnownHost, Session};
+use common::{client_key, KeyFormat, KeyKind, Sshd};
+use etl_ssh::Credential;
 use log::{LevelFilter, Log, Metadata, Record};
 use secrecy::SecretString;
 
@@ -44,24 +43,19 @@ fn no_secret_in_logs_or_debug_output() {
     else {
         return;
     };
-    let pin = KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin");
-    let builder = |cred: Credential| {
-        Session::builder(server.host())
-            .port(server.port())
-            .known_host(pin.clone())
-            .credential(cred)
-            .connect_timeout(Duration::from_secs(10))
-    };
+    let builder = |cred: Credential| server.session_builder().credential(cred);
     let mut debug_output = Vec::new();
 
     // Passphrase: right, then wrong.
-    let cred = Credential::key_pair(current_user(), &key.path)
+    let cred = key
+        .credential()
         .with_passphrase(SecretString::from(PASSPHRASE));
     debug_output.push(format!("{cred:?}"));
     let session = builder(cred).connect().expect("passphrase login");
     debug_output.push(format!("{session:?}"));
     drop(session);
-    let cred = Credential::key_pair(current_user(), &key.path)
+    let cred = key
+        .credential()
         .with_passphrase(SecretString::from(format!("{PASSPHRASE}-wrong")));
     let err = builder(cred).connect().expect_err("must fail");
     debug_output.push(format!("{err:?} {err}"));

@@ -6,17 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
-use etl_ssh::{Credential, ErrorKind, KnownHost, RetryPolicy, Session, SessionBuilder};
-
-fn builder(server: &Sshd, key: &common::ClientKey) -> SessionBuilder {
-    Session::builder(server.host())
-        .port(server.port())
-        .credential(Credential::key_pair(current_user(), &key.path))
-        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(20))
-}
+use common::{client_key, KeyFormat, KeyKind, Sshd};
+use etl_ssh::{ErrorKind, RetryPolicy};
 
 /// How many keepalive requests sshd has logged so far.
 fn keepalives(server: &Sshd) -> usize {
@@ -32,7 +23,9 @@ fn keepalives_during_a_quiet_command_and_when_idle() {
     else {
         return;
     };
-    let session = builder(&server, &key)
+    let session = server
+        .session_builder()
+        .credential(key.credential())
         .keepalive(Duration::from_secs(2))
         .connect()
         .expect("connect");
@@ -58,7 +51,9 @@ fn keepalives_during_a_quiet_command_and_when_idle() {
     );
 
     // Off means off.
-    let quiet = builder(&server, &key)
+    let quiet = server
+        .session_builder()
+        .credential(key.credential())
         .keepalive(Duration::ZERO)
         .connect()
         .expect("connect");
@@ -77,18 +72,7 @@ fn late_forwarder(port: u16, target: u16, delay: Duration) -> std::thread::JoinH
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind late port");
         let (client, _) = listener.accept().expect("accept");
         let upstream = std::net::TcpStream::connect(("127.0.0.1", target)).expect("upstream");
-        let (mut c1, mut u1) = (
-            client.try_clone().expect("clone"),
-            upstream.try_clone().expect("clone"),
-        );
-        let (mut c2, mut u2) = (client, upstream);
-        let up = std::thread::spawn(move || {
-            let _ = std::io::copy(&mut c1, &mut u1);
-            let _ = u1.shutdown(std::net::Shutdown::Write);
-        });
-        let _ = std::io::copy(&mut u2, &mut c2);
-        let _ = c2.shutdown(std::net::Shutdown::Write);
-        let _ = up.join();
+        common::pipe(client, upstream);
     })
 }
 
@@ -111,11 +95,10 @@ fn connect_retries_a_refused_port_but_never_a_refused_key() {
         .attempts(10)
         .initial_backoff(Duration::from_millis(300))
         .max_backoff(Duration::from_millis(600));
-    let session = Session::builder(server.host())
+    let session = server
+        .session_builder()
         .port(port)
-        .credential(Credential::key_pair(current_user(), &key.path))
-        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
-        .connect_timeout(Duration::from_secs(10))
+        .credential(key.credential())
         .connect_with_retry(&policy)
         .expect("connects once the port answers");
     assert!(session
@@ -130,10 +113,9 @@ fn connect_retries_a_refused_port_but_never_a_refused_key() {
     // A refused key is not retried: exactly one connection reaches sshd.
     let stranger = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
     let before = server.log_since_ready().matches("Connection from").count();
-    let err = Session::builder(server.host())
-        .port(server.port())
-        .credential(Credential::key_pair(current_user(), &stranger.path))
-        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
+    let err = server
+        .session_builder()
+        .credential(stranger.credential())
         .connect_with_retry(&policy)
         .expect_err("must fail");
     assert_eq!(err.kind(), ErrorKind::Auth);

@@ -11,15 +11,6 @@ use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
 use etl_ssh::{AuthMethod, Credential, ErrorKind, KeyPair, KnownHost, Session, SessionBuilder};
 use secrecy::SecretString;
 
-/// A builder aimed at `server`, pinned by its ed25519 key, with short deadlines.
-fn builder(server: &Sshd) -> SessionBuilder {
-    Session::builder(server.host())
-        .port(server.port())
-        .known_host(pin_line(server, "ed25519"))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(20))
-}
-
 fn pin_line(server: &Sshd, ty: &str) -> KnownHost {
     KnownHost::public_key(server.host_key_public_line(ty)).expect("host key line parses")
 }
@@ -41,8 +32,9 @@ fn connect_with_key(kind: KeyKind, format: KeyFormat) {
     let Some((server, key)) = server_with_key(kind, format, None) else {
         return;
     };
-    let session = builder(&server)
-        .credential(Credential::key_pair(current_user(), &key.path))
+    let session = server
+        .session_builder()
+        .credential(key.credential())
         .connect()
         .unwrap_or_else(|e| panic!("{kind:?}/{format:?}: {e} ({e:?})"));
     assert_eq!(session.user(), current_user());
@@ -113,7 +105,8 @@ fn key_held_in_memory() {
         return;
     };
     let pem = std::fs::read_to_string(&key.path).expect("read key");
-    let session = builder(&server)
+    let session = server
+        .session_builder()
         .credential(Credential::key_pair_pem(
             current_user(),
             SecretString::from(pem),
@@ -134,17 +127,19 @@ fn encrypted_openssh_key_with_passphrase() {
     else {
         return;
     };
-    builder(&server)
+    server
+        .session_builder()
         .credential(
-            Credential::key_pair(current_user(), &key.path)
+            key.credential()
                 .with_passphrase(SecretString::from("open sesame")),
         )
         .connect()
         .expect("encrypted key with the right passphrase connects");
 
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(
-            Credential::key_pair(current_user(), &key.path)
+            key.credential()
                 .with_passphrase(SecretString::from("wrong")),
         )
         .connect()
@@ -157,8 +152,9 @@ fn encrypted_openssh_key_with_passphrase() {
         "{err}"
     );
 
-    let err = builder(&server)
-        .credential(Credential::key_pair(current_user(), &key.path))
+    let err = server
+        .session_builder()
+        .credential(key.credential())
         .connect()
         .expect_err("must fail");
     eprintln!("error: {err}");
@@ -172,18 +168,17 @@ fn encrypted_pem_key_with_passphrase() {
     else {
         return;
     };
-    builder(&server)
+    server
+        .session_builder()
         .credential(
-            Credential::key_pair(current_user(), &key.path)
+            key.credential()
                 .with_passphrase(SecretString::from("pem pass")),
         )
         .connect()
         .expect("encrypted PEM key with the right passphrase connects");
-    let err = builder(&server)
-        .credential(
-            Credential::key_pair(current_user(), &key.path)
-                .with_passphrase(SecretString::from("nope")),
-        )
+    let err = server
+        .session_builder()
+        .credential(key.credential().with_passphrase(SecretString::from("nope")))
         .connect()
         .expect_err("must fail");
     eprintln!("error: {err}");
@@ -195,7 +190,8 @@ fn missing_key_file_names_the_path() {
     let Some(server) = Sshd::builder().start_if_available() else {
         return;
     };
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(Credential::key_pair(
             current_user(),
             "/nonexistent/etl-ssh/id_ed25519",
@@ -217,8 +213,9 @@ fn key_not_authorized_lists_allowed_methods() {
         return;
     };
     let stranger = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let err = builder(&server)
-        .credential(Credential::key_pair(current_user(), &stranger.path))
+    let err = server
+        .session_builder()
+        .credential(stranger.credential())
         .connect()
         .expect_err("must fail");
     eprintln!("error: {err}");
@@ -236,14 +233,16 @@ fn password_and_wrong_password() {
     let Some(server) = Sshd::builder().start_if_available() else {
         return;
     };
-    let session = builder(&server)
+    let session = server
+        .session_builder()
         .credential(Credential::password(user, SecretString::from(password)))
         .connect()
         .expect("password login");
     assert_eq!(session.auth_method(), &AuthMethod::Password);
     assert_eq!(session.user(), user);
 
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(Credential::password(
             user,
             SecretString::from("not the password"),
@@ -263,13 +262,15 @@ fn password_answers_keyboard_interactive() {
     let Some(server) = Sshd::builder().kbd_interactive_only().start_if_available() else {
         return;
     };
-    let session = builder(&server)
+    let session = server
+        .session_builder()
         .credential(Credential::password(user, SecretString::from(password)))
         .connect()
         .expect("keyboard-interactive login");
     assert_eq!(session.auth_method(), &AuthMethod::KeyboardInteractive);
 
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(Credential::password(
             user,
             SecretString::from("not the password"),
@@ -282,7 +283,7 @@ fn password_answers_keyboard_interactive() {
 
 fn key_server() -> Option<(Sshd, Credential)> {
     let (server, key) = server_with_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None)?;
-    let cred = Credential::key_pair(current_user(), &key.path);
+    let cred = key.credential();
     // The key file lives as long as the test binary's temp dirs; keep it.
     std::mem::forget(key);
     Some((server, cred))
@@ -360,8 +361,9 @@ fn host_certificate_server_presents_plain_key() {
     else {
         return;
     };
-    let session = builder(&server)
-        .credential(Credential::key_pair(current_user(), &key.path))
+    let session = server
+        .session_builder()
+        .credential(key.credential())
         .connect()
         .expect("plain key of a certificate-holding server");
     assert_eq!(session.host_key().algorithm(), "ssh-ed25519");
@@ -591,15 +593,17 @@ fn bind_address_meets_source_restriction() {
     else {
         return;
     };
-    let cred = Credential::key_pair(current_user(), &key.path);
-    let session = builder(&server)
+    let cred = key.credential();
+    let session = server
+        .session_builder()
         .credential(cred.clone())
         .bind_address("127.0.0.1".parse().expect("ip"))
         .connect()
         .expect("bound to the allowed address");
     assert_eq!(session.local_addr().ip().to_string(), "127.0.0.1");
 
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(cred)
         .bind_address("127.0.0.2".parse().expect("ip"))
         .connect()
@@ -778,7 +782,8 @@ fn rotated_credential_reports_the_old_key_still_accepted() {
             KeyPair::file(&old.path).with_label("2024"),
         ],
     );
-    let session = builder(&server)
+    let session = server
+        .session_builder()
         .credential(cred.clone())
         .connect()
         .expect("old key accepted");
@@ -788,7 +793,8 @@ fn rotated_credential_reports_the_old_key_still_accepted() {
     }
     // Once the partner installs the new key, the new key is the one used.
     server.add_authorized_key(&new.public_line);
-    let session = builder(&server)
+    let session = server
+        .session_builder()
         .credential(cred.clone())
         .connect()
         .expect("new key accepted");
@@ -806,7 +812,8 @@ fn rotated_credential_reports_the_old_key_still_accepted() {
         client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None),
         client_key(KeyKind::Ecdsa, KeyFormat::OpenSsh, None),
     );
-    let err = builder(&server)
+    let err = server
+        .session_builder()
         .credential(Credential::key_pairs(
             current_user(),
             [KeyPair::file(&a.path), KeyPair::file(&b.path)],
@@ -867,18 +874,7 @@ fn http_proxy(status: &'static str) -> (u16, std::thread::JoinHandle<String>) {
             .expect("answer");
         if status.starts_with("200") {
             let upstream = std::net::TcpStream::connect(&target).expect("upstream");
-            let (mut c2, mut u2) = (
-                client.try_clone().expect("clone"),
-                upstream.try_clone().expect("clone"),
-            );
-            let (mut c1, mut u1) = (client, upstream);
-            let up = std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c1, &mut u1);
-                let _ = u1.shutdown(std::net::Shutdown::Write);
-            });
-            let _ = std::io::copy(&mut u2, &mut c2);
-            let _ = c2.shutdown(std::net::Shutdown::Write);
-            let _ = up.join();
+            common::pipe(client, upstream);
         }
         head
     });
@@ -930,13 +926,15 @@ fn jump_host_carries_the_session_and_checks_both_hops() {
         return;
     };
     let target = Sshd::builder().authorized_key(&key.public_line).start();
-    let cred = Credential::key_pair(current_user(), &key.path);
-    let jump = builder(&bastion)
+    let cred = key.credential();
+    let jump = bastion
+        .session_builder()
         .credential(cred.clone())
         .connect()
         .expect("bastion");
 
-    let session = builder(&target)
+    let session = target
+        .session_builder()
         .credential(cred.clone())
         .jump_host(&jump)
         .connect()

@@ -16,14 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{backends, client_key, current_user, test_server, CutProxy, KeyFormat, KeyKind, Sshd};
+use common::{
+    backends, client_key, names_in, random_bytes, sha256_file as sha_file, test_server, KeyFormat,
+    KeyKind, Sshd,
+};
 use etl_ssh::testkit::{Backend, TestServer};
 use etl_ssh::{
-    Credential, ErrorKind, FileType, Glob, KnownHost, Overwrite, Session, SftpSession,
-    TransferOptions, DEFAULT_BUFFER_SIZE,
+    Credential, ErrorKind, FileType, Glob, Overwrite, Session, SftpSession, TransferOptions,
+    DEFAULT_BUFFER_SIZE,
 };
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 
 struct Fixture {
     /// A testkit server: OpenSSH's sshd or the embedded server.
@@ -55,17 +57,16 @@ impl Fixture {
         Some(Fixture::on(Backend::OpenSsh))
     }
 
-    fn session_on(&self, port: u16) -> Session {
+    fn session(&self) -> Session {
         self.server
             .session_builder()
-            .port(port)
             .timeout(Duration::from_secs(20))
             .connect()
             .expect("connect")
     }
 
     fn sftp(&self) -> SftpSession {
-        self.session_on(self.server.port()).sftp().expect("sftp")
+        self.session().sftp().expect("sftp")
     }
 
     /// Local path inside the served folder.
@@ -80,43 +81,6 @@ impl Fixture {
             .expect("utf-8 temp path")
             .to_string()
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn sha_file(path: &Path) -> Vec<u8> {
-    let mut f = fs::File::open(path).expect("open for sha");
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).expect("read for sha");
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finalize().to_vec()
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -506,8 +470,7 @@ fn permission_denied_as_an_unprivileged_user() {
 #[test]
 fn upload_cut_mid_transfer_leaves_the_old_target() {
     for fx in Fixture::all() {
-        let proxy = CutProxy::start(fx.server.server_addr());
-        let session = fx.session_on(proxy.port());
+        let session = fx.session();
         let sftp = session.sftp().unwrap();
         // Warm up the rename channel so the cut lands in the data.
         fs::write(fx.local("warm"), b"w").unwrap();
@@ -519,7 +482,7 @@ fn upload_cut_mid_transfer_leaves_the_old_target() {
         fs::write(fx.local("inbox/orders.csv"), &old).unwrap();
         fs::write(fx.local("new"), random_bytes(16 << 20, 2)).unwrap();
 
-        proxy.cut_after(5 << 20);
+        fx.server.close_after(5 << 20);
         let err = sftp
             .upload(fx.local("new"), fx.remote("inbox/orders.csv"))
             .unwrap_err();
@@ -551,15 +514,14 @@ fn upload_cut_mid_transfer_leaves_the_old_target() {
 #[test]
 fn download_cut_mid_transfer_leaves_the_old_local_file() {
     for fx in Fixture::all() {
-        let proxy = CutProxy::start(fx.server.server_addr());
-        let session = fx.session_on(proxy.port());
+        let session = fx.session();
         let sftp = session.sftp().unwrap();
         fs::write(fx.local("remote.bin"), random_bytes(16 << 20, 3)).unwrap();
         fs::create_dir(fx.local("in")).unwrap();
         let old = b"previous report".to_vec();
         fs::write(fx.local("in/report.csv"), &old).unwrap();
 
-        proxy.cut_after(5 << 20);
+        fx.server.close_after(5 << 20);
         let err = sftp
             .download(fx.remote("remote.bin"), fx.local("in/report.csv"))
             .unwrap_err();
@@ -571,10 +533,10 @@ fn download_cut_mid_transfer_leaves_the_old_local_file() {
         assert_eq!(names_in(&fx.local("in")), ["report.csv"]);
 
         // A fresh target: nothing at all afterwards.
-        proxy.heal();
-        let session = fx.session_on(proxy.port());
+        fx.server.heal();
+        let session = fx.session();
         let sftp = session.sftp().unwrap();
-        proxy.cut_after(5 << 20);
+        fx.server.close_after(5 << 20);
         sftp.download(fx.remote("remote.bin"), fx.local("in/fresh.csv"))
             .unwrap_err();
         assert_eq!(names_in(&fx.local("in")), ["report.csv"]);
@@ -725,7 +687,7 @@ fn handles_outlive_the_session_and_sessions_share_threads() {
     for fx in Fixture::all() {
         let data = random_bytes(3_000_000, 5);
         fs::write(fx.local("f"), &data).unwrap();
-        let session = fx.session_on(fx.server.port());
+        let session = fx.session();
         let sftp = Arc::new(session.sftp().unwrap());
         let reader = sftp.open(fx.remote("f")).unwrap();
         drop(session);
@@ -782,11 +744,9 @@ fn upload_uses_fsync_and_posix_rename_on_openssh() {
     else {
         return;
     };
-    let session = Session::builder(server.host())
-        .port(server.port())
-        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).unwrap())
-        .credential(Credential::key_pair(current_user(), &key.path))
-        .timeout(Duration::from_secs(20))
+    let session = server
+        .session_builder()
+        .credential(key.credential())
         .connect()
         .unwrap();
     let sftp = session.sftp().unwrap();

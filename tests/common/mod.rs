@@ -8,7 +8,8 @@
 //! Include with `mod common;` from an integration test file (at the crate
 //! root, so that `sshd_or_skip!` resolves).
 //!
-//! Uses only std and `tempfile`.
+//! Uses std, `tempfile` and `sha2`, and `etl_ssh` for session builders and
+//! the testkit.
 
 // Each integration test binary includes this module with `mod common;` and
 // uses only a subset of it, so unused items are expected. The items are `pub`
@@ -390,6 +391,11 @@ impl ClientKey {
     /// Contents of the private key file.
     pub fn private_pem(&self) -> String {
         fs::read_to_string(&self.path).expect("read private key")
+    }
+
+    /// A key credential for the user running the tests, with this key file.
+    pub fn credential(&self) -> etl_ssh::Credential {
+        etl_ssh::Credential::key_pair(current_user(), &self.path)
     }
 }
 
@@ -875,6 +881,19 @@ impl Sshd {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// A session builder aimed at this server, pinned by its ed25519 host
+    /// key, with a 10 s connect timeout and a 20 s operation timeout and no
+    /// credential; set what the test needs before `connect()`.
+    pub fn session_builder(&self) -> etl_ssh::SessionBuilder {
+        let pin = etl_ssh::KnownHost::public_key(self.host_key_public_line("ed25519"))
+            .expect("host key line parses");
+        etl_ssh::Session::builder(self.host())
+            .port(self.port())
+            .known_host(pin)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(20))
+    }
 }
 
 impl Drop for Sshd {
@@ -1031,129 +1050,89 @@ fn render_config(b: &SshdBuilder, dir: &Path, port: u16) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Cutting proxy (SFTP tests: a connection that breaks mid-transfer)
+// Test data, files and small in-test proxies
 // ---------------------------------------------------------------------------
 
-/// A loopback TCP proxy in front of a server that can be told to cut every
-/// connection after a number of further bytes (both directions counted).
-/// Connect the client to [`CutProxy::addr`] instead of the server.
-#[derive(Debug)]
-pub struct CutProxy {
-    addr: SocketAddr,
-    state: Arc<CutState>,
+/// Deterministic, incompressible-looking bytes (splitmix64): the same for
+/// the same `(len, seed)`, different for every other seed.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
-#[derive(Debug)]
-struct CutState {
-    counted: std::sync::atomic::AtomicU64,
-    limit: std::sync::atomic::AtomicU64,
-    streams: std::sync::Mutex<Vec<TcpStream>>,
+/// SHA-256 of `bytes` (compared instead of the bytes, for short messages).
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
 }
 
-impl CutState {
-    fn cut(&self) {
-        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        for s in streams.iter() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-impl CutProxy {
-    /// Starts a proxy to `target`; it accepts connections until the test
-    /// process ends (its threads are detached).
-    pub fn start(target: SocketAddr) -> CutProxy {
-        use std::sync::atomic::AtomicU64;
-        let listener = TcpListener::bind((HOST, 0)).expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
-        let state = Arc::new(CutState {
-            counted: AtomicU64::new(0),
-            limit: AtomicU64::new(u64::MAX),
-            streams: std::sync::Mutex::new(Vec::new()),
-        });
-        let st = Arc::clone(&state);
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(target) else {
-                    continue;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                {
-                    let mut streams = st.streams.lock().unwrap_or_else(|e| e.into_inner());
-                    streams.push(client.try_clone().expect("clone client"));
-                    streams.push(server.try_clone().expect("clone server"));
-                }
-                for (from, to) in [
-                    (
-                        client.try_clone().expect("clone"),
-                        server.try_clone().expect("clone"),
-                    ),
-                    (server, client),
-                ] {
-                    let st = Arc::clone(&st);
-                    std::thread::spawn(move || pump(from, to, &st));
-                }
-            }
-        });
-        CutProxy { addr, state }
-    }
-
-    /// The address to connect to.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The port to connect to.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Cuts every connection once `bytes` more have passed (either way).
-    pub fn cut_after(&self, bytes: u64) {
-        use std::sync::atomic::Ordering;
-        let now = self.state.counted.load(Ordering::SeqCst);
-        self.state.limit.store(now + bytes, Ordering::SeqCst);
-    }
-
-    /// Stops cutting: new connections pass again.
-    pub fn heal(&self) {
-        self.state
-            .limit
-            .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Bytes passed so far (both directions).
-    pub fn bytes(&self) -> u64 {
-        self.state.counted.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, st: &CutState) {
-    use std::sync::atomic::Ordering;
-    let mut buf = vec![0u8; 64 * 1024];
+/// SHA-256 of a file's contents, read in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    let mut f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = to.shutdown(std::net::Shutdown::Write);
-                return;
-            }
-            Ok(n) => n,
-        };
-        let before = st.counted.fetch_add(n as u64, Ordering::SeqCst);
-        let limit = st.limit.load(Ordering::SeqCst);
-        if before + n as u64 > limit {
-            let allowed = limit.saturating_sub(before) as usize;
-            let _ = to.write_all(&buf[..allowed.min(n)]);
-            st.cut();
-            return;
+        let n = f
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        if n == 0 {
+            break;
         }
-        if to.write_all(&buf[..n]).is_err() {
-            let _ = from.shutdown(std::net::Shutdown::Both);
-            return;
-        }
+        h.update(&buf[..n]);
     }
+    h.finalize().to_vec()
+}
+
+/// The names in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| {
+            e.expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The names in `dir` other than those in `keep`: temporary files left
+/// behind by a transfer.
+pub fn leftovers(dir: &Path, keep: &[&str]) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+/// Copies bytes both ways between `client` and `upstream` until both
+/// directions have ended, passing each end on as a half-close. Blocks; the
+/// small proxies of the tests decide what to accept and answer, then call it.
+pub fn pipe(client: TcpStream, upstream: TcpStream) {
+    let (mut from_client, mut to_upstream) = (
+        client.try_clone().expect("clone client stream"),
+        upstream.try_clone().expect("clone upstream stream"),
+    );
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_upstream);
+        let _ = to_upstream.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut from_upstream, mut to_client) = (upstream, client);
+    let _ = std::io::copy(&mut from_upstream, &mut to_client);
+    let _ = to_client.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
 }
 
 // ---------------------------------------------------------------------------
