@@ -10,10 +10,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{
-    backends, client_key, random_bytes, test_server, ClientKey, KeyFormat, KeyKind, Sshd,
-    SshdBuilder,
-};
+use common::{backends, random_bytes, test_server, ClientKey, Sshd, SshdBuilder};
 use etl_ssh::{quote, quote_args, ErrorKind, ExecSession, Session};
 
 const MIB: usize = 1024 * 1024;
@@ -29,10 +26,7 @@ struct Fixture {
 }
 
 fn fixture_with(builder: SshdBuilder) -> Option<Fixture> {
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let server = builder
-        .authorized_key(&key.public_line)
-        .start_if_available()?;
+    let (server, key) = common::sshd_with_key(builder)?;
     let session = server
         .session_builder()
         .credential(key.credential())

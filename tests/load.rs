@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client_key, Sshd};
+use common::Sshd;
 
 const THREADS: usize = 16;
 const ROUNDS: usize = 100;
@@ -22,11 +22,7 @@ fn open_fds() -> usize {
 
 #[test]
 fn sixteen_sessions_a_hundred_mixed_transfers_each() {
-    let key = client_key(common::KeyKind::Ed25519, common::KeyFormat::OpenSsh, None);
-    let Some(server) = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_if_available()
-    else {
+    let Some((server, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -16,11 +16,7 @@ fn keepalives(server: &Sshd) -> usize {
 
 #[test]
 fn keepalives_during_a_quiet_command_and_when_idle() {
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(server) = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_if_available()
-    else {
+    let Some((server, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
     let session = server
@@ -78,11 +74,7 @@ fn late_forwarder(port: u16, target: u16, delay: Duration) -> std::thread::JoinH
 
 #[test]
 fn connect_retries_a_refused_port_but_never_a_refused_key() {
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(server) = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_if_available()
-    else {
+    let Some((server, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")

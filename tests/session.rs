@@ -918,11 +918,7 @@ fn http_connect_proxy() {
 
 #[test]
 fn jump_host_carries_the_session_and_checks_both_hops() {
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(bastion) = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_if_available()
-    else {
+    let Some((bastion, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
     let target = Sshd::builder().authorized_key(&key.public_line).start();

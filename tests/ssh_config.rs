@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
+use common::{current_user, Sshd};
 use etl_ssh::{ErrorKind, SshConfig};
 
 /// `ssh -G -F file alias`, as keyword -> values lines.
@@ -143,11 +143,7 @@ Host *
 
 #[test]
 fn sessions_from_aliases_including_a_proxy_jump() {
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(bastion) = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_if_available()
-    else {
+    let Some((bastion, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
     let target = Sshd::builder().authorized_key(&key.public_line).start();

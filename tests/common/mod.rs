@@ -566,6 +566,18 @@ impl SshdBuilder {
     }
 }
 
+/// A fresh ed25519 client key (OpenSSH format, no passphrase) and a test
+/// sshd from `builder` that accepts it. `None` as
+/// [`SshdBuilder::start_if_available`]: a loud SKIPPED line, or a panic
+/// under CI.
+pub fn sshd_with_key(builder: SshdBuilder) -> Option<(Sshd, ClientKey)> {
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let server = builder
+        .authorized_key(&key.public_line)
+        .start_if_available()?;
+    Some((server, key))
+}
+
 /// A running test sshd on 127.0.0.1; killed and cleaned up on drop.
 #[derive(Debug)]
 pub struct Sshd {
