@@ -44,13 +44,33 @@ impl SessionBuilder {
         if self.http_proxy.is_some() {
             self.http_connect(&stream, dial_host, dial_port, deadline)?;
         }
-        let peer_addr = stream.peer_addr().map_err(|e| self.connect_error(e))?;
         let local_addr = stream.local_addr().map_err(|e| self.connect_error(e))?;
+        // A reset right after the connection was accepted is the server (or
+        // a firewall in front of it) hanging up on us, as an allow-list does.
+        let peer_addr = stream.peer_addr().map_err(|e| {
+            if is_reset(&e) {
+                self.reset(Some(local_addr), e)
+            } else {
+                self.connect_error(e)
+            }
+        })?;
         info!(
             "connected to {}:{} ({peer_addr}) from {local_addr}",
             self.host, self.port
         );
         Ok((Transport::Tcp(stream), peer_addr, local_addr))
+    }
+
+    /// The server (or a firewall in front of it) accepted the connection
+    /// and reset it at once, as an allow-list does.
+    fn reset(&self, local: Option<SocketAddr>, source: io::Error) -> Error {
+        Error::Disconnected {
+            host: self.host.clone(),
+            port: self.port,
+            local,
+            stage: "the TCP connection",
+            source: Some(Box::new(source)),
+        }
     }
 
     pub(super) fn connect_error(&self, source: io::Error) -> Error {
@@ -178,6 +198,7 @@ impl SessionBuilder {
             }
         }
         match last {
+            Some(e) if is_reset(&e) => Err(self.reset(None, e)),
             Some(e) if e.kind() != io::ErrorKind::TimedOut => {
                 Err(self.connect_error_to(host, port, e))
             }
@@ -239,6 +260,16 @@ fn try_connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io:
     socket.set_nodelay(true)?;
     socket.set_keepalive(true)?;
     Ok(socket.into())
+}
+
+/// A connection accepted and then reset or dropped before we could use it.
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    )
 }
 
 /// Whether the server has closed its end: a peek sees end-of-file or a reset.
