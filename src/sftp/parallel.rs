@@ -162,15 +162,14 @@ impl Progress<'_> {
     }
 }
 
-/// Writes `local` into the remote file `path` (which exists) segment by
-/// segment on all `workers`; flushes it where the server offers fsync.
-pub(super) fn upload_segments(
+/// Cuts `total` bytes into segments and runs `job` for each on all
+/// `workers`, with the progress they share.
+fn run_segments(
     shared: &Shared,
     workers: &Workers,
-    local: &Path,
-    path: &str,
     total: u64,
     options: &TransferOptions,
+    job: impl Fn(&Shared, Segment, &Progress<'_>) -> Result<()> + Sync,
 ) -> Result<u64> {
     let parts = segments(
         total,
@@ -184,10 +183,23 @@ pub(super) fn upload_segments(
         options,
     };
     options.report(0, total);
-    workers.run(shared, parts, |shared, part| {
-        upload_segment(shared, local, path, part, options, &progress)
-    })?;
+    workers.run(shared, parts, |shared, part| job(shared, part, &progress))?;
     Ok(total)
+}
+
+/// Writes `local` into the remote file `path` (which exists) segment by
+/// segment on all `workers`; flushes it where the server offers fsync.
+pub(super) fn upload_segments(
+    shared: &Shared,
+    workers: &Workers,
+    local: &Path,
+    path: &str,
+    total: u64,
+    options: &TransferOptions,
+) -> Result<u64> {
+    run_segments(shared, workers, total, options, |shared, part, progress| {
+        upload_segment(shared, local, path, part, options, progress)
+    })
 }
 
 fn upload_segment(
@@ -266,22 +278,9 @@ pub(super) fn download_segments(
     total: u64,
     options: &TransferOptions,
 ) -> Result<u64> {
-    let parts = segments(
-        total,
-        workers.len(),
-        options.min_segment_size,
-        options.buffer_size,
-    );
-    let progress = Progress {
-        done: AtomicU64::new(0),
-        total,
-        options,
-    };
-    options.report(0, total);
-    workers.run(shared, parts, |shared, part| {
-        download_segment(shared, path, out, part, options, &progress)
-    })?;
-    Ok(total)
+    run_segments(shared, workers, total, options, |shared, part, progress| {
+        download_segment(shared, path, out, part, options, progress)
+    })
 }
 
 fn download_segment(
