@@ -10,40 +10,14 @@
 //! file the password is read from the `ETL_SSH_PASSWORD` environment
 //! variable; a key's passphrase, if any, from `ETL_SSH_PASSPHRASE`.
 
-use std::time::Duration;
-
-use etl_ssh::{Credential, KnownHost, Session};
-use secrecy::SecretString;
+mod common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [host, port, user, secret, pin] = args.as_slice() else {
-        return Err("usage: connect HOST PORT USER KEY_FILE|password PIN".into());
-    };
-    let credential = if secret == "password" {
-        let password = std::env::var("ETL_SSH_PASSWORD").map_err(|_| "set ETL_SSH_PASSWORD")?;
-        Credential::password(user, SecretString::from(password))
-    } else {
-        let key = Credential::key_pair(user, secret);
-        match std::env::var("ETL_SSH_PASSPHRASE") {
-            Ok(p) => key.with_passphrase(SecretString::from(p)),
-            Err(_) => key,
-        }
-    };
-    let pin = if pin.starts_with("SHA256:") {
-        KnownHost::fingerprint(pin)?
-    } else if std::path::Path::new(pin).is_file() {
-        KnownHost::known_hosts_file(pin)
-    } else {
-        KnownHost::public_key(pin)?
-    };
-
-    let session = Session::builder(host)
-        .port(port.parse()?)
-        .credential(credential)
-        .known_host(pin)
-        .connect_timeout(Duration::from_secs(10))
-        .connect()?;
+    if args.len() != 5 {
+        return Err(format!("usage: connect {}", common::CONNECT_ARGS).into());
+    }
+    let session = common::connect(&args)?;
     println!(
         "server   {}:{} ({})",
         session.host(),

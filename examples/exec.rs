@@ -6,12 +6,14 @@
 //! cargo run --example exec                # `uname -a` on a throwaway TestServer
 //! ```
 
+mod common;
+
+use common::connect;
+
 use std::io::Write;
-use std::time::Duration;
 
 use etl_ssh::testkit::TestServer;
-use etl_ssh::{Credential, ExecOutput, KnownHost, Session};
-use secrecy::SecretString;
+use etl_ssh::ExecOutput;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,32 +44,4 @@ fn report(out: &ExecOutput) -> std::io::Result<()> {
         (None, None) => eprintln!("no exit status"),
     }
     Ok(())
-}
-
-/// `HOST PORT USER KEY_FILE|password PIN` to a verified session (the
-/// password from `ETL_SSH_PASSWORD`; the pin a `SHA256:` fingerprint, a
-/// `known_hosts` path or a public key line).
-fn connect(args: &[String]) -> Result<Session, Box<dyn std::error::Error>> {
-    let [host, port, user, secret, pin] = args else {
-        return Err("expected HOST PORT USER KEY_FILE|password PIN".into());
-    };
-    let credential = if secret == "password" {
-        let password = std::env::var("ETL_SSH_PASSWORD").map_err(|_| "set ETL_SSH_PASSWORD")?;
-        Credential::password(user, SecretString::from(password))
-    } else {
-        Credential::key_pair(user, secret)
-    };
-    let pin = if pin.starts_with("SHA256:") {
-        KnownHost::fingerprint(pin)?
-    } else if std::path::Path::new(pin).is_file() {
-        KnownHost::known_hosts_file(pin)
-    } else {
-        KnownHost::public_key(pin)?
-    };
-    Ok(Session::builder(host)
-        .port(port.parse()?)
-        .credential(credential)
-        .known_host(pin)
-        .connect_timeout(Duration::from_secs(10))
-        .connect()?)
 }

@@ -15,12 +15,13 @@
 //! `ETL_SSH_PASSWORD`. The job works in `/tmp/etl-ssh-quickstart` there
 //! (`ETL_SSH_INBOX` to change it) and needs `sha256sum` on the server.
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use etl_ssh::testkit::TestServer;
-use etl_ssh::{Credential, KnownHost, Session};
-use secrecy::SecretString;
+use etl_ssh::Session;
 use sha2::{Digest, Sha256};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,28 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let session = server.session_builder().connect()?;
             run_job(session, &server.remote_path("inbox"), work.path())
         }
-        [host, port, user, secret, pin] => {
-            let credential = if secret == "password" {
-                let password =
-                    std::env::var("ETL_SSH_PASSWORD").map_err(|_| "set ETL_SSH_PASSWORD")?;
-                Credential::password(user, SecretString::from(password))
-            } else {
-                Credential::key_pair(user, secret)
-            };
-            let pin = if pin.starts_with("SHA256:") {
-                KnownHost::fingerprint(pin)?
-            } else if Path::new(pin).is_file() {
-                KnownHost::known_hosts_file(pin)
-            } else {
-                KnownHost::public_key(pin)?
-            };
-            let session = Session::builder(host)
-                .port(port.parse()?)
-                .credential(credential)
-                .known_host(pin)
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .connect()?;
+        conn if conn.len() == 5 => {
+            let session = common::connect(conn)?;
             let inbox = std::env::var("ETL_SSH_INBOX")
                 .unwrap_or_else(|_| "/tmp/etl-ssh-quickstart".to_string());
             run_job(session, &inbox, work.path())

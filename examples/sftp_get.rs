@@ -6,11 +6,11 @@
 //! cargo run --example sftp_get            # the same against a throwaway TestServer
 //! ```
 
-use std::time::Duration;
+mod common;
+
+use common::connect;
 
 use etl_ssh::testkit::TestServer;
-use etl_ssh::{Credential, KnownHost, Session};
-use secrecy::SecretString;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,32 +41,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("downloaded {bytes} bytes to {local}");
     session.close()?;
     Ok(())
-}
-
-/// `HOST PORT USER KEY_FILE|password PIN` to a verified session (the
-/// password from `ETL_SSH_PASSWORD`; the pin a `SHA256:` fingerprint, a
-/// `known_hosts` path or a public key line).
-fn connect(args: &[String]) -> Result<Session, Box<dyn std::error::Error>> {
-    let [host, port, user, secret, pin] = args else {
-        return Err("expected HOST PORT USER KEY_FILE|password PIN".into());
-    };
-    let credential = if secret == "password" {
-        let password = std::env::var("ETL_SSH_PASSWORD").map_err(|_| "set ETL_SSH_PASSWORD")?;
-        Credential::password(user, SecretString::from(password))
-    } else {
-        Credential::key_pair(user, secret)
-    };
-    let pin = if pin.starts_with("SHA256:") {
-        KnownHost::fingerprint(pin)?
-    } else if std::path::Path::new(pin).is_file() {
-        KnownHost::known_hosts_file(pin)
-    } else {
-        KnownHost::public_key(pin)?
-    };
-    Ok(Session::builder(host)
-        .port(port.parse()?)
-        .credential(credential)
-        .known_host(pin)
-        .connect_timeout(Duration::from_secs(10))
-        .connect()?)
 }
