@@ -8,7 +8,7 @@
 //! `ETL_BENCH_SMALL` (number of 4 KiB files, default 2000; 0 skips),
 //! `ETL_BENCH_SWEEP=1` (also try several buffer sizes),
 //! `ETL_BENCH_LARGE=1` (also the large-file case, off by default: about
-//! two minutes and 4 GiB of /tmp at the default `ETL_BENCH_LARGE_MB`
+//! two minutes and 2 GiB of /tmp at the default `ETL_BENCH_LARGE_MB`
 //! of 1024).
 //!
 //! The large-file case times `upload` / `download` (default options, then
@@ -17,8 +17,10 @@
 //! process (this binary re-executed with `ETL_BENCH_RSS_CHILD` set), which
 //! reports its own `VmRSS` / `VmHWM` from `/proc/self/status` after
 //! connecting and `VmHWM` after the transfer; `upload`, `download`,
-//! `create` + `std::io::copy` and `open` + `std::io::copy`. OpenSSH's `sftp`
-//! client's `VmHWM` is sampled from `/proc/<pid>/status` every 10 ms.
+//! `create` + `std::io::copy` and `open` + `std::io::copy`. For OpenSSH, the
+//! `VmHWM` of `sftp` and of the `ssh` it starts are sampled from
+//! `/proc/<pid>/status` every 10 ms. Client CPU per GiB comes from
+//! `/proc/self/stat` (this process, or the waited-for `sftp` and `ssh`).
 
 #[path = "../tests/common/mod.rs"]
 #[allow(clippy::unwrap_used)]
@@ -114,6 +116,23 @@ fn status_kib(text: &str, field: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds from `/proc/self/stat`: (this process, its waited-for
+/// children). Resolution: one clock tick (10 ms).
+fn cpu_times() -> (f64, f64) {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    if f.len() < 15 {
+        return (0.0, 0.0);
+    }
+    // utime, stime, cutime, cstime (fields 14-17) in ticks of 10 ms.
+    ((f[11] + f[12]) / 100.0, (f[13] + f[14]) / 100.0)
+}
+
 /// (`VmRSS`, `VmHWM`) of this process, in KiB.
 fn own_rss_kib() -> (f64, f64) {
     let text = fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -171,6 +190,7 @@ fn rss_child(mode: &str) {
     let local = PathBuf::from(var("ETL_BENCH_RSS_LOCAL"));
     let remote = var("ETL_BENCH_RSS_REMOTE");
     let (rss0, hwm0) = own_rss_kib();
+    let (cpu0, _) = cpu_times();
     let t = Instant::now();
     let bytes = match mode {
         "upload" => sftp.upload(&local, &remote).expect("upload"),
@@ -190,17 +210,22 @@ fn rss_child(mode: &str) {
         other => panic!("unknown ETL_BENCH_RSS_CHILD mode {other:?}"),
     };
     let secs = t.elapsed().as_secs_f64();
+    let (cpu1, _) = cpu_times();
     let (_, hwm1) = own_rss_kib();
-    println!("rss-child {rss0} {hwm0} {hwm1} {secs} {bytes}");
+    println!(
+        "rss-child {rss0} {hwm0} {hwm1} {secs} {bytes} {}",
+        cpu1 - cpu0
+    );
 }
 
 /// What a child reported: baseline `VmRSS` and `VmHWM` after connecting,
-/// `VmHWM` at the end (MiB), seconds, bytes.
+/// `VmHWM` at the end (MiB), seconds, CPU seconds of the transfer.
 struct ChildRss {
     rss0: f64,
     hwm0: f64,
     hwm1: f64,
     secs: f64,
+    cpu: f64,
 }
 
 fn run_rss_child(
@@ -245,6 +270,7 @@ fn run_rss_child(
         hwm0: f[1] / 1024.0,
         hwm1: f[2] / 1024.0,
         secs: f[3],
+        cpu: f[5],
     }
 }
 
@@ -453,6 +479,8 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
         "openssh get",
     ];
     let mut t: Vec<Vec<f64>> = vec![Vec::new(); CASES.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); CASES.len()];
+    let gib = bytes / f64::from(1u32 << 30);
     let mut sftp_hwm: [f64; 2] = [0.0, 0.0];
     for i in 0..runs {
         // Downloads read the source file itself (the server serves this
@@ -463,6 +491,7 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
             let case = (k + i) % CASES.len();
             let out = d.join(format!("L{i}-{case}"));
             let out_remote = out.to_str().expect("utf-8").to_string();
+            let (own0, children0) = cpu_times();
             let secs = match case {
                 0 => time(|| sftp.upload(&src, &out_remote).expect("upload")),
                 1 => time(|| sftp.download(&down_src, &out).expect("download")),
@@ -495,6 +524,13 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
                 "{}",
                 CASES[case]
             );
+            let (own1, children1) = cpu_times();
+            // OpenSSH: `sftp` and the `ssh` it starts, both waited for.
+            cpu[case].push(if case >= 4 {
+                children1 - children0
+            } else {
+                own1 - own0
+            });
             let _ = fs::remove_file(&out);
             t[case].push(secs);
         }
@@ -508,9 +544,10 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
     for (case, name) in CASES.iter().enumerate() {
         let theirs = med(&t[4 + case % 2]);
         println!(
-            "{name:<31} {:>7.1} MB/s   ratio {:.2}x vs openssh   (runs: {:?} s)",
+            "{name:<31} {:>7.1} MB/s   ratio {:.2}x vs openssh   client CPU {:.2} s/GiB   (runs: {:?} s)",
             mbps(med(&t[case])),
             theirs / med(&t[case]),
+            med(&cpu[case]) / gib,
             rounded(&t[case]),
         );
     }
@@ -532,12 +569,13 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
         );
         let _ = fs::remove_file(&out);
         println!(
-            "{mode:<16} peak VmHWM {:>6.1}   baseline after connect: VmRSS {:.1}, VmHWM {:.1}   growth {:>5.1}   ({:.1} MB/s)",
+            "{mode:<16} peak VmHWM {:>6.1}   baseline after connect: VmRSS {:.1}, VmHWM {:.1}   growth {:>5.1}   ({:.1} MB/s, client CPU {:.2} s/GiB)",
             r.hwm1,
             r.rss0,
             r.hwm0,
             r.hwm1 - r.rss0,
-            mbps(r.secs)
+            mbps(r.secs),
+            r.cpu / gib
         );
     }
     println!(
