@@ -29,6 +29,9 @@
 #[path = "../tests/common/mod.rs"]
 #[allow(clippy::unwrap_used)]
 mod common;
+mod support;
+
+use support::{env_num, loadavg, median};
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -39,19 +42,6 @@ use std::time::{Duration, Instant};
 
 use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd};
 use etl_ssh::{Credential, KnownHost, Session};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn rounded(v: &[f64], scale: f64, digits: i32) -> Vec<f64> {
     let p = 10f64.powi(digits);
@@ -408,17 +398,17 @@ fn main() {
     let bytes = size as f64;
     let mbps = |secs: f64| bytes / secs / 1e6;
     let gib = bytes / f64::from(1u32 << 30);
-    let ssh_true = median(&theirs);
-    let openssh = median(&samples[4].iter().map(|s| s.wall).collect::<Vec<_>>());
+    let ssh_true = median(theirs.clone());
+    let openssh = median(samples[4].iter().map(|s| s.wall).collect());
     // The fixed cost of one command, measured in the connect case: on an
     // open session for etl-ssh and raw ssh2, a whole `ssh true` for OpenSSH.
     let floors = [
-        median(&open_ours),
-        median(&open_ours),
-        median(&open_ours),
-        median(&open_raw),
+        median(open_ours.clone()),
+        median(open_ours.clone()),
+        median(open_ours.clone()),
+        median(open_raw.clone()),
         ssh_true,
-        median(&ours),
+        median(ours.clone()),
     ];
     println!(
         "\n## cat {mb} MiB: MB/s (median of {runs}), ratio = etl-ssh MB/s / OpenSSH MB/s (higher is better for etl-ssh)"
@@ -434,26 +424,26 @@ fn main() {
         let wall: Vec<f64> = ss.iter().map(|s| s.wall).collect();
         let cpu: Vec<f64> = ss.iter().map(|s| s.client_cpu / gib).collect();
         let machine: Vec<f64> = ss.iter().map(|s| s.machine_cpu / gib).collect();
-        let w = median(&wall);
+        let w = median(wall.clone());
         println!(
             "{name:<26} {:>7.1} MB/s  ratio {:.2}x  net {:>6.1} MB/s  client CPU {:.2} s/GiB  machine busy {:.2} s/GiB  (runs: {:?} s)",
             mbps(w),
             openssh / w,
             mbps(w - floor),
-            median(&cpu),
-            median(&machine),
+            median(cpu.clone()),
+            median(machine.clone()),
             rounded(&wall, 1.0, 2),
         );
     }
 
-    let ms = |v: &[f64]| median(v) * 1e3;
+    let ms = |v: &[f64]| median(v.to_vec()) * 1e3;
     println!(
         "\n## connect + auth + `true` + close: ms (median of {connect_runs}), ratio = etl-ssh ms / OpenSSH ms (lower is better for etl-ssh)"
     );
     println!(
         "etl-ssh   {:>6.1} ms  ratio {:.2}  (connect {:.1} + run {:.1} + close {:.1} ms; runs: {:?})",
         ms(&ours),
-        median(&ours) / ssh_true,
+        median(ours.clone()) / ssh_true,
         ms(&phases[0]),
         ms(&phases[1]),
         ms(&phases[2]),
@@ -462,7 +452,7 @@ fn main() {
     println!(
         "raw ssh2  {:>6.1} ms  ratio {:.2}  (runs: {:?})",
         ms(&raw_times),
-        median(&raw_times) / ssh_true,
+        median(raw_times.clone()) / ssh_true,
         rounded(&raw_times, 1e3, 0)
     );
     println!(
@@ -473,7 +463,7 @@ fn main() {
     println!(
         "openssh   {:>6.1} ms  with KexAlgorithms=curve25519-sha256, the KEX libssh2 negotiates; etl-ssh ratio {:.2} (runs: {:?})",
         ms(&theirs_curve),
-        median(&ours) / median(&theirs_curve),
+        median(ours.clone()) / median(theirs_curve.clone()),
         rounded(&theirs_curve, 1e3, 0)
     );
     println!(
@@ -484,15 +474,4 @@ fn main() {
         rounded(&open_raw, 1e3, 0)
     );
     println!("load average at the end: {}", loadavg());
-}
-
-/// `/proc/loadavg`'s 1, 5 and 15 minute load averages: the machine is
-/// shared, so the bench prints them at its start and end.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

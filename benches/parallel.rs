@@ -29,6 +29,9 @@
 #[path = "../tests/common/mod.rs"]
 #[allow(clippy::unwrap_used)]
 mod common;
+mod support;
+
+use support::{env_num, loadavg, median, time, write_noise};
 
 use std::fs;
 use std::io::{Read, Write};
@@ -42,29 +45,11 @@ use std::time::{Duration, Instant};
 use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd};
 use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
     std::env::var(name)
         .ok()
         .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| default.to_vec())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn time<T>(f: impl FnOnce() -> T) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
 }
 
 fn rounded(v: &[f64]) -> Vec<f64> {
@@ -241,22 +226,6 @@ fn openssh_sftp(port: u16, key: &ClientKey, batch: &str) {
     );
 }
 
-/// Writes `mb` MiB of xorshift noise (incompressible, reproducible).
-fn write_noise(path: &Path, mb: u64) {
-    let mut f = fs::File::create(path).expect("create");
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let mut block = vec![0u8; 1 << 20];
-    for _ in 0..mb {
-        for chunk in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes());
-        }
-        f.write_all(&block).expect("write");
-    }
-}
-
 /// Regular files under `dir`, recursively.
 fn count_files(dir: &Path) -> usize {
     fs::read_dir(dir)
@@ -281,16 +250,6 @@ fn remove(p: &Path) {
     } else {
         let _ = fs::remove_file(p);
     }
-}
-
-/// `/proc/loadavg`'s 1, 5 and 15 minute load averages.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 struct Ctx<'a> {

@@ -25,33 +25,18 @@
 #[path = "../tests/common/mod.rs"]
 #[allow(clippy::unwrap_used)]
 mod common;
+mod support;
+
+use support::{env_num, loadavg, median, time, write_noise};
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd};
 use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn time<T>(f: impl FnOnce() -> T) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
-}
 
 /// Runs OpenSSH's `sftp -b` with `batch`; returns the client's peak RSS
 /// (MiB): the `VmHWM` of `sftp` plus that of the `ssh` it starts (which
@@ -156,22 +141,6 @@ fn connect_to(port: u16, host_key: &str, key: &Path) -> SftpSession {
         .connect()
         .expect("connect");
     session.sftp().expect("sftp")
-}
-
-/// Writes `mb` MiB of xorshift noise (incompressible, reproducible).
-fn write_noise(path: &Path, mb: u64) {
-    let mut f = fs::File::create(path).expect("create");
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let mut block = vec![0u8; 1 << 20];
-    for _ in 0..mb {
-        for chunk in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes());
-        }
-        f.write_all(&block).expect("write");
-    }
 }
 
 /// The ways of moving a file whose peak RSS is measured.
@@ -583,15 +552,4 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
         sftp_hwm[0], sftp_hwm[1]
     );
     let _ = fs::remove_file(&src);
-}
-
-/// `/proc/loadavg`'s 1, 5 and 15 minute load averages: the machine is
-/// shared, so the bench prints them at its start and end.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -1,0 +1,57 @@
+//! What the benches share: knobs, timing, statistics, test data.
+
+// Each bench uses part of this module.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// A numeric knob from the environment, or `default`.
+pub(crate) fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median (the upper one of an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Seconds `f` takes.
+pub(crate) fn time<T>(f: impl FnOnce() -> T) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+/// The 1, 5 and 15 minute load averages, to print beside figures taken on
+/// a shared machine.
+pub(crate) fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `mb` MiB of xorshift noise at `path` (incompressible, cheap to make).
+pub(crate) fn write_noise(path: &Path, mb: u64) {
+    let mut f = fs::File::create(path).expect("create");
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mb {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&block).expect("write");
+    }
+}
