@@ -302,15 +302,21 @@ fn fingerprint_pin() {
     let Some((server, cred)) = key_server() else {
         return;
     };
-    let pin = KnownHost::fingerprint(server.host_key_fingerprint("ecdsa")).expect("fingerprint");
-    // A fingerprint says nothing of the key type; the ecdsa key must be
-    // offered by the server for this pin to match, so add the ecdsa line too.
-    let session = bare_builder(&server, &cred)
-        .known_host(pin)
-        .known_host(pin_line(&server, "ecdsa"))
-        .connect()
-        .expect("fingerprint pin");
-    assert_eq!(session.host_key().algorithm(), "ecdsa-sha2-nistp256");
+    // A fingerprint says nothing of the key type: the server shows its
+    // ed25519 key first, and the pinned ecdsa or rsa key is asked for in
+    // turn, on new connections, before any authentication.
+    for (ty, alg) in [("ecdsa", "ecdsa-sha2-nistp256"), ("rsa", "ssh-rsa")] {
+        let pin = KnownHost::fingerprint(server.host_key_fingerprint(ty)).expect("fingerprint");
+        let session = bare_builder(&server, &cred)
+            .known_host(pin)
+            .connect()
+            .unwrap_or_else(|e| panic!("{ty} fingerprint pin: {e}"));
+        assert_eq!(session.host_key().algorithm(), alg);
+        assert_eq!(
+            session.host_key().fingerprint(),
+            server.host_key_fingerprint(ty)
+        );
+    }
 }
 
 #[test]

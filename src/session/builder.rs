@@ -171,7 +171,10 @@ impl SessionBuilder {
     /// resolved and each address tried within the connect timeout; the SSH
     /// handshake runs with the pinned key types preferred; the host key is
     /// checked against the pins, **before any authentication request**;
-    /// then the credential is offered.
+    /// then the credential is offered. When the pins are fingerprints only
+    /// (which say nothing of the key type) and the key the server shows
+    /// first does not match, each other key type is asked for on a new
+    /// connection, as `ssh-keyscan` does, before the mismatch is reported.
     ///
     /// # Errors
     ///
@@ -204,44 +207,29 @@ impl SessionBuilder {
             self.host_key_alias.as_deref(),
         )?;
 
-        let (stream, peer_addr, local_addr) = self.transport()?;
-        let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
-        let mut ssh =
-            ssh2::Session::new().map_err(|e| Error::ssh("cannot create a libssh2 session", e))?;
-        ssh.set_timeout(millis(self.connect_timeout));
-        ssh.set_tcp_stream(stream);
-        let prefs = host_key_preferences(&ssh, &policy.preferred_key_types());
-        debug!("host key algorithms offered: {prefs}");
-        ssh.method_pref(MethodType::HostKey, &prefs)
-            .map_err(|e| Error::ssh("cannot set host key algorithm preferences", e))?;
-
-        ssh.handshake()
-            .map_err(|e| self.handshake_error(e, &probe, local_addr))?;
-        log_algorithms(&ssh);
-        let banner = ssh.banner().map(str::to_string);
-
-        let (blob, _) = ssh.host_key().ok_or_else(|| Error::Ssh {
-            kind: ErrorKind::Protocol,
-            context: format!("{}:{} presented no host key", self.host, self.port),
-            source: None,
-        })?;
-        let host_key = HostKey::from_blob(blob)?;
-        if let Err(e) = policy.check(&host_key) {
-            warn!(
-                "host key of {}:{} not trusted ({host_key}): disconnecting before authentication",
-                self.host, self.port
-            );
-            let _ = ssh.disconnect(
-                Some(DisconnectCode::HostKeyNotVerifiable),
-                "host key not trusted",
-                None,
-            );
-            return Err(e);
-        }
-        info!(
-            "host key of {}:{} verified: {host_key}",
-            self.host, self.port
-        );
+        let pinned = policy.preferred_key_types();
+        let verified = match self.open_verified(&policy, &pinned, false) {
+            // A fingerprint says nothing of the key type: the server may hold
+            // the pinned key under another type than the one it showed
+            // first. Ask for each other type in turn, as `ssh-keyscan`
+            // does, before calling it a mismatch.
+            Err(err @ Error::HostKeyMismatch { .. }) if pinned.is_empty() => {
+                let shown = match &err {
+                    Error::HostKeyMismatch { key_type, .. } => key_type.clone(),
+                    _ => String::new(),
+                };
+                self.other_key_types(&policy, &shown).ok_or(err)?
+            }
+            other => other?,
+        };
+        let Verified {
+            ssh,
+            probe,
+            peer_addr,
+            local_addr,
+            host_key,
+            banner,
+        } = verified;
 
         ssh.set_timeout(millis(self.timeout));
         let user = self.user.as_deref().unwrap_or(credential.user());
@@ -279,7 +267,108 @@ impl SessionBuilder {
     }
 }
 
+/// Host key types a server may hold, for fingerprint pins (see `connect`).
+const KEY_TYPES: [&str; 5] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+];
+
+/// A connection whose host key matched the pins, not yet authenticated.
+struct Verified {
+    ssh: ssh2::Session,
+    probe: Transport,
+    peer_addr: SocketAddr,
+    local_addr: SocketAddr,
+    host_key: HostKey,
+    banner: Option<String>,
+}
+
 impl SessionBuilder {
+    /// Connects, runs the handshake offering the `types` first (with
+    /// `only`, nothing else), and checks the host key against `policy`;
+    /// disconnects before any authentication when it does not match.
+    fn open_verified(
+        &self,
+        policy: &HostKeyPolicy,
+        types: &[String],
+        only: bool,
+    ) -> Result<Verified> {
+        let (stream, peer_addr, local_addr) = self.transport()?;
+        let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
+        let mut ssh =
+            ssh2::Session::new().map_err(|e| Error::ssh("cannot create a libssh2 session", e))?;
+        ssh.set_timeout(millis(self.connect_timeout));
+        ssh.set_tcp_stream(stream);
+        let prefs = if only {
+            types
+                .iter()
+                .flat_map(|t| algorithms_for_key_type(t))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            host_key_preferences(&ssh, types)
+        };
+        debug!("host key algorithms offered: {prefs}");
+        ssh.method_pref(MethodType::HostKey, &prefs)
+            .map_err(|e| Error::ssh("cannot set host key algorithm preferences", e))?;
+
+        ssh.handshake()
+            .map_err(|e| self.handshake_error(e, &probe, local_addr))?;
+        log_algorithms(&ssh);
+        let banner = ssh.banner().map(str::to_string);
+
+        let (blob, _) = ssh.host_key().ok_or_else(|| Error::Ssh {
+            kind: ErrorKind::Protocol,
+            context: format!("{}:{} presented no host key", self.host, self.port),
+            source: None,
+        })?;
+        let host_key = HostKey::from_blob(blob)?;
+        if let Err(e) = policy.check(&host_key) {
+            warn!(
+                "host key of {}:{} not trusted ({host_key}): disconnecting before authentication",
+                self.host, self.port
+            );
+            let _ = ssh.disconnect(
+                Some(DisconnectCode::HostKeyNotVerifiable),
+                "host key not trusted",
+                None,
+            );
+            return Err(e);
+        }
+        info!(
+            "host key of {}:{} verified: {host_key}",
+            self.host, self.port
+        );
+        Ok(Verified {
+            ssh,
+            probe,
+            peer_addr,
+            local_addr,
+            host_key,
+            banner,
+        })
+    }
+
+    /// For fingerprint pins: asks the server for each key type other than
+    /// `shown`, one connection each; the first whose key matches.
+    fn other_key_types(&self, policy: &HostKeyPolicy, shown: &str) -> Option<Verified> {
+        KEY_TYPES
+            .iter()
+            .filter(|t| **t != shown)
+            .find_map(
+                |family| match self.open_verified(policy, &[(*family).to_string()], true) {
+                    Ok(verified) => Some(verified),
+                    Err(e) => {
+                        debug!("{}: no matching {family} key: {e}", self.target());
+                        None
+                    }
+                },
+            )
+    }
+
     fn handshake_error(&self, err: ssh2::Error, probe: &Transport, local: SocketAddr) -> Error {
         let kind = ssh2_kind(&err);
         if kind == ErrorKind::Timeout {
