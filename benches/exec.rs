@@ -31,16 +31,16 @@
 mod common;
 mod support;
 
-use support::{env_num, loadavg, median};
+use support::{bench_sshd, env_num, loadavg, median, write_noise};
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd};
+use common::{current_user, ClientKey, Sshd};
 use etl_ssh::{Credential, KnownHost, Session};
 
 fn rounded(v: &[f64], scale: f64, digits: i32) -> Vec<f64> {
@@ -203,15 +203,7 @@ fn main() {
     let connect_runs = env_num("ETL_BENCH_CONNECT_RUNS", 15).max(1) as usize;
     let cipher = std::env::var("ETL_BENCH_CIPHER").ok();
 
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let mut builder = Sshd::builder()
-        .host_key_types(&["ed25519"])
-        .authorized_key(&key.public_line)
-        .extra_config("LogLevel INFO");
-    if let Some(c) = &cipher {
-        builder = builder.extra_config(&format!("Ciphers {c}"));
-    }
-    let Some(server) = builder.start_if_available() else {
+    let Some((server, key)) = bench_sshd(cipher.as_deref()) else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -225,20 +217,7 @@ fn main() {
     };
 
     let src = d.join("src.bin");
-    {
-        let mut f = fs::File::create(&src).expect("create");
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..mb {
-            for chunk in block.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                chunk.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block).expect("write");
-        }
-    }
+    write_noise(&src, mb);
     let size = mb << 20;
     let cat = format!("cat {}", src.to_str().expect("utf-8 temp path"));
 

@@ -31,7 +31,7 @@
 mod common;
 mod support;
 
-use support::{env_num, loadavg, median, time, write_noise};
+use support::{bench_sshd, env_num, loadavg, median, time, write_noise};
 
 use std::fs;
 use std::io::{Read, Write};
@@ -42,7 +42,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd};
+use common::{current_user, ClientKey};
 use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
 
 fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
@@ -459,13 +459,7 @@ fn main() {
     let openssh = env_num("ETL_BENCH_OPENSSH", 1) == 1;
     let loopback_mb = env_num("ETL_BENCH_LOOPBACK_MB", 256);
 
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(server) = Sshd::builder()
-        .host_key_types(&["ed25519"])
-        .authorized_key(&key.public_line)
-        .extra_config("LogLevel INFO")
-        .start_if_available()
-    else {
+    let Some((server, key)) = bench_sshd(None) else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");

@@ -27,7 +27,7 @@
 mod common;
 mod support;
 
-use support::{env_num, loadavg, median, time, write_noise};
+use support::{bench_sshd, env_num, loadavg, median, time, write_noise};
 
 use std::fs;
 use std::io;
@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client_key, current_user, ClientKey, KeyFormat, KeyKind, Sshd};
+use common::{current_user, ClientKey, Sshd};
 use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
 
 /// Runs OpenSSH's `sftp -b` with `batch`; returns the client's peak RSS
@@ -253,15 +253,7 @@ fn main() {
     let small = env_num("ETL_BENCH_SMALL", 2000) as usize;
     let cipher = std::env::var("ETL_BENCH_CIPHER").ok();
 
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let mut builder = Sshd::builder()
-        .host_key_types(&["ed25519"])
-        .authorized_key(&key.public_line)
-        .extra_config("LogLevel INFO");
-    if let Some(c) = &cipher {
-        builder = builder.extra_config(&format!("Ciphers {c}"));
-    }
-    let Some(server) = builder.start_if_available() else {
+    let Some((server, key)) = bench_sshd(cipher.as_deref()) else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");

@@ -8,6 +8,23 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::common::{client_key, ClientKey, KeyFormat, KeyKind, Sshd};
+
+/// The benches' server: a fresh ed25519 client key, an sshd with only an
+/// ed25519 host key and quiet logging, restricted to `cipher` if given.
+/// `None` (after a loud line) when sshd is missing outside CI.
+pub(crate) fn bench_sshd(cipher: Option<&str>) -> Option<(Sshd, ClientKey)> {
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let mut builder = Sshd::builder()
+        .host_key_types(&["ed25519"])
+        .authorized_key(&key.public_line)
+        .extra_config("LogLevel INFO");
+    if let Some(c) = cipher {
+        builder = builder.extra_config(&format!("Ciphers {c}"));
+    }
+    Some((builder.start_if_available()?, key))
+}
+
 /// A numeric knob from the environment, or `default`.
 pub(crate) fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
