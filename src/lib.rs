@@ -220,6 +220,7 @@ pub use ssh_config::{HostConfig, SshConfig};
 pub use sftp::{
     DirEntry, FileType, Glob, Metadata, Overwrite, SftpReader, SftpSession, SftpWriter,
     TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
+    PIPELINE_BUFFERS,
 };
 
 /// `Result` with this crate's [`Error`].

@@ -249,7 +249,7 @@ impl SftpSession {
         let file = {
             let _g = self.shared.inner.lock();
             self.shared
-                .sftp()
+                .sftp()?
                 .open_mode(Path::new(path), flags, 0o644, ssh2::OpenType::File)
                 .map_err(|e| sftp_error(op, path, e))?
         };

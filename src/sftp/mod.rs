@@ -8,15 +8,15 @@
 //! libssh2 call (`posix-rename@openssh.com`).
 
 mod dir;
-mod ffi;
 mod file;
 mod parallel;
 mod transfer;
+mod wire;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::debug;
@@ -25,11 +25,13 @@ use crate::error::code::{CHANNEL_CLOSED, CHANNEL_EOF_SENT};
 use crate::error::{ssh2_code, ssh2_kind, BoxError};
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
+use wire::Wire;
 
 pub use dir::Glob;
 pub use file::{SftpReader, SftpWriter};
 pub use transfer::{
     Overwrite, TransferOptions, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
+    PIPELINE_BUFFERS,
 };
 
 /// Size of each read and write the transfers and streaming handles hand to
@@ -191,80 +193,59 @@ pub(crate) fn sftp_io_error(
     }
 }
 
-/// What a [`SftpSession`] and its handles share: the SFTP channel and the
-/// connection under it.
+/// What a [`SftpSession`] and its handles share: the SFTP channels and
+/// the connection under them.
 pub(crate) struct Shared {
-    /// `Some` until `Drop`, which closes it under the operation lock.
-    sftp: Option<ssh2::Sftp>,
-    /// The second channel used for posix-rename (see `ffi.rs`).
-    rename: Mutex<RenameChannel>,
-    /// Set once the server answered `fsync@openssh.com` with "unsupported".
+    /// libssh2's SFTP channel (listings, metadata, folders, the streaming
+    /// handles), opened on first use; taken by `Drop`.
+    sftp: OnceLock<ssh2::Sftp>,
+    /// Our own pipelined SFTP channels (`wire.rs`) for transfers, renames
+    /// and removals: one per operation running at a time, kept for reuse.
+    wires: Mutex<Vec<Wire>>,
+    /// Set once the server answered `fsync@openssh.com` with "unsupported"
+    /// on libssh2's channel.
     no_fsync: AtomicBool,
     pub(crate) inner: Arc<SessionInner>,
 }
 
-enum RenameChannel {
-    NotOpened,
-    Open(ffi::RawSftp),
-    /// The server does not offer posix-rename, or the channel failed.
-    Unavailable,
-}
-
 impl Shared {
-    /// The SFTP channel. Callers hold `inner.lock()`.
-    pub(crate) fn sftp(&self) -> &ssh2::Sftp {
-        self.sftp
-            .as_ref()
-            .expect("the SFTP channel is present until Shared is dropped")
+    /// libssh2's SFTP channel, opened on first use. Callers hold
+    /// `inner.lock()`.
+    pub(crate) fn sftp(&self) -> Result<&ssh2::Sftp> {
+        if let Some(sftp) = self.sftp.get() {
+            return Ok(sftp);
+        }
+        let sftp = self
+            .inner
+            .ssh
+            .sftp()
+            .map_err(|e| start_error(&self.inner, e))?;
+        Ok(self.sftp.get_or_init(|| sftp))
     }
 
-    /// Renames with `posix-rename@openssh.com`, replacing `to`. `Ok(false)`
-    /// when the server does not offer it (nothing was done). The caller
-    /// holds `inner.lock()`.
-    fn posix_rename(&self, from: &str, to: &str) -> Result<bool> {
-        let mut chan = self.rename.lock().unwrap_or_else(|e| e.into_inner());
-        if let RenameChannel::NotOpened = *chan {
-            *chan = match ffi::RawSftp::init(&self.inner.ssh) {
-                Ok(raw) => RenameChannel::Open(raw),
-                Err(e) => {
-                    debug!(
-                        "cannot open the posix-rename channel on {} (libssh2 {}): using plain rename",
-                        self.inner.target(),
-                        e.rc
-                    );
-                    RenameChannel::Unavailable
-                }
-            };
-        }
-        let RenameChannel::Open(raw) = &*chan else {
-            return Ok(false);
+    /// Runs `f` on a wire of its own: an idle one, or a new channel. The
+    /// caller does not hold the lock. Wires whose channel failed are closed.
+    pub(crate) fn with_wire<T>(&self, f: impl FnOnce(&mut Wire) -> Result<T>) -> Result<T> {
+        let idle = self.wires.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut wire = match idle {
+            Some(w) => w,
+            None => Wire::open(&self.inner)?,
         };
-        match raw.posix_rename(&self.inner.ssh, from.as_bytes(), to.as_bytes()) {
-            Ok(()) => Ok(true),
-            Err(e) if e.status == Some(status::OP_UNSUPPORTED) => {
-                debug!(
-                    "{} does not offer posix-rename@openssh.com",
-                    self.inner.target()
-                );
-                if let RenameChannel::Open(raw) =
-                    std::mem::replace(&mut *chan, RenameChannel::Unavailable)
-                {
-                    raw.shutdown(&self.inner.ssh);
-                }
-                Ok(false)
-            }
-            Err(e) => {
-                let err = match e.status {
-                    Some(s) => ssh2::Error::new(ssh2::ErrorCode::SFTP(s as i32), "posix-rename"),
-                    None => ssh2::Error::new(ssh2::ErrorCode::Session(e.rc), "posix-rename"),
-                };
-                Err(sftp_error("rename", from, err))
-            }
+        let result = f(&mut wire);
+        if wire.is_broken() {
+            let _g = self.inner.lock();
+            self.inner.cleanup(|| wire.shutdown());
+        } else {
+            self.wires
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(wire);
         }
+        result
     }
 
-    /// `fsync@openssh.com` on an open file; `Ok(false)` when the server
-    /// does not offer it. The caller holds `inner.lock()`.
+    /// `fsync@openssh.com` on a file open on libssh2's channel; `Ok(false)`
+    /// when the server does not offer it. The caller holds `inner.lock()`.
     pub(crate) fn fsync(&self, file: &mut ssh2::File, path: &str) -> Result<bool> {
         if self.no_fsync.load(Ordering::Relaxed) {
             return Ok(false);
@@ -280,105 +261,36 @@ impl Shared {
         }
     }
 
-    /// `stat`, under the lock.
+    /// `stat` of `path`.
     fn stat(&self, path: &str) -> Result<Metadata> {
-        let _g = self.inner.lock();
-        self.sftp()
-            .stat(Path::new(path))
-            .map(Metadata::from)
-            .map_err(|e| sftp_error("stat", path, e))
+        self.with_wire(|w| w.stat(path))
     }
 
-    /// Whether `path` exists (following symlinks), under the lock.
+    /// Whether `path` exists (following symlinks).
     fn exists(&self, path: &str) -> Result<bool> {
-        match self.stat(path) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.with_wire(|w| w.exists(path))
     }
+}
 
-    /// Renames `from` to `to`, replacing `to` (atomically with
-    /// posix-rename; see [`SftpSession::rename`] for the fallback).
-    fn rename_replace(&self, from: &str, to: &str) -> Result<()> {
-        {
-            let _g = self.inner.lock();
-            if self.posix_rename(from, to)? {
-                return Ok(());
-            }
-            match self.sftp().rename(Path::new(from), Path::new(to), None) {
-                Ok(()) => return Ok(()),
-                Err(e) if sftp_status(&e) == Some(status::FAILURE) => {}
-                Err(e) => return Err(sftp_error("rename", from, e)),
-            }
-        }
-        // SFTP v3 servers refuse to rename over an existing file: remove it
-        // first (not atomic: `to` is briefly absent).
-        match self.stat(to) {
-            Ok(m) if !m.is_dir() => {
-                let _g = self.inner.lock();
-                self.sftp()
-                    .unlink(Path::new(to))
-                    .map_err(|e| sftp_error("rename (remove target)", to, e))?;
-                self.sftp()
-                    .rename(Path::new(from), Path::new(to), None)
-                    .map_err(|e| sftp_error("rename", from, e))
-            }
-            _ => {
-                let _g = self.inner.lock();
-                self.sftp()
-                    .rename(Path::new(from), Path::new(to), None)
-                    .map_err(|e| sftp_error("rename", from, e))
-            }
-        }
+/// The error for an SFTP subsystem that would not start.
+fn start_error(inner: &SessionInner, e: ssh2::Error) -> Error {
+    let mut err = sftp_error("start", "", e);
+    if let Error::Sftp { path, reason, .. } = &mut err {
+        *path = inner.target();
+        reason.push_str(" (does the server enable the sftp subsystem?)");
     }
-
-    /// Renames `from` to `to` only if `to` does not exist: OpenSSH's plain
-    /// SFTP rename links, which fails on an existing target.
-    fn rename_no_replace(&self, from: &str, to: &str) -> Result<()> {
-        let result = {
-            let _g = self.inner.lock();
-            self.sftp().rename(Path::new(from), Path::new(to), None)
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err = sftp_error("rename", to, e);
-                if err.kind() == ErrorKind::Other && self.exists(to).unwrap_or(false) {
-                    Err(sftp_failure(
-                        ErrorKind::AlreadyExists,
-                        "rename",
-                        to,
-                        "the target exists",
-                    ))
-                } else {
-                    Err(err)
-                }
-            }
-        }
-    }
-
-    /// Best-effort removal of a temporary file after a failure.
-    fn remove_quietly(&self, path: &str) {
-        let _g = self.inner.lock();
-        if let Err(e) = self.sftp().unlink(Path::new(path)) {
-            debug!("cannot remove temporary file {path}: {e}");
-        }
-    }
+    err
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         let _g = self.inner.lock();
-        let chan = std::mem::replace(
-            self.rename.get_mut().unwrap_or_else(|e| e.into_inner()),
-            RenameChannel::Unavailable,
-        );
+        let wires = std::mem::take(self.wires.get_mut().unwrap_or_else(|e| e.into_inner()));
         let sftp = self.sftp.take();
         let inner = &self.inner;
         inner.cleanup(|| {
-            if let RenameChannel::Open(raw) = chan {
-                raw.shutdown(&inner.ssh);
+            for wire in wires {
+                wire.shutdown();
             }
             // ssh2 closes the SFTP channel when it is dropped: do it here,
             // under the lock, so the session is in blocking mode.
@@ -627,21 +539,13 @@ pub(crate) fn file_name(path: &str) -> &str {
 impl SftpSession {
     /// Opens the SFTP subsystem on `inner`. Used by `Session::sftp`.
     pub(crate) fn start(inner: Arc<SessionInner>) -> Result<SftpSession> {
-        let sftp = {
-            let _g = inner.lock();
-            inner.ssh.sftp().map_err(|e| {
-                let mut err = sftp_error("start", "", e);
-                if let Error::Sftp { path, reason, .. } = &mut err {
-                    *path = inner.target();
-                    reason.push_str(" (does the server enable the sftp subsystem?)");
-                }
-                err
-            })?
-        };
+        // The wire is opened now, so that a server without the subsystem
+        // fails here; libssh2's channel opens on first use.
+        let wire = Wire::open(&inner)?;
         Ok(SftpSession {
             shared: Arc::new(Shared {
-                sftp: Some(sftp),
-                rename: Mutex::new(RenameChannel::NotOpened),
+                sftp: OnceLock::new(),
+                wires: Mutex::new(vec![wire]),
                 no_fsync: AtomicBool::new(false),
                 inner,
             }),
@@ -668,7 +572,7 @@ impl SftpSession {
         let path = path.as_ref();
         let _g = self.shared.inner.lock();
         self.shared
-            .sftp()
+            .sftp()?
             .lstat(Path::new(path))
             .map(Metadata::from)
             .map_err(|e| sftp_error("lstat", path, e))
@@ -698,7 +602,7 @@ impl SftpSession {
         let listing = {
             let _g = self.shared.inner.lock();
             self.shared
-                .sftp()
+                .sftp()?
                 .readdir(Path::new(path))
                 .map_err(|e| sftp_error("read_dir", path, e))?
         };
@@ -729,7 +633,7 @@ impl SftpSession {
         let path = path.as_ref();
         let result = {
             let _g = self.shared.inner.lock();
-            self.shared.sftp().mkdir(Path::new(path), 0o755)
+            self.shared.sftp()?.mkdir(Path::new(path), 0o755)
         };
         match result {
             Ok(()) => Ok(()),
@@ -813,7 +717,7 @@ impl SftpSession {
         let path = path.as_ref();
         let _g = self.shared.inner.lock();
         self.shared
-            .sftp()
+            .sftp()?
             .unlink(Path::new(path))
             .map_err(|e| sftp_error("remove_file", path, e))
     }
@@ -829,7 +733,7 @@ impl SftpSession {
         let path = path.as_ref();
         let _g = self.shared.inner.lock();
         self.shared
-            .sftp()
+            .sftp()?
             .rmdir(Path::new(path))
             .map_err(|e| sftp_error("remove_dir", path, e))
     }
@@ -883,7 +787,8 @@ impl SftpSession {
     /// [`ErrorKind::PermissionDenied`], [`ErrorKind::Disconnected`],
     /// [`ErrorKind::Timeout`].
     pub fn rename(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
-        self.shared.rename_replace(from.as_ref(), to.as_ref())
+        self.shared
+            .with_wire(|w| w.rename_replace(from.as_ref(), to.as_ref()))
     }
 
     /// Sets the permission bits of `path` (e.g. `0o640`).
@@ -904,7 +809,7 @@ impl SftpSession {
         };
         let _g = self.shared.inner.lock();
         self.shared
-            .sftp()
+            .sftp()?
             .setstat(Path::new(path), stat)
             .map_err(|e| sftp_error("set_permissions", path, e))
     }

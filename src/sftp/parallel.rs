@@ -5,18 +5,15 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use log::{info, warn};
-use ssh2::OpenFlags;
-
-use super::transfer::{read_full, TransferOptions};
-use super::{sftp_error, sftp_io_error, SftpSession, Shared};
+use super::transfer::TransferOptions;
+use super::wire::flags;
+use super::{SftpSession, Shared};
 use crate::{Error, Result};
+use log::{info, warn};
 
 /// The sessions that work together: the caller's, and the extra ones that
 /// could be opened.
@@ -210,62 +207,29 @@ fn upload_segment(
     options: &TransferOptions,
     progress: &Progress<'_>,
 ) -> Result<()> {
-    let io_error = |e| Error::io(format!("cannot read {} for upload", local.display()), e);
-    let mut source = File::open(local).map_err(io_error)?;
-    source
-        .seek(SeekFrom::Start(part.offset))
-        .map_err(io_error)?;
-    with_file_at(shared, path, OpenFlags::WRITE, "upload", part, |file| {
-        let mut buf = vec![0u8; options.buffer_size];
-        let mut left = part.len;
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = read_full(&mut source, &mut buf[..want]).map_err(io_error)?;
-            if n == 0 {
-                return Err(io_error(std::io::ErrorKind::UnexpectedEof.into()));
+    let source = File::open(local)
+        .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
+    shared.with_wire(|w| {
+        let id = w.send_open(path, flags::WRITE, 0o644);
+        let handle = w.handle_of(id, "upload", path)?;
+        let written = w.write_from(
+            &handle,
+            path,
+            &source,
+            part.offset..part.offset + part.len,
+            options.in_flight(),
+            &mut |n| progress.add(n),
+        );
+        match written {
+            Ok(()) => w
+                .finish_write(&handle, path, options.fsync, None, false)
+                .map(drop),
+            Err(e) => {
+                w.close_quietly(&handle, path);
+                Err(e)
             }
-            {
-                let _g = shared.inner.lock();
-                shared.inner.keepalive_tick();
-                file.write_all(&buf[..n])
-                    .map_err(|e| sftp_io_error("upload", path, e, Some(&shared.inner.ssh)))?;
-            }
-            left -= n as u64;
-            progress.add(n as u64);
         }
-        if options.fsync {
-            let _g = shared.inner.lock();
-            shared.fsync(file, path)?;
-        }
-        Ok(())
     })
-}
-
-/// Opens `path` with `flags` on `shared`'s session, positioned at `part`,
-/// runs `body` with it, and closes it (under the session's lock), reporting
-/// the first error.
-fn with_file_at(
-    shared: &Shared,
-    path: &str,
-    flags: OpenFlags,
-    operation: &'static str,
-    part: Segment,
-    body: impl FnOnce(&mut ssh2::File) -> Result<()>,
-) -> Result<()> {
-    let mut file = {
-        let _g = shared.inner.lock();
-        shared
-            .sftp()
-            .open_mode(Path::new(path), flags, 0o644, ssh2::OpenType::File)
-            .map_err(|e| sftp_error(operation, path, e))?
-    };
-    // An SFTP seek only sets the offset of the next request: it cannot fail.
-    let _ = file.seek(SeekFrom::Start(part.offset));
-    let result = body(&mut file);
-    let _g = shared.inner.lock();
-    let closed = file.close().map_err(|e| sftp_error("close", path, e));
-    drop(file);
-    result.and(closed)
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
@@ -291,34 +255,20 @@ fn download_segment(
     options: &TransferOptions,
     progress: &Progress<'_>,
 ) -> Result<()> {
-    with_file_at(shared, path, OpenFlags::READ, "download", part, |file| {
-        let mut buf = vec![0u8; options.buffer_size];
-        let mut offset = part.offset;
-        let end = part.offset + part.len;
-        while offset < end {
-            let want = buf
-                .len()
-                .min(usize::try_from(end - offset).unwrap_or(usize::MAX));
-            let n = {
-                let _g = shared.inner.lock();
-                shared.inner.keepalive_tick();
-                read_full(file, &mut buf[..want])
-                    .map_err(|e| sftp_io_error("download", path, e, Some(&shared.inner.ssh)))?
-            };
-            if n == 0 {
-                return Err(super::sftp_failure(
-                    crate::ErrorKind::Other,
-                    "download",
-                    path,
-                    format!("the file ended at byte {offset}, before the {end} it had"),
-                ));
-            }
-            out.write_all_at(&buf[..n], offset)
-                .map_err(|e| Error::io("cannot write the downloaded data", e))?;
-            offset += n as u64;
-            progress.add(n as u64);
-        }
-        Ok(())
+    shared.with_wire(|w| {
+        let id = w.send_open(path, flags::READ, 0);
+        let handle = w.handle_of(id, "download", path)?;
+        let read = w.read_into(
+            &handle,
+            path,
+            out,
+            part.offset..part.offset + part.len,
+            false,
+            options.in_flight(),
+            &mut |n| progress.add(n),
+        );
+        w.close_quietly(&handle, path);
+        read
     })
 }
 

@@ -2,18 +2,15 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ssh2::OpenFlags;
-
 use super::parallel::{download_segments, upload_segments, Workers};
+use super::wire::{flags, Handle, Wire};
 use super::{
-    file_name, join, parent, sftp_error, sftp_failure, sftp_io_error, Glob, SftpSession, Shared,
-    DEFAULT_BUFFER_SIZE,
+    file_name, join, parent, sftp_failure, Glob, SftpSession, Shared, DEFAULT_BUFFER_SIZE,
 };
 use crate::{Error, ErrorKind, Result};
 
@@ -70,6 +67,12 @@ pub struct TransferOptions {
 
 /// Default for [`TransferOptions::sessions`].
 pub const DEFAULT_SESSIONS: usize = 4;
+/// How many [`TransferOptions::buffer_size`] buffers of requests a transfer
+/// keeps in flight on each session: about 8 MB by default. An upload holds
+/// none of it in memory (the data is read from the local file as each
+/// request goes out); a download may find that much queued in memory when
+/// the local disk is slower than the link.
+pub const PIPELINE_BUFFERS: usize = 8;
 /// Default for [`TransferOptions::min_segment_size`]: 32 MiB.
 pub const DEFAULT_MIN_SEGMENT: u64 = 32 << 20;
 /// Files per extra session in a folder transfer: fewer files than this
@@ -234,12 +237,21 @@ impl TransferOptions {
         self.sessions.min(files.div_ceil(FILES_PER_SESSION)).max(1)
     }
 
-    /// Bytes per read and write handed to libssh2; rounded up to a multiple
-    /// of 30,000 (libssh2's request size). Defaults to
-    /// [`DEFAULT_BUFFER_SIZE`](crate::DEFAULT_BUFFER_SIZE), about 1 MiB.
+    /// The transfer buffer; rounded up to a multiple of 30,000 bytes.
+    /// Defaults to [`DEFAULT_BUFFER_SIZE`](crate::DEFAULT_BUFFER_SIZE),
+    /// about 1 MiB. A transfer keeps up to
+    /// [`PIPELINE_BUFFERS`] of these in flight on each session (requests
+    /// sent and not yet answered): bigger buffers help on links with a long
+    /// round trip. A resumed transfer starts one buffer before where the
+    /// last attempt stopped.
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.buffer_size = bytes.max(1).div_ceil(30_000) * 30_000;
         self
+    }
+
+    /// The bytes a transfer keeps in flight on one session.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.buffer_size as u64 * PIPELINE_BUFFERS as u64
     }
 
     /// Called with `(bytes done, total bytes)` after each buffer, and once
@@ -326,20 +338,6 @@ fn mtime_secs(meta: &fs::Metadata) -> Option<u64> {
 
 fn local_error(context: String, e: std::io::Error) -> Error {
     Error::io(context, e)
-}
-
-/// Closes a remote file under the lock, reporting errors.
-fn close_remote(shared: &Shared, mut file: ssh2::File, path: &str) -> Result<()> {
-    let _g = shared.inner.lock();
-    let result = file.close().map_err(|e| sftp_error("close", path, e));
-    drop(file);
-    result
-}
-
-/// Drops a remote file handle under the lock (best effort close).
-fn drop_remote(shared: &Shared, file: ssh2::File) {
-    let _g = shared.inner.lock();
-    shared.inner.cleanup(|| drop(file));
 }
 
 impl SftpSession {
@@ -436,7 +434,7 @@ pub(crate) fn upload_file(
     remote: &str,
     options: &TransferOptions,
 ) -> Result<u64> {
-    let mut source = File::open(local)
+    let source = File::open(local)
         .map_err(|e| local_error(format!("cannot open {} for upload", local.display()), e))?;
     let local_meta = source
         .metadata()
@@ -448,16 +446,6 @@ pub(crate) fn upload_file(
         ));
     }
     let total = local_meta.len();
-
-    if options.overwrite == Overwrite::Never && shared.exists(remote)? {
-        return Err(sftp_failure(
-            ErrorKind::AlreadyExists,
-            "upload",
-            remote,
-            "the target exists (Overwrite::Never)",
-        ));
-    }
-
     let source_id = format!(
         "{}\0{total}\0{:?}",
         local.display(),
@@ -471,226 +459,203 @@ pub(crate) fn upload_file(
     } else {
         remote.to_string()
     };
-    // A temporary file left by an earlier attempt of the same upload.
-    let resume_from = if options.atomic && options.resume {
-        match shared.stat(&write_path) {
-            Ok(meta) => {
-                let from = options.resume_from(meta.len(), total);
-                if from.is_none() {
-                    shared.remove_quietly(&write_path);
-                }
-                from
-            }
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
-    let flags = if resume_from.is_some() {
-        OpenFlags::WRITE
-    } else if options.atomic || options.overwrite == Overwrite::Never {
-        OpenFlags::WRITE | OpenFlags::EXCLUSIVE
-    } else {
-        OpenFlags::WRITE | OpenFlags::TRUNCATE
-    };
-    let opened = {
-        let _g = shared.inner.lock();
-        shared
-            .sftp()
-            .open_mode(Path::new(&write_path), flags, 0o644, ssh2::OpenType::File)
-    };
-    let mut file = match opened {
-        Ok(f) => f,
-        Err(e) => {
-            let err = sftp_error("upload", &write_path, e);
-            if err.kind() == ErrorKind::NotFound {
-                return Err(sftp_failure(
-                    ErrorKind::NotFound,
-                    "upload",
-                    remote,
-                    format!("the remote folder {} does not exist", parent(remote)),
-                ));
-            }
-            if err.kind() == ErrorKind::Other
-                && options.overwrite == Overwrite::Never
-                && !options.atomic
-                && shared.exists(remote).unwrap_or(false)
-            {
-                return Err(sftp_failure(
-                    ErrorKind::AlreadyExists,
-                    "upload",
-                    remote,
-                    "the target exists (Overwrite::Never)",
-                ));
-            }
-            return Err(err);
-        }
-    };
-
-    let sessions = options.sessions_for_file(total);
-    if sessions > 1 {
-        // The temporary file exists now (created above); the workers write
-        // their segments into it.
-        close_remote(shared, file, &write_path)?;
-        let workers = Workers::open(shared, sessions);
-        let result = upload_segments(shared, &workers, local, &write_path, total, options)
-            .and_then(|sent| {
-                finish_upload(shared, &write_path, remote, sent, &local_meta, options)?;
-                Ok(sent)
-            });
-        if result.is_err() {
-            shared.remove_quietly(&write_path);
-        }
-        return result;
-    }
-    let start = match resume_from {
-        Some(from) => {
-            let positioned = {
-                let _g = shared.inner.lock();
-                file.seek(SeekFrom::Start(from)).map(drop)
-            }
-            .and_then(|()| source.seek(SeekFrom::Start(from)).map(drop));
-            if let Err(e) = positioned {
-                drop_remote(shared, file);
-                return Err(local_error(format!("cannot resume {remote}"), e));
-            }
-            log::info!("resuming the upload of {remote} at byte {from} of {total}");
-            from
-        }
-        None => 0,
-    };
-    let result = send(
-        shared,
-        file,
-        &mut source,
-        &write_path,
-        start,
+    let job = Upload {
+        source: &source,
+        remote,
+        write_path: &write_path,
         total,
+        mtime: mtime_secs(&local_meta),
         options,
-    )
-    .and_then(|sent| {
-        finish_upload(shared, &write_path, remote, sent, &local_meta, options)?;
-        Ok(sent)
-    });
-    // A resumable upload cut by the network keeps its temporary file for
-    // the next attempt; any other failure removes it.
-    if let Err(e) = &result {
-        if options.atomic && !(options.resume && e.is_transient()) {
-            shared.remove_quietly(&write_path);
-        }
+    };
+    let sessions = options.sessions_for_file(total);
+    if sessions <= 1 {
+        return shared.with_wire(|w| job.on_one_session(w));
+    }
+    // Segments: create the temporary file, let every session write its
+    // parts into it, then check and rename it.
+    shared.with_wire(|w| {
+        let handle = job.open(w, None)?;
+        let id = w.send_close(&handle);
+        w.status_of(id, "close", &write_path)
+            .inspect_err(|_| w.remove_quietly(&write_path))
+    })?;
+    let workers = Workers::open(shared, sessions);
+    let result =
+        upload_segments(shared, &workers, local, &write_path, total, options).and_then(|sent| {
+            shared
+                .with_wire(|w| job.finish(w, sent, None))
+                .map(|()| sent)
+        });
+    if result.is_err() {
+        let _ = shared.with_wire(|w| {
+            w.remove_quietly(&write_path);
+            Ok(())
+        });
     }
     result
 }
 
-/// Copies `source` into the open remote `file`; closes it. Returns bytes sent.
-fn send(
-    shared: &Shared,
-    mut file: ssh2::File,
-    source: &mut File,
-    path: &str,
-    start: u64,
+/// One file's upload: what it writes where.
+struct Upload<'a> {
+    source: &'a File,
+    remote: &'a str,
+    /// The temporary name (atomic) or the target itself (in place).
+    write_path: &'a str,
     total: u64,
-    options: &TransferOptions,
-) -> Result<u64> {
-    let mut buf = vec![0u8; options.buffer_size];
-    let mut done = start;
-    options.report(done, total);
-    loop {
-        let n = match read_full(source, &mut buf) {
-            Ok(n) => n,
+    mtime: Option<u64>,
+    options: &'a TransferOptions,
+}
+
+impl Upload<'_> {
+    /// The whole upload on one session (`w`'s).
+    fn on_one_session(&self, w: &mut Wire) -> Result<u64> {
+        let (remote, write_path, options) = (self.remote, self.write_path, self.options);
+        // A temporary file left by an earlier attempt of the same upload.
+        let resume_from = if options.atomic && options.resume {
+            match w.stat(write_path) {
+                Ok(meta) => {
+                    let from = options.resume_from(meta.len(), self.total);
+                    if from.is_none() {
+                        w.remove_quietly(write_path);
+                    }
+                    from
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let handle = self.open(w, resume_from)?;
+        let start = resume_from.unwrap_or(0);
+        if start > 0 {
+            log::info!(
+                "resuming the upload of {remote} at byte {start} of {}",
+                self.total
+            );
+        }
+        let mut done = start;
+        options.report(done, self.total);
+        let sent = w.write_from(
+            &handle,
+            write_path,
+            self.source,
+            start..self.total,
+            options.in_flight(),
+            &mut |n| {
+                done += n;
+                options.report(done, self.total);
+            },
+        );
+        let result = match sent {
+            Ok(()) => {
+                let mtime = if options.preserve_mtime {
+                    self.mtime.map(|m| u32::try_from(m).unwrap_or(u32::MAX))
+                } else {
+                    None
+                };
+                w.finish_write(
+                    &handle,
+                    write_path,
+                    options.fsync,
+                    mtime,
+                    options.verify_size,
+                )
+                .and_then(|size| self.finish(w, self.total, size.or(Some(self.total))))
+            }
             Err(e) => {
-                drop_remote(shared, file);
-                return Err(local_error("cannot read the local file".to_string(), e));
+                w.close_quietly(&handle, write_path);
+                Err(e)
             }
         };
-        if n == 0 {
-            break;
+        // A resumable upload cut by the network keeps its temporary file
+        // for the next attempt; any other failure removes it.
+        if let Err(e) = &result {
+            if options.atomic && !(options.resume && e.is_transient()) && !w.is_broken() {
+                w.remove_quietly(write_path);
+            }
         }
-        let written = {
-            let _g = shared.inner.lock();
-            shared.inner.keepalive_tick();
-            file.write_all(&buf[..n])
-                .map_err(|e| sftp_io_error("upload", path, e, Some(&shared.inner.ssh)))
-        };
-        if let Err(e) = written {
-            drop_remote(shared, file);
-            return Err(e);
-        }
-        done += n as u64;
-        options.report(done, total.max(done));
+        result.map(|()| self.total)
     }
-    if options.fsync {
-        let synced = {
-            let _g = shared.inner.lock();
-            shared.fsync(&mut file, path)
-        };
-        if let Err(e) = synced {
-            drop_remote(shared, file);
-            return Err(e);
-        }
-    }
-    close_remote(shared, file, path)?;
-    Ok(done)
-}
 
-/// Size check, mtime, and the rename into place.
-fn finish_upload(
-    shared: &Shared,
-    written: &str,
-    remote: &str,
-    sent: u64,
-    local_meta: &fs::Metadata,
-    options: &TransferOptions,
-) -> Result<()> {
-    if options.verify_size {
-        let size = shared.stat(written)?.len();
-        if size != sent {
+    /// Opens the file to write: the temporary file, new (or the one left
+    /// by an earlier attempt when resuming), or the target in place.
+    fn open(&self, w: &mut Wire, resume_from: Option<u64>) -> Result<Handle> {
+        let (remote, write_path, options) = (self.remote, self.write_path, self.options);
+        if options.overwrite == Overwrite::Never && w.exists(remote)? {
             return Err(sftp_failure(
-                ErrorKind::Other,
+                ErrorKind::AlreadyExists,
                 "upload",
                 remote,
-                format!("size check failed: sent {sent} bytes, the server has {size}"),
+                "the target exists (Overwrite::Never)",
             ));
         }
+        let pflags = if resume_from.is_some() {
+            flags::WRITE
+        } else if options.atomic || options.overwrite == Overwrite::Never {
+            flags::WRITE | flags::CREATE | flags::EXCLUSIVE
+        } else {
+            flags::WRITE | flags::CREATE | flags::TRUNCATE
+        };
+        let id = w.send_open(write_path, pflags, 0o644);
+        w.handle_of(id, "upload", write_path).map_err(|err| {
+            if err.kind() == ErrorKind::NotFound {
+                return sftp_failure(
+                    ErrorKind::NotFound,
+                    "upload",
+                    remote,
+                    format!("the remote folder {} does not exist", parent(remote)),
+                );
+            }
+            if err.kind() == ErrorKind::Other
+                && options.overwrite == Overwrite::Never
+                && !options.atomic
+                && !w.is_broken()
+                && w.exists(remote).unwrap_or(false)
+            {
+                return sftp_failure(
+                    ErrorKind::AlreadyExists,
+                    "upload",
+                    remote,
+                    "the target exists (Overwrite::Never)",
+                );
+            }
+            err
+        })
     }
-    if options.preserve_mtime {
-        if let Some(mtime) = mtime_secs(local_meta) {
-            let stat = ssh2::FileStat {
-                size: None,
-                uid: None,
-                gid: None,
-                perm: None,
-                atime: Some(mtime),
-                mtime: Some(mtime),
-            };
-            let _g = shared.inner.lock();
-            shared
-                .sftp()
-                .setstat(Path::new(written), stat)
-                .map_err(|e| sftp_error("set mtime", written, e))?;
-        }
-    }
-    if options.atomic {
-        match options.overwrite {
-            Overwrite::Replace => shared.rename_replace(written, remote)?,
-            Overwrite::Never => shared.rename_no_replace(written, remote)?,
-        }
-    }
-    Ok(())
-}
 
-/// Reads until `buf` is full or the end of the file.
-pub(crate) fn read_full(source: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match source.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    /// The size check (`size`: what FSTAT saw before the close, `None` to
+    /// stat the file now), the mtime of a segmented upload, and the rename
+    /// into place.
+    fn finish(&self, w: &mut Wire, sent: u64, size: Option<u64>) -> Result<()> {
+        let (remote, written, options) = (self.remote, self.write_path, self.options);
+        if options.verify_size {
+            let size = match size {
+                Some(s) => s,
+                None => w.stat(written)?.len(),
+            };
+            if size != sent {
+                return Err(sftp_failure(
+                    ErrorKind::Other,
+                    "upload",
+                    remote,
+                    format!("size check failed: sent {sent} bytes, the server has {size}"),
+                ));
+            }
         }
+        if options.preserve_mtime && size.is_none() {
+            if let Some(mtime) = self.mtime {
+                let id = w.send_set_times(written, u32::try_from(mtime).unwrap_or(u32::MAX));
+                w.status_of(id, "set mtime", written)?;
+            }
+        }
+        if options.atomic {
+            match options.overwrite {
+                Overwrite::Replace => w.rename_replace(written, remote)?,
+                Overwrite::Never => w.rename_no_replace(written, remote)?,
+            }
+        }
+        Ok(())
     }
-    Ok(filled)
 }
 
 /// Removes a local temporary file when dropped, unless disarmed.
@@ -745,44 +710,132 @@ fn download_into(
             ),
         ));
     }
-    let opened = {
-        let _g = shared.inner.lock();
-        shared.sftp().open(Path::new(remote)).and_then(|mut f| {
-            let stat = f.stat();
-            match stat {
-                Ok(s) => Ok((f, s)),
-                Err(e) => {
-                    drop(f);
-                    Err(e)
-                }
+    let (target, remote_meta, done) = shared.with_wire(|w| {
+        // STAT and OPEN do not depend on each other: one round trip.
+        let stat_id = w.send_stat(remote);
+        let open_id = w.send_open(remote, flags::READ, 0);
+        let stat = w.attrs_of(stat_id, "download", remote);
+        let handle = w.handle_of(open_id, "download", remote)?;
+        let remote_meta = match stat {
+            Ok(m) if m.is_dir() => Err(sftp_failure(
+                ErrorKind::InvalidInput,
+                "download",
+                remote,
+                "is a directory",
+            )),
+            other => other,
+        };
+        let opened = remote_meta.and_then(|meta| {
+            let target = LocalTarget::create(remote, local, &meta, options, guard)?;
+            Ok((target, meta))
+        });
+        let (target, meta) = match opened {
+            Ok(t) => t,
+            Err(e) => {
+                w.close_quietly(&handle, remote);
+                return Err(e);
             }
-        })
-    };
-    let (mut file, stat) = opened.map_err(|e| sftp_error("download", remote, e))?;
-    let remote_meta = super::Metadata::from(stat);
-    if remote_meta.is_dir() {
-        drop_remote(shared, file);
-        return Err(sftp_failure(
-            ErrorKind::InvalidInput,
-            "download",
+        };
+        let total = meta.len();
+        if options.sessions_for_file(total) > 1 {
+            w.close_quietly(&handle, remote);
+            return Ok((target, meta, None));
+        }
+        let start = target.start;
+        if start > 0 {
+            log::info!("resuming the download of {remote} at byte {start} of {total}");
+        }
+        let mut done = start;
+        options.report(done, total);
+        let read = w.read_into(
+            &handle,
             remote,
-            "is a directory",
-        ));
-    }
+            &target.out,
+            start..total,
+            true,
+            options.in_flight(),
+            &mut |n| {
+                done += n;
+                options.report(done, total);
+            },
+        );
+        w.close_quietly(&handle, remote);
+        read.map(|()| (target, meta, Some(done)))
+    })?;
     let total = remote_meta.len();
-
-    let local_name = local
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "download".to_string());
-    let local_dir = match local.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
+    let done = match done {
+        Some(done) => done,
+        None => {
+            // Segments: every session writes its parts into the file.
+            target
+                .out
+                .set_len(total)
+                .map_err(|e| local_error(format!("cannot size {}", target.path.display()), e))?;
+            let workers = Workers::open(shared, options.sessions_for_file(total));
+            download_segments(shared, &workers, remote, &target.out, total, options)?
+        }
     };
-    let source_id = format!("{remote}\0{total}\0{:?}", remote_meta.modified());
-    let mut start = 0;
-    let (mut out, out_path) = if options.atomic {
-        let temp = local_dir.join(options.temp_for(&local_name, &source_id));
+    finish_download(
+        remote,
+        local,
+        &target.dir,
+        target.out,
+        &target.path,
+        done,
+        total,
+        &remote_meta,
+        options,
+        guard,
+    )
+}
+
+/// The local file a download writes: a temporary file beside the target
+/// (atomic), or the target itself.
+struct LocalTarget {
+    out: File,
+    path: PathBuf,
+    dir: PathBuf,
+    /// Where the download starts (a resumed one after 0).
+    start: u64,
+}
+
+impl LocalTarget {
+    fn create(
+        remote: &str,
+        local: &Path,
+        remote_meta: &super::Metadata,
+        options: &TransferOptions,
+        guard: &mut LocalTemp,
+    ) -> Result<LocalTarget> {
+        let total = remote_meta.len();
+        let local_name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "download".to_string());
+        let dir = match local.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !options.atomic {
+            let mut oo = OpenOptions::new();
+            oo.write(true);
+            if options.overwrite == Overwrite::Never {
+                oo.create_new(true);
+            } else {
+                oo.create(true).truncate(true);
+            }
+            let out = oo
+                .open(local)
+                .map_err(|e| local_error(format!("cannot create {}", local.display()), e))?;
+            return Ok(LocalTarget {
+                out,
+                path: local.to_path_buf(),
+                dir,
+                start: 0,
+            });
+        }
+        let source_id = format!("{remote}\0{total}\0{:?}", remote_meta.modified());
+        let temp = dir.join(options.temp_for(&local_name, &source_id));
         // A temporary file left by an earlier attempt of the same download:
         // its name says the remote file's size and mtime are unchanged.
         let found = if options.resume {
@@ -790,16 +843,13 @@ fn download_into(
         } else {
             None
         };
+        let mut start = 0;
         let opened = match found.and_then(|len| options.resume_from(len, total)) {
-            Some(from) => OpenOptions::new()
-                .write(true)
-                .open(&temp)
-                .and_then(|mut f| {
-                    f.set_len(from)?;
-                    f.seek(SeekFrom::Start(from))?;
-                    start = from;
-                    Ok(f)
-                }),
+            Some(from) => OpenOptions::new().write(true).open(&temp).and_then(|f| {
+                f.set_len(from)?;
+                start = from;
+                Ok(f)
+            }),
             // A stale temporary of a resumable download is replaced.
             None if options.resume => OpenOptions::new()
                 .write(true)
@@ -808,107 +858,16 @@ fn download_into(
                 .open(&temp),
             None => OpenOptions::new().write(true).create_new(true).open(&temp),
         };
-        match opened {
-            Ok(f) => {
-                guard.path = Some(temp.clone());
-                (f, temp)
-            }
-            Err(e) => {
-                drop_remote(shared, file);
-                return Err(local_error(format!("cannot create {}", temp.display()), e));
-            }
-        }
-    } else {
-        let mut oo = OpenOptions::new();
-        oo.write(true);
-        if options.overwrite == Overwrite::Never {
-            oo.create_new(true);
-        } else {
-            oo.create(true).truncate(true);
-        }
-        match oo.open(local) {
-            Ok(f) => (f, local.to_path_buf()),
-            Err(e) => {
-                drop_remote(shared, file);
-                return Err(local_error(format!("cannot create {}", local.display()), e));
-            }
-        }
-    };
-
-    let sessions = options.sessions_for_file(total);
-    let mut done = start;
-    if sessions > 1 {
-        drop_remote(shared, file);
-        out.set_len(total)
-            .map_err(|e| local_error(format!("cannot size {}", out_path.display()), e))?;
-        let workers = Workers::open(shared, sessions);
-        done = download_segments(shared, &workers, remote, &out, total, options)?;
-        return finish_download(
-            remote,
-            local,
-            &local_dir,
+        let out =
+            opened.map_err(|e| local_error(format!("cannot create {}", temp.display()), e))?;
+        guard.path = Some(temp.clone());
+        Ok(LocalTarget {
             out,
-            &out_path,
-            done,
-            total,
-            &remote_meta,
-            options,
-            guard,
-        );
+            path: temp,
+            dir,
+            start,
+        })
     }
-    if start > 0 {
-        let positioned = {
-            let _g = shared.inner.lock();
-            file.seek(SeekFrom::Start(start))
-        };
-        if let Err(e) = positioned {
-            drop_remote(shared, file);
-            return Err(local_error(format!("cannot resume {remote}"), e));
-        }
-        log::info!("resuming the download of {remote} at byte {start} of {total}");
-    }
-    let mut buf = vec![0u8; options.buffer_size];
-    options.report(done, total);
-    loop {
-        let n = {
-            let _g = shared.inner.lock();
-            shared.inner.keepalive_tick();
-            read_full(&mut file, &mut buf)
-                .map_err(|e| sftp_io_error("download", remote, e, Some(&shared.inner.ssh)))
-        };
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                drop_remote(shared, file);
-                return Err(e);
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = out.write_all(&buf[..n]) {
-            drop_remote(shared, file);
-            return Err(local_error(
-                format!("cannot write {}", out_path.display()),
-                e,
-            ));
-        }
-        done += n as u64;
-        options.report(done, total.max(done));
-    }
-    close_remote(shared, file, remote)?;
-    finish_download(
-        remote,
-        local,
-        &local_dir,
-        out,
-        &out_path,
-        done,
-        total,
-        &remote_meta,
-        options,
-        guard,
-    )
 }
 
 /// Flush, mtime, size check, and the rename into place of a download.

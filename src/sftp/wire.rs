@@ -1,0 +1,1028 @@
+//! Our own SFTP v3 client on an SSH channel, for the bulk paths: uploads,
+//! downloads and the folder transfers built on them.
+//!
+//! libssh2's SFTP layer waits for each call's replies before it returns:
+//! an atomic upload of a small file costs six round trips, and a large
+//! upload keeps only the caller's buffer in flight. Here requests are
+//! pipelined: the data of a transfer goes out as fast as the channel
+//! window allows while the acknowledgements come back, and the requests
+//! that do not depend on each other's answers (write, fsync, fstat,
+//! close) share one round trip. Everything else ([`SftpSession`]'s
+//! listings, stat, mkdir, the streaming handles) stays on libssh2's SFTP
+//! channel beside this one.
+//!
+//! Protocol: draft-ietf-secsh-filexfer-02 (version 3, what OpenSSH speaks)
+//! with OpenSSH's `posix-rename`, `fsync` and `limits` extensions.
+//!
+//! [`SftpSession`]: super::SftpSession
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use log::debug;
+
+use super::{sftp_failure, sftp_io_error, status, status_kind, status_name, Metadata};
+use crate::session::SessionInner;
+use crate::{Error, ErrorKind, Result};
+
+// Packet types (draft-ietf-secsh-filexfer-02 §3).
+const INIT: u8 = 1;
+const VERSION: u8 = 2;
+const OPEN: u8 = 3;
+const CLOSE: u8 = 4;
+const READ: u8 = 5;
+const WRITE: u8 = 6;
+const FSTAT: u8 = 8;
+const SETSTAT: u8 = 9;
+const REMOVE: u8 = 13;
+const STAT: u8 = 17;
+const RENAME: u8 = 18;
+const EXTENDED: u8 = 200;
+const STATUS: u8 = 101;
+const HANDLE: u8 = 102;
+const DATA: u8 = 103;
+const ATTRS: u8 = 105;
+const EXTENDED_REPLY: u8 = 201;
+
+/// `SSH_FX_OK` and `SSH_FX_EOF`.
+const FX_OK: u32 = 0;
+const FX_EOF: u32 = 1;
+
+/// Open flags (`SSH_FXF_*`).
+pub(crate) mod flags {
+    pub(crate) const READ: u32 = 0x01;
+    pub(crate) const WRITE: u32 = 0x02;
+    pub(crate) const CREATE: u32 = 0x08;
+    pub(crate) const TRUNCATE: u32 = 0x10;
+    pub(crate) const EXCLUSIVE: u32 = 0x20;
+}
+
+// Attribute flags (`SSH_FILEXFER_ATTR_*`).
+const ATTR_SIZE: u32 = 0x01;
+const ATTR_UIDGID: u32 = 0x02;
+const ATTR_PERMISSIONS: u32 = 0x04;
+const ATTR_ACMODTIME: u32 = 0x08;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
+
+/// The data length of a read or write request when the server does not
+/// say more (every SFTP server must take 32 KiB).
+const DEFAULT_IO_LEN: u32 = 32 * 1024;
+/// The largest request we send even if a server allows more: OpenSSH's
+/// `sftp-server` allows 255 KiB; more buys nothing measurable.
+const MAX_IO_LEN: u32 = 255 * 1024;
+/// The window we give the server for its replies, as exec does.
+const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
+/// libssh2 refuses packets over ~35,000 bytes: 32 KiB is the most it takes.
+const PACKET_SIZE: u32 = 32 * 1024;
+/// Requests are written to the channel in batches of about this much.
+const FLUSH_AT: usize = 1 << 20;
+
+/// A handle the server gave us for an open file.
+pub(crate) type Handle = Vec<u8>;
+
+/// One reply, parsed; `Data` points into the receive buffer and is valid
+/// until the next [`Wire::recv`].
+pub(crate) enum Reply {
+    Status(u32, String),
+    Handle(Handle),
+    Data(Range<usize>),
+    Attrs(Metadata),
+    Extended(Vec<u8>),
+}
+
+/// A pipelined SFTP client on its own channel. Every call on the channel
+/// takes the session's operation lock; the `Wire` itself belongs to one
+/// thread at a time (see `Shared::wire`).
+pub(crate) struct Wire {
+    channel: ssh2::Channel,
+    inner: Arc<SessionInner>,
+    next_id: u32,
+    posix_rename: bool,
+    fsync: bool,
+    write_len: u32,
+    read_len: u32,
+    /// Requests not yet written to the channel.
+    out: Vec<u8>,
+    /// Received bytes; `head..tail` not yet parsed.
+    buf: Vec<u8>,
+    head: usize,
+    tail: usize,
+    /// Requests whose replies nobody waits for (fire-and-forget closes,
+    /// requests of a failed pipeline): skipped by `recv`.
+    ignored: Vec<u32>,
+    /// The channel failed: this wire must not be used again.
+    broken: bool,
+}
+
+/// What a transfer over the wire reports as it goes.
+pub(crate) type Progress<'a> = &'a mut dyn FnMut(u64);
+
+impl Wire {
+    /// Opens a channel, starts the `sftp` subsystem and agrees on version 3.
+    /// The caller does not hold the operation lock.
+    pub(crate) fn open(inner: &Arc<SessionInner>) -> Result<Wire> {
+        let channel = {
+            let _g = inner.lock();
+            let started = inner
+                .ssh
+                .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None)
+                .and_then(|mut ch| {
+                    ch.handle_extended_data(ssh2::ExtendedData::Ignore)?;
+                    ch.subsystem("sftp")?;
+                    Ok(ch)
+                });
+            started.map_err(|e| {
+                let mut err = super::sftp_error("start", "", e);
+                if let Error::Sftp { path, reason, .. } = &mut err {
+                    *path = inner.target();
+                    reason.push_str(" (does the server enable the sftp subsystem?)");
+                }
+                err
+            })?
+        };
+        let mut wire = Wire {
+            channel,
+            inner: Arc::clone(inner),
+            next_id: 1,
+            posix_rename: false,
+            fsync: false,
+            write_len: DEFAULT_IO_LEN,
+            read_len: DEFAULT_IO_LEN,
+            out: Vec::with_capacity(FLUSH_AT + MAX_IO_LEN as usize + 1024),
+            buf: vec![0; 2 << 20],
+            head: 0,
+            tail: 0,
+            ignored: Vec::new(),
+            broken: false,
+        };
+        wire.handshake()?;
+        Ok(wire)
+    }
+
+    fn handshake(&mut self) -> Result<()> {
+        let start = self.out.len();
+        put_u32(&mut self.out, 0);
+        self.out.push(INIT);
+        put_u32(&mut self.out, 3);
+        self.finish(start);
+        self.flush("start", "")?;
+        let range = self.packet("start", "")?;
+        let mut body = Reader::new(&self.buf[range]);
+        if body.u8() != Some(VERSION) {
+            return Err(self.protocol("start", "", "no VERSION reply"));
+        }
+        let version = body.u32().unwrap_or(0);
+        let mut limits = false;
+        while let (Some(name), Some(_data)) = (body.string(), body.string()) {
+            match name {
+                b"posix-rename@openssh.com" => self.posix_rename = true,
+                b"fsync@openssh.com" => self.fsync = true,
+                b"limits@openssh.com" => limits = true,
+                _ => {}
+            }
+        }
+        debug!(
+            "SFTP version {version} on {}: posix-rename {}, fsync {}, limits {limits}",
+            self.inner.target(),
+            self.posix_rename,
+            self.fsync
+        );
+        if limits {
+            let id = self.begin(EXTENDED);
+            put_str(&mut self.out, b"limits@openssh.com");
+            self.end(id.0);
+            match self.wait(id.1, "start", "")? {
+                Reply::Extended(data) => {
+                    let mut r = Reader::new(&data);
+                    let (_packet, read, write) = (r.u64(), r.u64(), r.u64());
+                    let clamp = |v: Option<u64>| match v {
+                        Some(0) | None => DEFAULT_IO_LEN,
+                        Some(v) => u32::try_from(v)
+                            .unwrap_or(MAX_IO_LEN)
+                            .clamp(1024, MAX_IO_LEN),
+                    };
+                    self.read_len = clamp(read);
+                    self.write_len = clamp(write);
+                }
+                _ => debug!("no usable limits@openssh.com reply"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the channel failed (the wire must be dropped).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Closes the channel; the caller holds the lock (within `cleanup`).
+    pub(crate) fn shutdown(mut self) {
+        let _ = self.channel.send_eof();
+        let _ = self.channel.close();
+    }
+
+    // ---- packets out ------------------------------------------------
+
+    /// Starts a request: returns where it starts in `out` and its id.
+    fn begin(&mut self, kind: u8) -> (usize, u32) {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let start = self.out.len();
+        put_u32(&mut self.out, 0);
+        self.out.push(kind);
+        put_u32(&mut self.out, id);
+        (start, id)
+    }
+
+    fn end(&mut self, start: usize) {
+        self.finish(start);
+    }
+
+    /// Writes the length of the packet that starts at `start`.
+    fn finish(&mut self, start: usize) {
+        let len = u32::try_from(self.out.len() - start - 4).expect("packets are small");
+        self.out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Writes the queued requests to the channel.
+    pub(crate) fn flush(&mut self, op: &'static str, path: &str) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let _g = self.inner.lock();
+        self.inner.keepalive_tick();
+        let written = self.channel.write_all(&self.out);
+        self.out.clear();
+        written.map_err(|e| {
+            self.broken = true;
+            sftp_io_error(op, path, e, Some(&self.inner.ssh))
+        })
+    }
+
+    // ---- packets in -------------------------------------------------
+
+    /// Reads until a whole packet is buffered; returns its body (type
+    /// byte on) as a range of `buf`, consumed.
+    fn packet(&mut self, op: &'static str, path: &str) -> Result<Range<usize>> {
+        loop {
+            let have = self.tail - self.head;
+            if have >= 4 {
+                let len = u32::from_be_bytes(
+                    self.buf[self.head..self.head + 4]
+                        .try_into()
+                        .expect("four bytes"),
+                ) as usize;
+                if len == 0 || len > MAX_IO_LEN as usize + 64 * 1024 {
+                    self.broken = true;
+                    return Err(self.protocol(op, path, &format!("a {len}-byte packet")));
+                }
+                if have >= 4 + len {
+                    let body = self.head + 4..self.head + 4 + len;
+                    self.head = body.end;
+                    return Ok(body);
+                }
+                if self.head + 4 + len > self.buf.len() {
+                    self.buf.copy_within(self.head..self.tail, 0);
+                    self.tail -= self.head;
+                    self.head = 0;
+                }
+            } else if self.head == self.tail {
+                self.head = 0;
+                self.tail = 0;
+            }
+            self.fill(op, path)?;
+        }
+    }
+
+    fn fill(&mut self, op: &'static str, path: &str) -> Result<()> {
+        self.flush(op, path)?;
+        let _g = self.inner.lock();
+        self.inner.keepalive_tick();
+        match self.channel.read(&mut self.buf[self.tail..]) {
+            Ok(0) => {
+                self.broken = true;
+                Err(sftp_failure(
+                    ErrorKind::Disconnected,
+                    op,
+                    path,
+                    "connection lost (the server closed the SFTP channel)",
+                ))
+            }
+            Ok(n) => {
+                self.tail += n;
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(sftp_io_error(op, path, e, Some(&self.inner.ssh)))
+            }
+        }
+    }
+
+    /// The next reply that somebody waits for, with its request id.
+    pub(crate) fn recv(&mut self, op: &'static str, path: &str) -> Result<(u32, Reply)> {
+        loop {
+            let range = self.packet(op, path)?;
+            let mut r = Reader::new(&self.buf[range.clone()]);
+            let (Some(kind), Some(id)) = (r.u8(), r.u32()) else {
+                self.broken = true;
+                return Err(self.protocol(op, path, "a truncated reply"));
+            };
+            let reply = match kind {
+                STATUS => {
+                    let code = r.u32().unwrap_or(status::FAILURE);
+                    let msg = r
+                        .string()
+                        .map(|m| String::from_utf8_lossy(m).into_owned())
+                        .unwrap_or_default();
+                    Reply::Status(code, msg)
+                }
+                HANDLE => Reply::Handle(r.string().unwrap_or_default().to_vec()),
+                DATA => {
+                    let len = r.u32().unwrap_or(0) as usize;
+                    let at = range.start + 9;
+                    if at + len > range.end {
+                        self.broken = true;
+                        return Err(self.protocol(op, path, "a truncated DATA reply"));
+                    }
+                    Reply::Data(at..at + len)
+                }
+                ATTRS => Reply::Attrs(r.attrs().unwrap_or_else(empty_metadata)),
+                EXTENDED_REPLY => Reply::Extended(self.buf[range.start + 5..range.end].to_vec()),
+                other => {
+                    self.broken = true;
+                    return Err(self.protocol(op, path, &format!("reply type {other}")));
+                }
+            };
+            if let Some(i) = self.ignored.iter().position(|&x| x == id) {
+                self.ignored.swap_remove(i);
+                if let Reply::Status(code, msg) = &reply {
+                    if *code != FX_OK {
+                        debug!("ignored SFTP request {id} failed: {code} {msg}");
+                    }
+                }
+                continue;
+            }
+            return Ok((id, reply));
+        }
+    }
+
+    /// The reply to `id`, the next one expected.
+    fn wait(&mut self, id: u32, op: &'static str, path: &str) -> Result<Reply> {
+        let (got, reply) = self.recv(op, path)?;
+        if got != id {
+            self.broken = true;
+            return Err(self.protocol(op, path, &format!("reply {got} where {id} was due")));
+        }
+        Ok(reply)
+    }
+
+    /// Replies to requests nobody will wait for are skipped.
+    pub(crate) fn ignore(&mut self, ids: impl IntoIterator<Item = u32>) {
+        self.ignored.extend(ids);
+    }
+
+    fn protocol(&self, op: &'static str, path: &str, what: &str) -> Error {
+        sftp_failure(
+            ErrorKind::Protocol,
+            op,
+            path,
+            format!("unexpected SFTP data from the server: {what}"),
+        )
+    }
+
+    // ---- requests -----------------------------------------------------
+
+    /// Queues OPEN of `path`.
+    pub(crate) fn send_open(&mut self, path: &str, pflags: u32, mode: u32) -> u32 {
+        let (start, id) = self.begin(OPEN);
+        put_str(&mut self.out, path.as_bytes());
+        put_u32(&mut self.out, pflags);
+        put_u32(&mut self.out, ATTR_PERMISSIONS);
+        put_u32(&mut self.out, mode);
+        self.end(start);
+        id
+    }
+
+    /// Queues a request on a handle: CLOSE, FSTAT.
+    fn send_on_handle(&mut self, kind: u8, handle: &[u8]) -> u32 {
+        let (start, id) = self.begin(kind);
+        put_str(&mut self.out, handle);
+        self.end(start);
+        id
+    }
+
+    pub(crate) fn send_close(&mut self, handle: &[u8]) -> u32 {
+        self.send_on_handle(CLOSE, handle)
+    }
+
+    pub(crate) fn send_fstat(&mut self, handle: &[u8]) -> u32 {
+        self.send_on_handle(FSTAT, handle)
+    }
+
+    /// Queues `fsync@openssh.com` (the caller checked [`has_fsync`]).
+    ///
+    /// [`has_fsync`]: Self::has_fsync
+    pub(crate) fn send_fsync(&mut self, handle: &[u8]) -> u32 {
+        let (start, id) = self.begin(EXTENDED);
+        put_str(&mut self.out, b"fsync@openssh.com");
+        put_str(&mut self.out, handle);
+        self.end(start);
+        id
+    }
+
+    /// Queues a request on a path: STAT, REMOVE.
+    fn send_on_path(&mut self, kind: u8, path: &str) -> u32 {
+        let (start, id) = self.begin(kind);
+        put_str(&mut self.out, path.as_bytes());
+        self.end(start);
+        id
+    }
+
+    pub(crate) fn send_stat(&mut self, path: &str) -> u32 {
+        self.send_on_path(STAT, path)
+    }
+
+    pub(crate) fn send_remove(&mut self, path: &str) -> u32 {
+        self.send_on_path(REMOVE, path)
+    }
+
+    /// Queues a rename: `posix-rename@openssh.com` (replaces `to`) when
+    /// `posix` and the server offers it, else the plain SFTP rename.
+    pub(crate) fn send_rename(&mut self, from: &str, to: &str, posix: bool) -> u32 {
+        let (start, id) = if posix && self.posix_rename {
+            let (start, id) = self.begin(EXTENDED);
+            put_str(&mut self.out, b"posix-rename@openssh.com");
+            (start, id)
+        } else {
+            self.begin(RENAME)
+        };
+        put_str(&mut self.out, from.as_bytes());
+        put_str(&mut self.out, to.as_bytes());
+        self.end(start);
+        id
+    }
+
+    /// Queues SETSTAT of the access and modification times of `path`.
+    pub(crate) fn send_set_times(&mut self, path: &str, secs: u32) -> u32 {
+        let (start, id) = self.begin(SETSTAT);
+        put_str(&mut self.out, path.as_bytes());
+        put_u32(&mut self.out, ATTR_ACMODTIME);
+        put_u32(&mut self.out, secs);
+        put_u32(&mut self.out, secs);
+        self.end(start);
+        id
+    }
+
+    /// Queues a READ of `len` bytes at `offset`.
+    pub(crate) fn send_read(&mut self, handle: &[u8], offset: u64, len: u32) -> u32 {
+        let (start, id) = self.begin(READ);
+        put_str(&mut self.out, handle);
+        put_u64(&mut self.out, offset);
+        put_u32(&mut self.out, len);
+        self.end(start);
+        id
+    }
+
+    /// Queues a WRITE of `len` bytes at `offset`, which `fill` puts in
+    /// place (straight into the outgoing buffer: no copy of its own).
+    fn send_write_with(
+        &mut self,
+        handle: &[u8],
+        offset: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<u32> {
+        let (start, id) = self.begin(WRITE);
+        put_str(&mut self.out, handle);
+        put_u64(&mut self.out, offset);
+        put_u32(
+            &mut self.out,
+            u32::try_from(len).expect("requests are small"),
+        );
+        let at = self.out.len();
+        self.out.resize(at + len, 0);
+        if let Err(e) = fill(&mut self.out[at..]) {
+            self.out.truncate(start);
+            return Err(e);
+        }
+        self.end(start);
+        Ok(id)
+    }
+
+    // ---- one request, one reply ---------------------------------------
+
+    /// Sends what is queued, waits for `id`'s reply and expects a status.
+    pub(crate) fn status_of(&mut self, id: u32, op: &'static str, path: &str) -> Result<()> {
+        match self.wait(id, op, path)? {
+            Reply::Status(FX_OK, _) => Ok(()),
+            Reply::Status(code, msg) => Err(status_error(op, path, code, &msg)),
+            _ => Err(self.protocol(op, path, "a reply that is not a status")),
+        }
+    }
+
+    /// Sends what is queued, waits for `id`'s reply and expects a handle.
+    pub(crate) fn handle_of(&mut self, id: u32, op: &'static str, path: &str) -> Result<Handle> {
+        match self.wait(id, op, path)? {
+            Reply::Handle(h) => Ok(h),
+            Reply::Status(code, msg) => Err(status_error(op, path, code, &msg)),
+            _ => Err(self.protocol(op, path, "a reply that is not a handle")),
+        }
+    }
+
+    /// Sends what is queued, waits for `id`'s reply and expects attributes.
+    pub(crate) fn attrs_of(&mut self, id: u32, op: &'static str, path: &str) -> Result<Metadata> {
+        match self.wait(id, op, path)? {
+            Reply::Attrs(m) => Ok(m),
+            Reply::Status(code, msg) => Err(status_error(op, path, code, &msg)),
+            _ => Err(self.protocol(op, path, "a reply that is not attributes")),
+        }
+    }
+
+    /// STAT of `path`.
+    pub(crate) fn stat(&mut self, path: &str) -> Result<Metadata> {
+        let id = self.send_stat(path);
+        self.attrs_of(id, "stat", path)
+    }
+
+    /// Whether `path` exists (following symlinks).
+    pub(crate) fn exists(&mut self, path: &str) -> Result<bool> {
+        match self.stat(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Renames `from` to `to`, replacing `to`: atomically with
+    /// `posix-rename@openssh.com`; without it, a plain rename, and when
+    /// that is refused because `to` exists (SFTP v3 servers refuse), `to`
+    /// is removed first (not atomic: `to` is briefly absent).
+    pub(crate) fn rename_replace(&mut self, from: &str, to: &str) -> Result<()> {
+        let posix = self.posix_rename;
+        let id = self.send_rename(from, to, true);
+        match self.status_of(id, "rename", from) {
+            Err(e) if !posix && status_code(&e) == Some(status::FAILURE) => {}
+            done => return done,
+        }
+        if self.stat(to).is_ok_and(|m| !m.is_dir()) {
+            let id = self.send_remove(to);
+            self.status_of(id, "rename (remove target)", to)?;
+        }
+        let id = self.send_rename(from, to, false);
+        self.status_of(id, "rename", from)
+    }
+
+    /// Renames `from` to `to` only if `to` does not exist: the plain SFTP
+    /// rename, which OpenSSH does with a hard link that fails on an
+    /// existing target.
+    pub(crate) fn rename_no_replace(&mut self, from: &str, to: &str) -> Result<()> {
+        let id = self.send_rename(from, to, false);
+        match self.status_of(id, "rename", to) {
+            Err(e) if e.kind() == ErrorKind::Other && self.exists(to).unwrap_or(false) => Err(
+                sftp_failure(ErrorKind::AlreadyExists, "rename", to, "the target exists"),
+            ),
+            done => done,
+        }
+    }
+
+    /// Best-effort removal of a temporary file after a failure.
+    pub(crate) fn remove_quietly(&mut self, path: &str) {
+        let id = self.send_remove(path);
+        if let Err(e) = self.status_of(id, "remove", path) {
+            debug!("cannot remove temporary file {path}: {e}");
+        }
+    }
+
+    /// After the data of an upload: `fsync@openssh.com` (when `fsync` and
+    /// the server offers it), the mtime (when given), FSTAT (when
+    /// `fstat`), and CLOSE, in one round trip. Returns the size FSTAT saw.
+    /// The handle is closed whatever fails.
+    pub(crate) fn finish_write(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        fsync: bool,
+        mtime: Option<u32>,
+        fstat: bool,
+    ) -> Result<Option<u64>> {
+        let fsync_id = (fsync && self.fsync).then(|| self.send_fsync(handle));
+        let mtime_id = mtime.map(|secs| self.send_set_times(path, secs));
+        let stat_id = fstat.then(|| self.send_fstat(handle));
+        let close_id = self.send_close(handle);
+        let synced = match fsync_id.map(|id| self.status_of(id, "fsync", path)) {
+            Some(Err(e)) if status_code(&e) == Some(status::OP_UNSUPPORTED) => {
+                debug!("{} does not offer fsync@openssh.com", self.inner.target());
+                self.fsync = false;
+                Ok(())
+            }
+            Some(other) => other,
+            None => Ok(()),
+        };
+        let timed = mtime_id.map_or(Ok(()), |id| self.status_of(id, "set mtime", path));
+        let size = stat_id
+            .map(|id| self.attrs_of(id, "stat", path))
+            .transpose();
+        let closed = self.status_of(close_id, "close", path);
+        synced?;
+        timed?;
+        let size = size?;
+        closed?;
+        Ok(size.map(|m| m.len()))
+    }
+
+    /// Closes `handle` without waiting for the reply (for files that were
+    /// only read, or after a failure: nothing depends on it).
+    pub(crate) fn close_quietly(&mut self, handle: &[u8], path: &str) {
+        let id = self.send_close(handle);
+        self.ignore([id]);
+        if let Err(e) = self.flush("close", path) {
+            debug!("cannot close {path}: {e}");
+        }
+    }
+
+    // ---- pipelines ----------------------------------------------------
+
+    /// Writes bytes `range` of `source` to `handle` at the same offsets,
+    /// keeping up to `in_flight` bytes unacknowledged. Reports each
+    /// acknowledged request to `progress`.
+    pub(crate) fn write_from(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        source: &File,
+        range: Range<u64>,
+        in_flight: u64,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut pending: VecDeque<(u32, u64)> = VecDeque::new();
+        let result = self.write_pipeline(
+            handle,
+            path,
+            source,
+            range,
+            in_flight,
+            progress,
+            &mut pending,
+        );
+        if result.is_err() {
+            self.ignore(pending.into_iter().map(|(id, _)| id));
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)] // one pipeline's state
+    fn write_pipeline(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        source: &File,
+        range: Range<u64>,
+        in_flight: u64,
+        progress: Progress<'_>,
+        pending: &mut VecDeque<(u32, u64)>,
+    ) -> Result<()> {
+        let mut next = range.start;
+        let mut unacked = 0u64;
+        while next < range.end || !pending.is_empty() {
+            while next < range.end && unacked < in_flight {
+                let len = (range.end - next).min(u64::from(self.write_len));
+                let at = next;
+                let id = self
+                    .send_write_with(handle, at, len as usize, |buf| {
+                        source.read_exact_at(buf, at)
+                    })
+                    .map_err(|e| {
+                        let e = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            std::io::Error::new(e.kind(), "the local file shrank during the upload")
+                        } else {
+                            e
+                        };
+                        Error::io("cannot read the local file for upload", e)
+                    })?;
+                pending.push_back((id, len));
+                unacked += len;
+                next += len;
+                if self.out.len() >= FLUSH_AT {
+                    self.flush("upload", path)?;
+                }
+            }
+            let (id, reply) = self.recv("upload", path)?;
+            let Some(i) = pending.iter().position(|&(p, _)| p == id) else {
+                self.broken = true;
+                return Err(self.protocol(
+                    "upload",
+                    path,
+                    &format!("a reply to unknown request {id}"),
+                ));
+            };
+            let (_, len) = pending.remove(i).expect("found above");
+            match reply {
+                Reply::Status(FX_OK, _) => {
+                    unacked -= len;
+                    progress(len);
+                }
+                Reply::Status(code, msg) => return Err(status_error("upload", path, code, &msg)),
+                _ => {
+                    return Err(self.protocol(
+                        "upload",
+                        path,
+                        "a reply to WRITE that is not a status",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads bytes `range` of `handle` into `out` at the same offsets,
+    /// keeping up to `in_flight` bytes requested. With `to_eof`, also
+    /// checks that the file ends at `range.end` (it did not grow).
+    #[allow(clippy::too_many_arguments)] // one pipeline's parameters
+    pub(crate) fn read_into(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        out: &File,
+        range: Range<u64>,
+        to_eof: bool,
+        in_flight: u64,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut pending: VecDeque<(u32, u64, u64)> = VecDeque::new();
+        let result = self.read_pipeline(
+            handle,
+            path,
+            out,
+            range,
+            to_eof,
+            in_flight,
+            progress,
+            &mut pending,
+        );
+        if result.is_err() {
+            self.ignore(pending.into_iter().map(|(id, _, _)| id));
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)] // one pipeline's state
+    fn read_pipeline(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        out: &File,
+        range: Range<u64>,
+        to_eof: bool,
+        in_flight: u64,
+        progress: Progress<'_>,
+        pending: &mut VecDeque<(u32, u64, u64)>,
+    ) -> Result<()> {
+        // A request of length 0 at `range.end` marks the end-of-file probe.
+        let mut next = range.start;
+        let mut probe = to_eof;
+        let mut requested = 0u64;
+        while next < range.end || probe || !pending.is_empty() {
+            while next < range.end && requested < in_flight {
+                let len = (range.end - next).min(u64::from(self.read_len));
+                let id = self.send_read(handle, next, len as u32);
+                pending.push_back((id, next, len));
+                requested += len;
+                next += len;
+            }
+            if next >= range.end && probe {
+                let id = self.send_read(handle, range.end, 1);
+                pending.push_back((id, range.end, 0));
+                probe = false;
+            }
+            let (id, reply) = self.recv("download", path)?;
+            let Some(i) = pending.iter().position(|&(p, _, _)| p == id) else {
+                self.broken = true;
+                return Err(self.protocol(
+                    "download",
+                    path,
+                    &format!("a reply to unknown request {id}"),
+                ));
+            };
+            let (_, at, len) = pending.remove(i).expect("found above");
+            match reply {
+                Reply::Data(_) if len == 0 => {
+                    return Err(sftp_failure(
+                        ErrorKind::Other,
+                        "download",
+                        path,
+                        format!(
+                            "the file grew during the download (it had {} bytes)",
+                            range.end
+                        ),
+                    ));
+                }
+                Reply::Status(FX_EOF, _) if len == 0 => {}
+                Reply::Data(data) => {
+                    let got = data.len() as u64;
+                    if got == 0 || got > len {
+                        return Err(self.protocol(
+                            "download",
+                            path,
+                            "a DATA reply of the wrong size",
+                        ));
+                    }
+                    out.write_all_at(&self.buf[data], at)
+                        .map_err(|e| Error::io("cannot write the downloaded data", e))?;
+                    requested -= len;
+                    progress(got);
+                    if got < len {
+                        // A short read: ask again for the rest.
+                        let id = self.send_read(handle, at + got, (len - got) as u32);
+                        pending.push_back((id, at + got, len - got));
+                        requested += len - got;
+                    }
+                }
+                Reply::Status(FX_EOF, _) => {
+                    return Err(sftp_failure(
+                        ErrorKind::Other,
+                        "download",
+                        path,
+                        format!(
+                            "the file ended at byte {at}, before the {} it had",
+                            range.end
+                        ),
+                    ));
+                }
+                Reply::Status(code, msg) => return Err(status_error("download", path, code, &msg)),
+                _ => {
+                    return Err(self.protocol("download", path, "a reply to READ that is not data"))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error for an SFTP status other than OK.
+pub(crate) fn status_error(op: &'static str, path: &str, code: u32, msg: &str) -> Error {
+    let name = status_name(code);
+    let reason = if msg.is_empty() || msg.eq_ignore_ascii_case(name) {
+        name.to_string()
+    } else {
+        format!("{name} ({msg})")
+    };
+    Error::Sftp {
+        kind: status_kind(code),
+        operation: op,
+        path: path.to_string(),
+        status: Some(code),
+        reason,
+        source: None,
+    }
+}
+
+/// The SFTP status behind an error, if any.
+pub(crate) fn status_code(e: &Error) -> Option<u32> {
+    match e {
+        Error::Sftp { status, .. } => *status,
+        _ => None,
+    }
+}
+
+fn empty_metadata() -> Metadata {
+    Metadata {
+        size: None,
+        mode: None,
+        mtime: None,
+        atime: None,
+        uid: None,
+        gid: None,
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    put_u32(out, u32::try_from(s.len()).expect("strings are small"));
+    out.extend_from_slice(s);
+}
+
+/// Reads SFTP fields from a packet body; `None` once it runs short.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        Reader { rest: body }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.rest.len() < n {
+            return None;
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("four bytes")))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_be_bytes(b.try_into().expect("eight bytes")))
+    }
+
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn attrs(&mut self) -> Option<Metadata> {
+        let flags = self.u32()?;
+        let mut m = empty_metadata();
+        if flags & ATTR_SIZE != 0 {
+            m.size = Some(self.u64()?);
+        }
+        if flags & ATTR_UIDGID != 0 {
+            m.uid = Some(self.u32()?);
+            m.gid = Some(self.u32()?);
+        }
+        if flags & ATTR_PERMISSIONS != 0 {
+            m.mode = Some(self.u32()?);
+        }
+        if flags & ATTR_ACMODTIME != 0 {
+            m.atime = Some(u64::from(self.u32()?));
+            m.mtime = Some(u64::from(self.u32()?));
+        }
+        if flags & ATTR_EXTENDED != 0 {
+            for _ in 0..self.u32()? {
+                self.string()?;
+                self.string()?;
+            }
+        }
+        Some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attrs_parse_every_field_and_stop_short_on_truncation() {
+        let mut body = Vec::new();
+        put_u32(
+            &mut body,
+            ATTR_SIZE | ATTR_UIDGID | ATTR_PERMISSIONS | ATTR_ACMODTIME | ATTR_EXTENDED,
+        );
+        put_u64(&mut body, 29_999);
+        put_u32(&mut body, 1000);
+        put_u32(&mut body, 1001);
+        put_u32(&mut body, 0o100_640);
+        put_u32(&mut body, 7);
+        put_u32(&mut body, 1_700_000_000);
+        put_u32(&mut body, 1);
+        put_str(&mut body, b"name@example");
+        put_str(&mut body, b"value");
+        let m = Reader::new(&body).attrs().expect("complete attributes");
+        assert_eq!(m.len(), 29_999);
+        assert_eq!((m.uid(), m.gid()), (Some(1000), Some(1001)));
+        assert_eq!(m.permissions(), Some(0o640));
+        assert!(m.is_file());
+        assert_eq!(m.atime, Some(7));
+        assert_eq!(m.mtime, Some(1_700_000_000));
+        for cut in 0..body.len() {
+            assert!(Reader::new(&body[..cut]).attrs().is_none(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn status_errors_keep_the_code_and_the_kind() {
+        let e = status_error(
+            "upload",
+            "/in/a b.csv",
+            status::PERMISSION_DENIED,
+            "Permission denied",
+        );
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        let text = e.to_string();
+        assert!(text.contains("/in/a b.csv"), "{text}");
+        assert!(!text.contains("(Permission denied)"), "{text}");
+        let e = status_error("stat", "/x", status::NO_SUCH_FILE, "");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+}
