@@ -42,6 +42,12 @@ use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
 /// (MiB): the `VmHWM` of `sftp` plus that of the `ssh` it starts (which
 /// does the crypto), as last sampled while they ran (every 10 ms).
 fn openssh_sftp(server: &Sshd, key: &ClientKey, batch: &str) -> f64 {
+    openssh_sftp_with(server, key, &[], batch)
+}
+
+/// [`openssh_sftp`] with extra command-line flags (e.g. `-f`: fsync each
+/// file, with `fsync@openssh.com`).
+fn openssh_sftp_with(server: &Sshd, key: &ClientKey, flags: &[&str], batch: &str) -> f64 {
     let dir = tempfile::tempdir().expect("batch dir");
     let batch_path = dir.path().join("batch");
     fs::write(&batch_path, batch).expect("write batch");
@@ -49,6 +55,7 @@ fn openssh_sftp(server: &Sshd, key: &ClientKey, batch: &str) -> f64 {
     let stderr = fs::File::create(&stderr_path).expect("stderr file");
     let mut child = Command::new("sftp")
         .arg("-q")
+        .args(flags)
         .arg("-i")
         .arg(&key.path)
         .args(["-o", "StrictHostKeyChecking=no"])
@@ -370,55 +377,120 @@ fn main() {
     }
 
     if small > 0 {
-        let tree = d.join("small");
-        fs::create_dir(&tree).expect("mkdir");
-        for i in 0..small {
-            fs::write(tree.join(format!("f{i:05}.csv")), vec![b'x'; 4096]).expect("write");
-        }
-        let opts = TransferOptions::new();
-        let ours_up = time(|| {
-            sftp.upload_dir(&tree, remote("small-up"), &opts)
-                .expect("upload_dir");
-        });
-        let ours_down = time(|| {
-            sftp.download_dir(remote("small-up"), d.join("small-down"), &opts)
-                .expect("download_dir");
-        });
-        let theirs_up = time(|| {
-            openssh_sftp(
-                &server,
-                &key,
-                &format!(
-                    "mkdir {}\nput -r {} {}\n",
-                    remote("small-oup"),
-                    tree.display(),
-                    remote("small-oup")
-                ),
-            )
-        });
-        let theirs_down = time(|| {
-            openssh_sftp(
-                &server,
-                &key,
-                &format!(
-                    "get -r {} {}\n",
-                    remote("small-oup"),
-                    d.join("small-odown").display()
-                ),
-            )
-        });
-        let count = |p: &Path| fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
-        assert_eq!(count(&d.join("small-down")), small);
-        println!(
-            "{small} x 4 KiB upload_dir   etl-ssh {ours_up:.2} s   openssh sftp -r {theirs_up:.2} s   time ratio {:.2}",
-            ours_up / theirs_up
-        );
-        println!(
-            "{small} x 4 KiB download_dir etl-ssh {ours_down:.2} s   openssh sftp -r {theirs_down:.2} s   time ratio {:.2}",
-            ours_down / theirs_down
-        );
+        small_files(&server, &key, d, &sftp, small, runs);
     }
     println!("load average at the end: {}", loadavg());
+}
+
+/// `small` files of 4 KiB: `upload_dir` / `download_dir` (default options,
+/// then `fsync(false)`) beside `sftp -r` (plain, and `-f` for uploads:
+/// fsync each file as the default etl-ssh upload does), `runs` rounds with
+/// the order rotated, medians.
+fn small_files(
+    server: &Sshd,
+    key: &ClientKey,
+    d: &Path,
+    sftp: &SftpSession,
+    small: usize,
+    runs: usize,
+) {
+    let tree = d.join("small");
+    fs::create_dir(&tree).expect("mkdir");
+    for i in 0..small {
+        fs::write(tree.join(format!("f{i:05}.csv")), vec![b'x'; 4096]).expect("write");
+    }
+    let remote = |name: &str| d.join(name).to_str().expect("utf-8").to_string();
+    let fsync = TransferOptions::new();
+    let no_fsync = TransferOptions::new().fsync(false);
+    let count = |p: &Path| fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+    let case = |c: usize, round: usize| -> f64 {
+        let fresh = |name: &str| {
+            let _ = fs::remove_dir_all(d.join(name));
+            remote(name)
+        };
+        match c {
+            0 | 1 => {
+                let target = fresh(&format!("s-up{c}-{round}"));
+                let opts = if c == 0 { &fsync } else { &no_fsync };
+                time(|| sftp.upload_dir(&tree, &target, opts).expect("upload_dir"))
+            }
+            2 | 3 => {
+                let target = fresh(&format!("s-down{c}-{round}"));
+                let opts = if c == 2 { &fsync } else { &no_fsync };
+                let secs = time(|| {
+                    sftp.download_dir(remote("s-src"), &target, opts)
+                        .expect("download_dir")
+                });
+                assert_eq!(count(Path::new(&target)), small);
+                secs
+            }
+            4 | 5 => {
+                let target = fresh(&format!("s-oup{c}-{round}"));
+                let flags: &[&str] = if c == 4 { &[] } else { &["-f"] };
+                time(|| {
+                    openssh_sftp_with(
+                        server,
+                        key,
+                        flags,
+                        &format!("mkdir {target}\nput -r {} {target}\n", tree.display()),
+                    )
+                })
+            }
+            _ => {
+                let target = fresh(&format!("s-odown-{round}"));
+                time(|| {
+                    openssh_sftp(
+                        server,
+                        key,
+                        &format!("get -r {} {target}\n", remote("s-src")),
+                    )
+                })
+            }
+        }
+    };
+    sftp.upload_dir(&tree, remote("s-src"), &no_fsync)
+        .expect("upload_dir");
+    const NAMES: [&str; 7] = [
+        "etl-ssh upload_dir",
+        "etl-ssh upload_dir fsync(false)",
+        "etl-ssh download_dir",
+        "etl-ssh download_dir fsync(false)",
+        "openssh put -r",
+        "openssh put -r -f (fsync)",
+        "openssh get -r",
+    ];
+    let mut secs = vec![Vec::new(); NAMES.len()];
+    for round in 0..runs {
+        for k in 0..NAMES.len() {
+            let c = (k + round) % NAMES.len();
+            secs[c].push(case(c, round));
+        }
+    }
+    let med: Vec<f64> = secs.iter().map(|v| median(v.clone())).collect();
+    println!("\n# {small} files of 4 KiB, {runs} rounds, median; time ratio = etl-ssh s / OpenSSH s (lower is better for etl-ssh)");
+    let theirs = |c: usize| match c {
+        0 => (5, "put -r -f"),
+        1 => (4, "put -r"),
+        _ => (6, "get -r"),
+    };
+    for (c, name) in NAMES.iter().enumerate() {
+        let runs: Vec<f64> = secs[c].iter().map(|s| (s * 100.0).round() / 100.0).collect();
+        if c < 4 {
+            let (o, oname) = theirs(c);
+            let also = if c == 0 {
+                format!(", {:.2} vs put -r", med[0] / med[4])
+            } else {
+                String::new()
+            };
+            println!(
+                "{name:<36} {:>6.2} s   time ratio {:.2} vs {oname}{also}   (runs: {runs:?} s)",
+                med[c],
+                med[c] / med[o]
+            );
+        } else {
+            println!("{name:<36} {:>6.2} s   (runs: {runs:?} s)", med[c]);
+        }
+    }
 }
 
 /// The large-file case: throughput beside OpenSSH, then peak RSS.

@@ -4,10 +4,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::batch::{download_wave, fits_wave, upload_wave, WAVE};
 use super::parallel::Workers;
 use super::transfer::{download_file, upload_file};
 use super::{file_name, join, parent, DirEntry, FileType, SftpSession, Shared, TransferOptions};
 use crate::{Error, ErrorKind, Result};
+
+/// One job of a folder transfer.
+enum Work<T> {
+    /// Small files that move together.
+    Wave(Vec<T>),
+    /// A file that moves alone.
+    One(T),
+}
 
 /// A shell-style pattern for file names: `*` (any run of characters), `?`
 /// (one character), `[abc]`, `[a-z]`, `[!abc]` (one of, or none of, a set),
@@ -200,8 +209,9 @@ impl SftpSession {
         // sessions (each one atomic on its own).
         let mut files = Vec::new();
         self.upload_tree(local.as_ref(), remote, options, &mut files)?;
-        self.spread(files, options, |shared, (local, remote), options| {
-            upload_file(shared, &local, &remote, options)
+        self.spread(files, options, |shared, work, options| match work {
+            Work::Wave(files) => shared.with_wire(|w| upload_wave(w, &files, options)),
+            Work::One((local, remote)) => upload_file(shared, &local, &remote, options),
         })
     }
 
@@ -212,7 +222,7 @@ impl SftpSession {
         local: &Path,
         remote: &str,
         options: &TransferOptions,
-        files: &mut Vec<(PathBuf, String)>,
+        files: &mut Vec<((PathBuf, String), u64)>,
     ) -> Result<()> {
         let read = fs::read_dir(local)
             .map_err(|e| Error::io(format!("cannot list {}", local.display()), e))?;
@@ -232,27 +242,38 @@ impl SftpSession {
                 }
                 self.upload_tree(&path, &target, options, files)?;
             } else if meta.is_file() && options.filter.as_ref().is_none_or(|g| g.matches(&name)) {
-                files.push((path, target));
+                files.push(((path, target), meta.len()));
             }
         }
         Ok(())
     }
 
-    /// Runs `job` for each of `files` over as many sessions as
-    /// [`TransferOptions::sessions`] allows for that many files; each file
-    /// moves on one session, with `options` less segmenting. Returns the
-    /// bytes the jobs moved.
-    fn spread<T: Send>(
+    /// Runs `job` over `files` (each with its size) on as many sessions
+    /// as [`TransferOptions::sessions`] allows for that many files: small
+    /// files in waves of up to [`WAVE`] (`batch.rs`), bigger ones alone,
+    /// biggest first; each file moves on one session, with `options` less
+    /// segmenting. Returns the bytes the jobs moved.
+    fn spread<T: Send + Clone>(
         &self,
-        files: Vec<T>,
+        mut files: Vec<(T, u64)>,
         options: &TransferOptions,
-        job: impl Fn(&Shared, T, &TransferOptions) -> Result<u64> + Sync,
+        job: impl Fn(&Shared, Work<T>, &TransferOptions) -> Result<u64> + Sync,
     ) -> Result<u64> {
         let per_file = options.clone().sessions(1);
         let workers = Workers::open(&self.shared, options.sessions_for_files(files.len()));
+        files.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+        let (small, big): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|(_, size)| fits_wave(*size, options));
+        let small: Vec<T> = small.into_iter().map(|(f, _)| f).collect();
+        let work: Vec<Work<T>> = big
+            .into_iter()
+            .map(|(f, _)| Work::One(f))
+            .chain(small.chunks(WAVE).map(|c| Work::Wave(c.to_vec())))
+            .collect();
         let bytes = AtomicU64::new(0);
-        workers.run(&self.shared, files, |shared, file| {
-            bytes.fetch_add(job(shared, file, &per_file)?, Ordering::Relaxed);
+        workers.run(&self.shared, work, |shared, work| {
+            bytes.fetch_add(job(shared, work, &per_file)?, Ordering::Relaxed);
             Ok(())
         })?;
         Ok(bytes.into_inner())
@@ -283,8 +304,17 @@ impl SftpSession {
         // sessions (each one atomic on its own).
         let mut files = Vec::new();
         self.download_tree(remote.as_ref(), local, options, &mut files)?;
-        self.spread(files, options, |shared, (remote, local), options| {
-            download_file(shared, &remote, &local, options)
+        self.spread(files, options, |shared, work, options| match work {
+            Work::Wave(files) => {
+                let mut bigger = Vec::new();
+                let mut bytes =
+                    shared.with_wire(|w| download_wave(w, &files, options, &mut bigger))?;
+                for (remote, local) in bigger {
+                    bytes += download_file(shared, &remote, &local, options)?;
+                }
+                Ok(bytes)
+            }
+            Work::One((remote, local)) => download_file(shared, &remote, &local, options),
         })
     }
 
@@ -295,7 +325,7 @@ impl SftpSession {
         remote: &str,
         local: &Path,
         options: &TransferOptions,
-        files: &mut Vec<(String, PathBuf)>,
+        files: &mut Vec<((String, PathBuf), u64)>,
     ) -> Result<()> {
         for entry in self.read_dir(remote)? {
             let target = local.join(entry.name());
@@ -316,7 +346,7 @@ impl SftpSession {
                         .as_ref()
                         .is_none_or(|g| g.matches(entry.name())) =>
                 {
-                    files.push((entry.path().to_string(), target));
+                    files.push(((entry.path().to_string(), target), entry.len()));
                 }
                 _ => {}
             }

@@ -7,6 +7,7 @@
 //! listings, glob patterns and recursive transfers; `ffi.rs` the one raw
 //! libssh2 call (`posix-rename@openssh.com`).
 
+mod batch;
 mod dir;
 mod file;
 mod parallel;

@@ -658,9 +658,16 @@ impl Upload<'_> {
     }
 }
 
+/// Flushes a local folder (best effort): makes renames in it durable.
+pub(super) fn sync_folder(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
 /// Removes a local temporary file when dropped, unless disarmed.
-struct LocalTemp {
-    path: Option<PathBuf>,
+pub(super) struct LocalTemp {
+    pub(super) path: Option<PathBuf>,
 }
 
 impl Drop for LocalTemp {
@@ -778,29 +785,27 @@ fn download_into(
     finish_download(
         remote,
         local,
-        &target.dir,
-        target.out,
-        &target.path,
+        target,
         done,
-        total,
         &remote_meta,
         options,
         guard,
+        true,
     )
 }
 
 /// The local file a download writes: a temporary file beside the target
 /// (atomic), or the target itself.
-struct LocalTarget {
-    out: File,
+pub(super) struct LocalTarget {
+    pub(super) out: File,
     path: PathBuf,
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// Where the download starts (a resumed one after 0).
     start: u64,
 }
 
 impl LocalTarget {
-    fn create(
+    pub(super) fn create(
         remote: &str,
         local: &Path,
         remote_meta: &super::Metadata,
@@ -871,19 +876,27 @@ impl LocalTarget {
 }
 
 /// Flush, mtime, size check, and the rename into place of a download.
+/// With `sync_dir`, the folder is flushed too (the rename made durable);
+/// a caller that puts several files in one folder may do that once.
 #[allow(clippy::too_many_arguments)] // the state of one download, in pieces
-fn finish_download(
+pub(super) fn finish_download(
     remote: &str,
     local: &Path,
-    local_dir: &Path,
-    out: File,
-    out_path: &Path,
+    target: LocalTarget,
     done: u64,
-    total: u64,
     remote_meta: &super::Metadata,
     options: &TransferOptions,
     guard: &mut LocalTemp,
+    sync_dir: bool,
 ) -> Result<u64> {
+    let LocalTarget {
+        out,
+        path: out_path,
+        dir: local_dir,
+        ..
+    } = target;
+    let out_path = out_path.as_path();
+    let total = remote_meta.len();
     if options.fsync {
         out.sync_all()
             .map_err(|e| local_error(format!("cannot fsync {}", out_path.display()), e))?;
@@ -927,11 +940,8 @@ fn finish_download(
             guard.path = None;
         }
 
-        if options.fsync {
-            // Make the rename durable: fsync the folder (best effort).
-            if let Ok(d) = File::open(local_dir) {
-                let _ = d.sync_all();
-            }
+        if options.fsync && sync_dir {
+            sync_folder(&local_dir);
         }
     }
     Ok(done)

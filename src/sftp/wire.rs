@@ -50,7 +50,7 @@ const EXTENDED_REPLY: u8 = 201;
 
 /// `SSH_FX_OK` and `SSH_FX_EOF`.
 const FX_OK: u32 = 0;
-const FX_EOF: u32 = 1;
+pub(crate) const FX_EOF: u32 = 1;
 
 /// Open flags (`SSH_FXF_*`).
 pub(crate) mod flags {
@@ -114,8 +114,18 @@ pub(crate) struct Wire {
     /// Requests whose replies nobody waits for (fire-and-forget closes,
     /// requests of a failed pipeline): skipped by `recv`.
     ignored: Vec<u32>,
+    /// Replies that came before the one waited for (not data).
+    early: Vec<(u32, Reply)>,
     /// The channel failed: this wire must not be used again.
     broken: bool,
+}
+
+/// The requests [`Wire::send_finish_write`] queued.
+pub(crate) struct FinishIds {
+    fsync: Option<u32>,
+    mtime: Option<u32>,
+    stat: Option<u32>,
+    close: u32,
 }
 
 /// What a transfer over the wire reports as it goes.
@@ -157,6 +167,7 @@ impl Wire {
             head: 0,
             tail: 0,
             ignored: Vec::new(),
+            early: Vec::new(),
             broken: false,
         };
         wire.handshake()?;
@@ -214,6 +225,21 @@ impl Wire {
         Ok(())
     }
 
+    /// Whether the server offers `posix-rename@openssh.com`.
+    pub(crate) fn has_posix_rename(&self) -> bool {
+        self.posix_rename
+    }
+
+    /// The data length of one WRITE request.
+    pub(crate) fn write_len(&self) -> u32 {
+        self.write_len
+    }
+
+    /// The data length of one READ request.
+    pub(crate) fn read_len(&self) -> u32 {
+        self.read_len
+    }
+
     /// Whether the channel failed (the wire must be dropped).
     pub(crate) fn is_broken(&self) -> bool {
         self.broken
@@ -246,6 +272,14 @@ impl Wire {
     fn finish(&mut self, start: usize) {
         let len = u32::try_from(self.out.len() - start - 4).expect("packets are small");
         self.out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Writes the queued requests to the channel once they fill a batch.
+    pub(crate) fn flush_if_full(&mut self, op: &'static str, path: &str) -> Result<()> {
+        if self.out.len() >= FLUSH_AT {
+            self.flush(op, path)?;
+        }
+        Ok(())
     }
 
     /// Writes the queued requests to the channel.
@@ -371,14 +405,28 @@ impl Wire {
         }
     }
 
-    /// The reply to `id`, the next one expected.
+    /// The reply to `id`. Replies to other requests that come first (a
+    /// server may answer out of order) are kept for their own `wait`.
     fn wait(&mut self, id: u32, op: &'static str, path: &str) -> Result<Reply> {
-        let (got, reply) = self.recv(op, path)?;
-        if got != id {
-            self.broken = true;
-            return Err(self.protocol(op, path, &format!("reply {got} where {id} was due")));
+        if let Some(i) = self.early.iter().position(|(got, _)| *got == id) {
+            return Ok(self.early.swap_remove(i).1);
         }
-        Ok(reply)
+        loop {
+            let (got, reply) = self.recv(op, path)?;
+            if got == id {
+                return Ok(reply);
+            }
+            if matches!(reply, Reply::Data(_)) {
+                self.broken = true;
+                return Err(self.protocol(op, path, &format!("data for {got} where {id} was due")));
+            }
+            self.early.push((got, reply));
+        }
+    }
+
+    /// The bytes of a `Data` reply.
+    pub(crate) fn data(&self, range: Range<usize>) -> &[u8] {
+        &self.buf[range]
     }
 
     /// Replies to requests nobody will wait for are skipped.
@@ -490,7 +538,7 @@ impl Wire {
 
     /// Queues a WRITE of `len` bytes at `offset`, which `fill` puts in
     /// place (straight into the outgoing buffer: no copy of its own).
-    fn send_write_with(
+    pub(crate) fn send_write_with(
         &mut self,
         handle: &[u8],
         offset: u64,
@@ -610,11 +658,36 @@ impl Wire {
         mtime: Option<u32>,
         fstat: bool,
     ) -> Result<Option<u64>> {
-        let fsync_id = (fsync && self.fsync).then(|| self.send_fsync(handle));
-        let mtime_id = mtime.map(|secs| self.send_set_times(path, secs));
-        let stat_id = fstat.then(|| self.send_fstat(handle));
-        let close_id = self.send_close(handle);
-        let synced = match fsync_id.map(|id| self.status_of(id, "fsync", path)) {
+        let ids = self.send_finish_write(handle, path, fsync, mtime, fstat);
+        self.finish_write_replies(ids, path)
+    }
+
+    /// Queues what [`finish_write`](Self::finish_write) sends.
+    pub(crate) fn send_finish_write(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        fsync: bool,
+        mtime: Option<u32>,
+        fstat: bool,
+    ) -> FinishIds {
+        FinishIds {
+            fsync: (fsync && self.fsync).then(|| self.send_fsync(handle)),
+            mtime: mtime.map(|secs| self.send_set_times(path, secs)),
+            stat: fstat.then(|| self.send_fstat(handle)),
+            close: self.send_close(handle),
+        }
+    }
+
+    /// Waits for the replies to what [`send_finish_write`] queued.
+    ///
+    /// [`send_finish_write`]: Self::send_finish_write
+    pub(crate) fn finish_write_replies(
+        &mut self,
+        ids: FinishIds,
+        path: &str,
+    ) -> Result<Option<u64>> {
+        let synced = match ids.fsync.map(|id| self.status_of(id, "fsync", path)) {
             Some(Err(e)) if status_code(&e) == Some(status::OP_UNSUPPORTED) => {
                 debug!("{} does not offer fsync@openssh.com", self.inner.target());
                 self.fsync = false;
@@ -623,11 +696,14 @@ impl Wire {
             Some(other) => other,
             None => Ok(()),
         };
-        let timed = mtime_id.map_or(Ok(()), |id| self.status_of(id, "set mtime", path));
-        let size = stat_id
+        let timed = ids
+            .mtime
+            .map_or(Ok(()), |id| self.status_of(id, "set mtime", path));
+        let size = ids
+            .stat
             .map(|id| self.attrs_of(id, "stat", path))
             .transpose();
-        let closed = self.status_of(close_id, "close", path);
+        let closed = self.status_of(ids.close, "close", path);
         synced?;
         timed?;
         let size = size?;
@@ -707,9 +783,7 @@ impl Wire {
                 pending.push_back((id, len));
                 unacked += len;
                 next += len;
-                if self.out.len() >= FLUSH_AT {
-                    self.flush("upload", path)?;
-                }
+                self.flush_if_full("upload", path)?;
             }
             let (id, reply) = self.recv("upload", path)?;
             let Some(i) = pending.iter().position(|&(p, _)| p == id) else {

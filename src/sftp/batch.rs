@@ -1,0 +1,446 @@
+//! Many small files on one session at once, for the folder transfers.
+//!
+//! One file at a time, an atomic upload takes three round trips (open;
+//! write, fsync, fstat and close; rename) and a download two (stat and
+//! open; read and close). A *wave* of up to [`WAVE`] files takes the same
+//! round trips for all of its files together: every file's open goes out
+//! before the first answer is read, and so on. Each file stays atomic on
+//! its own: written to its temporary name, checked, renamed.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::transfer::{finish_download, sync_folder, LocalTarget, LocalTemp, TransferOptions};
+use super::wire::{flags, status_error, FinishIds, Handle, Reply, Wire, FX_EOF};
+use super::{file_name, join, parent, sftp_failure, Metadata};
+use crate::{Error, ErrorKind, Result};
+
+/// Files per wave.
+pub(super) const WAVE: usize = 32;
+
+/// Whether a file of `size` bytes goes in a wave with `options` (else it
+/// moves alone, with every option honoured).
+pub(super) fn fits_wave(size: u64, options: &TransferOptions) -> bool {
+    size <= options.buffer_size as u64
+        && options.atomic
+        && !options.resume
+        && options.overwrite == super::Overwrite::Replace
+}
+
+/// One upload of a wave.
+struct Up<'a> {
+    remote: &'a str,
+    temp: String,
+    source: File,
+    size: u64,
+    mtime: Option<u32>,
+    handle: Option<Handle>,
+    /// The temporary file was created (and must go if not renamed).
+    created: bool,
+    finish: Option<FinishIds>,
+    writes: Vec<u32>,
+    error: Option<Error>,
+}
+
+/// Uploads `files` (local, remote), each atomic, in one wave on `w`.
+/// Returns the bytes sent, or the first file's error (in `files` order)
+/// after the others are done.
+pub(super) fn upload_wave(
+    w: &mut Wire,
+    files: &[(PathBuf, String)],
+    options: &TransferOptions,
+) -> Result<u64> {
+    let mut items = Vec::with_capacity(files.len());
+    for (local, remote) in files {
+        items.push(open_local(local, remote, options)?);
+    }
+    // Round trip 1: every temporary file is created.
+    let ids: Vec<u32> = items
+        .iter()
+        .map(|it| {
+            w.send_open(
+                &it.temp,
+                flags::WRITE | flags::CREATE | flags::EXCLUSIVE,
+                0o644,
+            )
+        })
+        .collect();
+    for (it, id) in items.iter_mut().zip(ids) {
+        match w.handle_of(id, "upload", &it.temp) {
+            Ok(h) => {
+                it.handle = Some(h);
+                it.created = true;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                it.error = Some(sftp_failure(
+                    ErrorKind::NotFound,
+                    "upload",
+                    it.remote,
+                    format!("the remote folder {} does not exist", parent(it.remote)),
+                ));
+            }
+            Err(e) => it.error = Some(e),
+        }
+    }
+    // Round trip 2: the data, fsync, mtime, size and close of every file.
+    for it in items.iter_mut() {
+        let Some(handle) = it.handle.take() else {
+            continue;
+        };
+        options.report(0, it.size);
+        let mut offset = 0;
+        while offset < it.size {
+            let len = (it.size - offset).min(u64::from(w.write_len()));
+            let source = &it.source;
+            let at = offset;
+            match w.send_write_with(&handle, at, len as usize, |buf| {
+                source.read_exact_at(buf, at)
+            }) {
+                Ok(id) => it.writes.push(id),
+                Err(e) => {
+                    it.error = Some(Error::io(
+                        format!("cannot read the local file for {}", it.remote),
+                        e,
+                    ));
+                    break;
+                }
+            }
+            offset += len;
+            w.flush_if_full("upload", it.remote)?;
+        }
+        it.finish = Some(w.send_finish_write(
+            &handle,
+            &it.temp,
+            options.fsync,
+            it.mtime,
+            options.verify_size,
+        ));
+    }
+    for it in items.iter_mut() {
+        for id in std::mem::take(&mut it.writes) {
+            let written = w.status_of(id, "upload", &it.temp);
+            if it.error.is_none() {
+                it.error = written.err();
+            }
+        }
+        let Some(ids) = it.finish.take() else {
+            continue;
+        };
+        match w.finish_write_replies(ids, &it.temp) {
+            Ok(size) if it.error.is_none() && options.verify_size => {
+                let size = size.unwrap_or(0);
+                if size != it.size {
+                    it.error = Some(sftp_failure(
+                        ErrorKind::Other,
+                        "upload",
+                        it.remote,
+                        format!(
+                            "size check failed: sent {} bytes, the server has {size}",
+                            it.size
+                        ),
+                    ));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                it.error.get_or_insert(e);
+            }
+        }
+    }
+    // Round trip 3: the complete files are renamed into place, the others'
+    // temporary files removed.
+    let mut renames = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        if it.error.is_some() {
+            if it.created {
+                let id = w.send_remove(&it.temp);
+                w.ignore([id]);
+            }
+        } else if w.has_posix_rename() {
+            renames.push((i, w.send_rename(&it.temp, it.remote, true)));
+        }
+    }
+    for (i, id) in renames {
+        let it = &mut items[i];
+        if let Err(e) = w.status_of(id, "rename", &it.temp) {
+            it.error = Some(e);
+            w.remove_quietly(&it.temp);
+        }
+    }
+    if !w.has_posix_rename() {
+        // One by one: the plain rename needs the target out of the way.
+        for it in items.iter_mut().filter(|it| it.error.is_none()) {
+            if let Err(e) = w.rename_replace(&it.temp, it.remote) {
+                it.error = Some(e);
+                w.remove_quietly(&it.temp);
+            }
+        }
+    }
+    w.flush("upload", "")?;
+    let mut sent = 0;
+    for it in items {
+        if let Some(e) = it.error {
+            return Err(e);
+        }
+        options.report(it.size, it.size);
+        sent += it.size;
+    }
+    Ok(sent)
+}
+
+fn open_local<'a>(local: &Path, remote: &'a str, options: &TransferOptions) -> Result<Up<'a>> {
+    let source = File::open(local)
+        .map_err(|e| Error::io(format!("cannot open {} for upload", local.display()), e))?;
+    let meta = source
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", local.display()), e))?;
+    let mtime = if options.preserve_mtime {
+        meta.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+    } else {
+        None
+    };
+    Ok(Up {
+        remote,
+        temp: join(parent(remote), &options.temp_for(file_name(remote), "")),
+        source,
+        size: meta.len(),
+        mtime,
+        handle: None,
+        created: false,
+        finish: None,
+        writes: Vec::new(),
+        error: None,
+    })
+}
+
+/// One download of a wave.
+struct Down<'a> {
+    remote: &'a str,
+    local: &'a Path,
+    meta: Option<Metadata>,
+    target: Option<LocalTarget>,
+    guard: LocalTemp,
+    received: u64,
+    error: Option<Error>,
+}
+
+/// Downloads `files` (remote, local), each atomic, in one wave on `w`.
+/// Files that turn out bigger than a wave takes are returned in `bigger`
+/// untouched, for the caller to download alone. Returns the bytes
+/// received, or the first file's error (in `files` order).
+pub(super) fn download_wave(
+    w: &mut Wire,
+    files: &[(String, PathBuf)],
+    options: &TransferOptions,
+    bigger: &mut Vec<(String, PathBuf)>,
+) -> Result<u64> {
+    let mut items: Vec<Down<'_>> = files
+        .iter()
+        .map(|(remote, local)| Down {
+            remote,
+            local,
+            meta: None,
+            target: None,
+            guard: LocalTemp { path: None },
+            received: 0,
+            error: None,
+        })
+        .collect();
+    // Round trip 1: STAT and OPEN of every file.
+    let ids: Vec<(u32, u32)> = items
+        .iter()
+        .map(|it| {
+            (
+                w.send_stat(it.remote),
+                w.send_open(it.remote, flags::READ, 0),
+            )
+        })
+        .collect();
+    let mut handles: Vec<Option<Handle>> = Vec::with_capacity(items.len());
+    for (it, (stat_id, open_id)) in items.iter_mut().zip(ids) {
+        let meta = w.attrs_of(stat_id, "download", it.remote);
+        let handle = match w.handle_of(open_id, "download", it.remote) {
+            Ok(h) => h,
+            Err(e) => {
+                it.error = Some(e);
+                handles.push(None);
+                continue;
+            }
+        };
+        let opened = meta.and_then(|m| {
+            if m.is_dir() {
+                return Err(sftp_failure(
+                    ErrorKind::InvalidInput,
+                    "download",
+                    it.remote,
+                    "is a directory",
+                ));
+            }
+            Ok(m)
+        });
+        match opened {
+            Ok(m) if !fits_wave(m.len(), options) => {
+                w.close_quietly(&handle, it.remote);
+                bigger.push((it.remote.to_string(), it.local.to_path_buf()));
+                handles.push(None);
+            }
+            Ok(m) => match LocalTarget::create(it.remote, it.local, &m, options, &mut it.guard) {
+                Ok(t) => {
+                    it.target = Some(t);
+                    it.meta = Some(m);
+                    handles.push(Some(handle));
+                }
+                Err(e) => {
+                    w.close_quietly(&handle, it.remote);
+                    it.error = Some(e);
+                    handles.push(None);
+                }
+            },
+            Err(e) => {
+                w.close_quietly(&handle, it.remote);
+                it.error = Some(e);
+                handles.push(None);
+            }
+        }
+    }
+    // Round trip 2: the reads of every file, a probe for growth past the
+    // size it had, and the close.
+    let read_len = u64::from(w.read_len());
+    // (request id, item, offset, length; 0 for the end-of-file probe)
+    let mut pending: Vec<(u32, usize, u64, u64)> = Vec::new();
+    for (i, handle) in handles.iter().enumerate() {
+        let Some(handle) = handle else { continue };
+        let size = items[i].meta.as_ref().map_or(0, Metadata::len);
+        options.report(0, size);
+        let mut offset = 0;
+        while offset < size {
+            let len = (size - offset).min(read_len);
+            pending.push((w.send_read(handle, offset, len as u32), i, offset, len));
+            offset += len;
+        }
+        pending.push((w.send_read(handle, size, 1), i, size, 0));
+    }
+    while !pending.is_empty() {
+        let (id, reply) = match w.recv("download", "") {
+            Ok(r) => r,
+            Err(e) => {
+                w.ignore(pending.iter().map(|p| p.0));
+                return Err(e);
+            }
+        };
+        let Some(at) = pending.iter().position(|p| p.0 == id) else {
+            continue;
+        };
+        let (_, i, offset, len) = pending.swap_remove(at);
+        let it = &mut items[i];
+        match reply {
+            Reply::Status(FX_EOF, _) if len == 0 => {}
+            Reply::Data(_) if len == 0 => {
+                it.error.get_or_insert_with(|| {
+                    sftp_failure(
+                        ErrorKind::Other,
+                        "download",
+                        it.remote,
+                        format!("the file grew during the download (it had {offset} bytes)"),
+                    )
+                });
+            }
+            Reply::Data(range) if !range.is_empty() && range.len() as u64 <= len => {
+                let got = range.len() as u64;
+                if let Some(t) = &it.target {
+                    if let Err(e) = t.out.write_all_at(w.data(range), offset) {
+                        it.error
+                            .get_or_insert(Error::io("cannot write the downloaded data", e));
+                    }
+                }
+                it.received += got;
+                if got < len {
+                    let handle = handles[i].as_ref().expect("reads go to open files");
+                    pending.push((
+                        w.send_read(handle, offset + got, (len - got) as u32),
+                        i,
+                        offset + got,
+                        len - got,
+                    ));
+                }
+            }
+            Reply::Status(code, msg) => {
+                let e = status_error("download", it.remote, code, &msg);
+                it.error.get_or_insert(if code == FX_EOF {
+                    sftp_failure(
+                        ErrorKind::Other,
+                        "download",
+                        it.remote,
+                        format!("the file ended at byte {offset}, before the size it had"),
+                    )
+                } else {
+                    e
+                });
+            }
+            _ => {
+                it.error.get_or_insert_with(|| {
+                    sftp_failure(
+                        ErrorKind::Protocol,
+                        "download",
+                        it.remote,
+                        "an unexpected reply to READ",
+                    )
+                });
+            }
+        }
+    }
+    for (i, handle) in handles.iter().enumerate() {
+        if let Some(h) = handle {
+            w.close_quietly(h, items[i].remote);
+        }
+    }
+    // Locally: flush, rename into place, and flush each folder once.
+    let mut received = 0;
+    let mut first_error = None;
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for it in items {
+        let Down {
+            remote,
+            local,
+            meta,
+            target,
+            mut guard,
+            received: got,
+            error,
+        } = it;
+        if let Some(e) = error {
+            first_error.get_or_insert(e);
+            continue;
+        }
+        let (Some(target), Some(meta)) = (target, meta) else {
+            continue;
+        };
+        if !folders.contains(&target.dir) {
+            folders.push(target.dir.clone());
+        }
+        match finish_download(
+            remote, local, target, got, &meta, options, &mut guard, false,
+        ) {
+            Ok(n) => {
+                options.report(n, n);
+                received += n;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if options.fsync {
+        for dir in &folders {
+            sync_folder(dir);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(received),
+    }
+}
