@@ -474,7 +474,10 @@ fn small_files(
         _ => (6, "get -r"),
     };
     for (c, name) in NAMES.iter().enumerate() {
-        let runs: Vec<f64> = secs[c].iter().map(|s| (s * 100.0).round() / 100.0).collect();
+        let runs: Vec<f64> = secs[c]
+            .iter()
+            .map(|s| (s * 100.0).round() / 100.0)
+            .collect();
         if c < 4 {
             let (o, oname) = theirs(c);
             let also = if c == 0 {

@@ -103,6 +103,15 @@
 //! to [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`] and
 //! [`ErrorKind::AlreadyExists`].
 //!
+//! Transfers do not wait for each answer: they run on an SFTP channel of
+//! their own where this crate pipelines the requests itself (libssh2's
+//! SFTP layer waits for every call's replies). A session keeps about 8 MB
+//! of requests in flight; a large file is cut into segments that several
+//! sessions move at once ([`TransferOptions::sessions`]); a folder's small
+//! files go 32 at a time per session, in three round trips for an upload
+//! and two for a download. `BENCHMARKS.md` compares this with OpenSSH's
+//! `sftp` on loopback and through a 50 ms delay line.
+//!
 //! ## Exec
 //!
 //! [`Session::exec`] gives an [`ExecSession`]: [`run`](ExecSession::run) a

@@ -12,17 +12,21 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::transfer::{finish_download, sync_folder, LocalTarget, LocalTemp, TransferOptions};
-use super::wire::{flags, status_error, FinishIds, Handle, Reply, Wire, FX_EOF};
+use super::wire::{flags, status_error, FinishIds, Handle, Reply, Wire, FX_EOF, MAX_OUTSTANDING};
 use super::{file_name, join, parent, sftp_failure, Metadata};
 use crate::{Error, ErrorKind, Result};
 
 /// Files per wave.
 pub(super) const WAVE: usize = 32;
+/// The biggest file a wave takes: 32 requests of the 32 KiB every server
+/// accepts, so that one file's requests never fill the
+/// [`MAX_OUTSTANDING`] a channel allows.
+const WAVE_FILE_MAX: u64 = 32 * 32 * 1024;
 
 /// Whether a file of `size` bytes goes in a wave with `options` (else it
 /// moves alone, with every option honoured).
 pub(super) fn fits_wave(size: u64, options: &TransferOptions) -> bool {
-    size <= options.buffer_size as u64
+    size <= (options.buffer_size as u64).min(WAVE_FILE_MAX)
         && options.atomic
         && !options.resume
         && options.overwrite == super::Overwrite::Replace
@@ -84,10 +88,20 @@ pub(super) fn upload_wave(
         }
     }
     // Round trip 2: the data, fsync, mtime, size and close of every file.
-    for it in items.iter_mut() {
-        let Some(handle) = it.handle.take() else {
+    // The replies of the oldest files are taken as the channel's request
+    // limit requires: a sliding window over the files.
+    let mut oldest = 0;
+    for i in 0..items.len() {
+        let Some(handle) = items[i].handle.take() else {
             continue;
         };
+        let writes = items[i].size.div_ceil(u64::from(w.write_len())) as usize;
+        let need = writes + 4;
+        while w.outstanding() + need > MAX_OUTSTANDING && oldest < i {
+            upload_replies(w, &mut items[oldest], options);
+            oldest += 1;
+        }
+        let it = &mut items[i];
         options.report(0, it.size);
         let mut offset = 0;
         while offset < it.size {
@@ -117,36 +131,8 @@ pub(super) fn upload_wave(
             options.verify_size,
         ));
     }
-    for it in items.iter_mut() {
-        for id in std::mem::take(&mut it.writes) {
-            let written = w.status_of(id, "upload", &it.temp);
-            if it.error.is_none() {
-                it.error = written.err();
-            }
-        }
-        let Some(ids) = it.finish.take() else {
-            continue;
-        };
-        match w.finish_write_replies(ids, &it.temp) {
-            Ok(size) if it.error.is_none() && options.verify_size => {
-                let size = size.unwrap_or(0);
-                if size != it.size {
-                    it.error = Some(sftp_failure(
-                        ErrorKind::Other,
-                        "upload",
-                        it.remote,
-                        format!(
-                            "size check failed: sent {} bytes, the server has {size}",
-                            it.size
-                        ),
-                    ));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                it.error.get_or_insert(e);
-            }
-        }
+    for it in items.iter_mut().skip(oldest) {
+        upload_replies(w, it, options);
     }
     // Round trip 3: the complete files are renamed into place, the others'
     // temporary files removed.
@@ -163,7 +149,7 @@ pub(super) fn upload_wave(
     }
     for (i, id) in renames {
         let it = &mut items[i];
-        if let Err(e) = w.status_of(id, "rename", &it.temp) {
+        if let Err(e) = w.status_of(id, "rename", it.remote) {
             it.error = Some(e);
             w.remove_quietly(&it.temp);
         }
@@ -187,6 +173,39 @@ pub(super) fn upload_wave(
         sent += it.size;
     }
     Ok(sent)
+}
+
+/// Takes the replies to one wave file's writes and finishing requests.
+fn upload_replies(w: &mut Wire, it: &mut Up<'_>, options: &TransferOptions) {
+    for id in std::mem::take(&mut it.writes) {
+        let written = w.status_of(id, "upload", &it.temp);
+        if it.error.is_none() {
+            it.error = written.err();
+        }
+    }
+    let Some(ids) = it.finish.take() else {
+        return;
+    };
+    match w.finish_write_replies(ids, &it.temp) {
+        Ok(size) if it.error.is_none() && options.verify_size => {
+            let size = size.unwrap_or(0);
+            if size != it.size {
+                it.error = Some(sftp_failure(
+                    ErrorKind::Other,
+                    "upload",
+                    it.remote,
+                    format!(
+                        "size check failed: sent {} bytes, the server has {size}",
+                        it.size
+                    ),
+                ));
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            it.error.get_or_insert(e);
+        }
+    }
 }
 
 fn open_local<'a>(local: &Path, remote: &'a str, options: &TransferOptions) -> Result<Up<'a>> {
@@ -215,6 +234,112 @@ fn open_local<'a>(local: &Path, remote: &'a str, options: &TransferOptions) -> R
         writes: Vec::new(),
         error: None,
     })
+}
+
+/// Marks a probe READ past the end (in `Reads::pending`'s length).
+const PROBE: u64 = 0;
+/// Marks a CLOSE.
+const CLOSE: u64 = u64::MAX;
+
+/// The requests of a download wave that wait for replies: (request id,
+/// file, offset, length or [`PROBE`] / [`CLOSE`]), and how many each
+/// file still waits for.
+struct Reads {
+    pending: Vec<(u32, usize, u64, u64)>,
+    left: Vec<usize>,
+}
+
+impl Reads {
+    fn add(&mut self, id: u32, item: usize, offset: u64, len: u64) {
+        self.pending.push((id, item, offset, len));
+        self.left[item] += 1;
+    }
+
+    /// Takes replies (to any file) until file `until` has all of its.
+    /// Errors of a file are kept in it; a failed channel is returned.
+    fn settle(
+        &mut self,
+        w: &mut Wire,
+        items: &mut [Down<'_>],
+        handles: &[Option<Handle>],
+        until: usize,
+    ) -> Result<()> {
+        while self.left[until] > 0 {
+            let (id, reply) = match w.recv("download", items[until].remote) {
+                Ok(r) => r,
+                Err(e) => {
+                    w.ignore(self.pending.drain(..).map(|p| p.0));
+                    return Err(e);
+                }
+            };
+            let Some(at) = self.pending.iter().position(|p| p.0 == id) else {
+                continue;
+            };
+            let (_, i, offset, len) = self.pending.swap_remove(at);
+            self.left[i] -= 1;
+            let it = &mut items[i];
+            match reply {
+                Reply::Status(0, _) if len == CLOSE => {}
+                Reply::Status(code, msg) if len == CLOSE => {
+                    log::debug!("cannot close {}: {code} {msg}", it.remote);
+                }
+                Reply::Status(FX_EOF, _) if len == PROBE => {}
+                Reply::Data(_) if len == PROBE => {
+                    it.error.get_or_insert_with(|| {
+                        sftp_failure(
+                            ErrorKind::Other,
+                            "download",
+                            it.remote,
+                            format!("the file grew during the download (it had {offset} bytes)"),
+                        )
+                    });
+                }
+                Reply::Data(range) if !range.is_empty() && range.len() as u64 <= len => {
+                    let got = range.len() as u64;
+                    if let Some(t) = &it.target {
+                        if let Err(e) = t.out.write_all_at(w.data(range), offset) {
+                            it.error
+                                .get_or_insert(Error::io("cannot write the downloaded data", e));
+                        }
+                    }
+                    it.received += got;
+                    if got < len {
+                        // A short read: ask again for the rest. The file's
+                        // close went out with its reads, so on a server
+                        // that answers in order the retry fails, and with
+                        // it the file: short reads mean it shrank.
+                        if let Some(handle) = &handles[i] {
+                            let id = w.send_read(handle, offset + got, (len - got) as u32);
+                            self.add(id, i, offset + got, len - got);
+                        }
+                    }
+                }
+                Reply::Status(code, msg) => {
+                    it.error.get_or_insert(if code == FX_EOF {
+                        sftp_failure(
+                            ErrorKind::Other,
+                            "download",
+                            it.remote,
+                            format!("the file ended at byte {offset}, before the size it had"),
+                        )
+                    } else {
+                        status_error("download", it.remote, code, &msg)
+                    });
+                }
+                _ => {
+                    it.error.get_or_insert_with(|| {
+                        sftp_failure(
+                            ErrorKind::Protocol,
+                            "download",
+                            it.remote,
+                            "an unexpected reply to READ",
+                        )
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One download of a wave.
@@ -308,95 +433,36 @@ pub(super) fn download_wave(
         }
     }
     // Round trip 2: the reads of every file, a probe for growth past the
-    // size it had, and the close.
+    // size it had, and the close; the replies of the oldest files are
+    // taken as the channel's request limit requires.
     let read_len = u64::from(w.read_len());
-    // (request id, item, offset, length; 0 for the end-of-file probe)
-    let mut pending: Vec<(u32, usize, u64, u64)> = Vec::new();
-    for (i, handle) in handles.iter().enumerate() {
-        let Some(handle) = handle else { continue };
+    let mut reads = Reads {
+        pending: Vec::new(),
+        left: vec![0; items.len()],
+    };
+    let mut oldest = 0;
+    for i in 0..items.len() {
+        let Some(handle) = handles[i].clone() else {
+            continue;
+        };
         let size = items[i].meta.as_ref().map_or(0, Metadata::len);
+        let need = size.div_ceil(read_len) as usize + 2;
+        while w.outstanding() + need > MAX_OUTSTANDING && oldest < i {
+            reads.settle(w, &mut items, &handles, oldest)?;
+            oldest += 1;
+        }
         options.report(0, size);
         let mut offset = 0;
         while offset < size {
             let len = (size - offset).min(read_len);
-            pending.push((w.send_read(handle, offset, len as u32), i, offset, len));
+            reads.add(w.send_read(&handle, offset, len as u32), i, offset, len);
             offset += len;
         }
-        pending.push((w.send_read(handle, size, 1), i, size, 0));
+        reads.add(w.send_read(&handle, size, 1), i, size, PROBE);
+        reads.add(w.send_close(&handle), i, 0, CLOSE);
     }
-    while !pending.is_empty() {
-        let (id, reply) = match w.recv("download", "") {
-            Ok(r) => r,
-            Err(e) => {
-                w.ignore(pending.iter().map(|p| p.0));
-                return Err(e);
-            }
-        };
-        let Some(at) = pending.iter().position(|p| p.0 == id) else {
-            continue;
-        };
-        let (_, i, offset, len) = pending.swap_remove(at);
-        let it = &mut items[i];
-        match reply {
-            Reply::Status(FX_EOF, _) if len == 0 => {}
-            Reply::Data(_) if len == 0 => {
-                it.error.get_or_insert_with(|| {
-                    sftp_failure(
-                        ErrorKind::Other,
-                        "download",
-                        it.remote,
-                        format!("the file grew during the download (it had {offset} bytes)"),
-                    )
-                });
-            }
-            Reply::Data(range) if !range.is_empty() && range.len() as u64 <= len => {
-                let got = range.len() as u64;
-                if let Some(t) = &it.target {
-                    if let Err(e) = t.out.write_all_at(w.data(range), offset) {
-                        it.error
-                            .get_or_insert(Error::io("cannot write the downloaded data", e));
-                    }
-                }
-                it.received += got;
-                if got < len {
-                    let handle = handles[i].as_ref().expect("reads go to open files");
-                    pending.push((
-                        w.send_read(handle, offset + got, (len - got) as u32),
-                        i,
-                        offset + got,
-                        len - got,
-                    ));
-                }
-            }
-            Reply::Status(code, msg) => {
-                let e = status_error("download", it.remote, code, &msg);
-                it.error.get_or_insert(if code == FX_EOF {
-                    sftp_failure(
-                        ErrorKind::Other,
-                        "download",
-                        it.remote,
-                        format!("the file ended at byte {offset}, before the size it had"),
-                    )
-                } else {
-                    e
-                });
-            }
-            _ => {
-                it.error.get_or_insert_with(|| {
-                    sftp_failure(
-                        ErrorKind::Protocol,
-                        "download",
-                        it.remote,
-                        "an unexpected reply to READ",
-                    )
-                });
-            }
-        }
-    }
-    for (i, handle) in handles.iter().enumerate() {
-        if let Some(h) = handle {
-            w.close_quietly(h, items[i].remote);
-        }
+    for i in oldest..items.len() {
+        reads.settle(w, &mut items, &handles, i)?;
     }
     // Locally: flush, rename into place, and flush each folder once.
     let mut received = 0;

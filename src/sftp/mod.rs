@@ -2,10 +2,13 @@
 //! transfers, streaming handles.
 //!
 //! Layout: this file holds the session and the single-file operations
-//! (stat, mkdir, rename, ...); `transfer.rs` the atomic upload and download
-//! with their [`TransferOptions`]; `file.rs` the streaming handles; `dir.rs`
-//! listings, glob patterns and recursive transfers; `ffi.rs` the one raw
-//! libssh2 call (`posix-rename@openssh.com`).
+//! (stat, mkdir, rename, ...) on libssh2's SFTP channel; `wire.rs` our own
+//! pipelined SFTP client on a channel beside it, which carries the
+//! transfers, renames and removals; `transfer.rs` the atomic upload and
+//! download with their [`TransferOptions`]; `parallel.rs` the work spread
+//! over several sessions; `batch.rs` the small files that move in waves;
+//! `file.rs` the streaming handles; `dir.rs` listings, glob patterns and
+//! recursive transfers.
 
 mod batch;
 mod dir;
@@ -35,10 +38,14 @@ pub use transfer::{
     PIPELINE_BUFFERS,
 };
 
-/// Size of each read and write the transfers and streaming handles hand to
-/// libssh2: 34 × 30,000 bytes (libssh2's SFTP request size), about 1 MiB.
-/// libssh2 keeps as many requests in flight as the buffer holds, so bigger
-/// buffers mean more pipelining; `BENCHMARKS.md` has the sizes we tried.
+/// The transfer buffer: 34 × 30,000 bytes, about 1 MiB.
+///
+/// The streaming handles ([`SftpReader`], [`SftpWriter`]) hand libssh2
+/// reads and writes of this size; libssh2 splits them into 30,000-byte
+/// requests and keeps as many in flight as the buffer holds. Transfers
+/// ([`upload`](SftpSession::upload) and the rest) keep
+/// [`PIPELINE_BUFFERS`] of them in flight per session on their own
+/// channel. `BENCHMARKS.md` has the sizes we tried.
 pub const DEFAULT_BUFFER_SIZE: usize = 34 * 30_000;
 
 /// SFTP status codes (`SSH_FX_*`, draft-ietf-secsh-filexfer-13 §9.1).

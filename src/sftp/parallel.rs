@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -121,28 +122,42 @@ impl Workers {
     }
 }
 
-/// A byte range of a file.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Segment {
-    offset: u64,
-    len: u64,
+/// Hands out a file's bytes, one buffer at a time, to the sessions that
+/// move it: each session pulls the next piece when its pipeline has room,
+/// so a session that connects late or runs slow just takes fewer, and no
+/// session idles while another still has a long segment ahead of it.
+struct Pieces {
+    next: AtomicU64,
+    total: u64,
+    size: u64,
+    /// Set by the first session that fails: the others stop pulling.
+    failed: AtomicBool,
 }
 
-/// `total` bytes cut into about two segments per session, none shorter
-/// than `min` (but the last), each a whole number of buffers.
-pub(super) fn segments(total: u64, sessions: usize, min: u64, buffer: usize) -> Vec<Segment> {
-    let buffer = buffer.max(1) as u64;
-    let wanted = (sessions as u64 * 2).max(1);
-    let size = total.div_ceil(wanted).max(min).max(1).div_ceil(buffer) * buffer;
-    (0..total.div_ceil(size))
-        .map(|i| {
-            let offset = i * size;
-            Segment {
-                offset,
-                len: size.min(total - offset),
-            }
-        })
-        .collect()
+impl Pieces {
+    fn new(total: u64, size: usize) -> Pieces {
+        Pieces {
+            next: AtomicU64::new(0),
+            total,
+            size: (size as u64).max(1),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// The next piece, or `None` once every piece is taken (or a session
+    /// failed).
+    fn take(&self) -> Option<Range<u64>> {
+        if self.all_taken() {
+            return None;
+        }
+        let start = self.next.fetch_add(self.size, Ordering::SeqCst);
+        (start < self.total).then(|| start..(start + self.size).min(self.total))
+    }
+
+    /// Whether [`take`](Self::take) has nothing more to hand out.
+    fn all_taken(&self) -> bool {
+        self.failed.load(Ordering::SeqCst) || self.next.load(Ordering::SeqCst) >= self.total
+    }
 }
 
 /// Progress shared by the workers of one transfer.
@@ -159,33 +174,35 @@ impl Progress<'_> {
     }
 }
 
-/// Cuts `total` bytes into segments and runs `job` for each on all
-/// `workers`, with the progress they share.
-fn run_segments(
+/// Runs `job` once on each of `workers`' sessions with the pieces of
+/// `total` bytes and the progress they share; a session that finds every
+/// piece taken before it starts does nothing.
+fn run_pieces(
     shared: &Shared,
     workers: &Workers,
     total: u64,
     options: &TransferOptions,
-    job: impl Fn(&Shared, Segment, &Progress<'_>) -> Result<()> + Sync,
+    job: impl Fn(&Shared, &Pieces, &Progress<'_>) -> Result<()> + Sync,
 ) -> Result<u64> {
-    let parts = segments(
-        total,
-        workers.len(),
-        options.min_segment_size,
-        options.buffer_size,
-    );
+    let pieces = Pieces::new(total, options.buffer_size);
     let progress = Progress {
         done: AtomicU64::new(0),
         total,
         options,
     };
     options.report(0, total);
-    workers.run(shared, parts, |shared, part| job(shared, part, &progress))?;
+    let sessions = vec![(); workers.len()];
+    workers.run(shared, sessions, |shared, ()| {
+        if pieces.all_taken() {
+            return Ok(());
+        }
+        job(shared, &pieces, &progress).inspect_err(|_| pieces.failed.store(true, Ordering::SeqCst))
+    })?;
     Ok(total)
 }
 
-/// Writes `local` into the remote file `path` (which exists) segment by
-/// segment on all `workers`; flushes it where the server offers fsync.
+/// Writes `local` into the remote file `path` (which exists) on all
+/// `workers` at once; each flushes it where the server offers fsync.
 pub(super) fn upload_segments(
     shared: &Shared,
     workers: &Workers,
@@ -194,46 +211,41 @@ pub(super) fn upload_segments(
     total: u64,
     options: &TransferOptions,
 ) -> Result<u64> {
-    run_segments(shared, workers, total, options, |shared, part, progress| {
-        upload_segment(shared, local, path, part, options, progress)
-    })
-}
-
-fn upload_segment(
-    shared: &Shared,
-    local: &Path,
-    path: &str,
-    part: Segment,
-    options: &TransferOptions,
-    progress: &Progress<'_>,
-) -> Result<()> {
-    let source = File::open(local)
-        .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
-    shared.with_wire(|w| {
-        let id = w.send_open(path, flags::WRITE, 0o644);
-        let handle = w.handle_of(id, "upload", path)?;
-        let written = w.write_from(
-            &handle,
-            path,
-            &source,
-            part.offset..part.offset + part.len,
-            options.in_flight(),
-            &mut |n| progress.add(n),
-        );
-        match written {
-            Ok(()) => w
-                .finish_write(&handle, path, options.fsync, None, false)
-                .map(drop),
-            Err(e) => {
-                w.close_quietly(&handle, path);
-                Err(e)
-            }
-        }
-    })
+    run_pieces(
+        shared,
+        workers,
+        total,
+        options,
+        |shared, pieces, progress| {
+            let source = File::open(local)
+                .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
+            shared.with_wire(|w| {
+                let id = w.send_open(path, flags::WRITE, 0o644);
+                let handle = w.handle_of(id, "upload", path)?;
+                let written = w.write_ranges(
+                    &handle,
+                    path,
+                    &source,
+                    &mut || pieces.take(),
+                    options.in_flight(),
+                    &mut |n| progress.add(n),
+                );
+                match written {
+                    Ok(()) => w
+                        .finish_write(&handle, path, options.fsync, None, false)
+                        .map(drop),
+                    Err(e) => {
+                        w.close_quietly(&handle, path);
+                        Err(e)
+                    }
+                }
+            })
+        },
+    )
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
-/// segment by segment on all `workers`.
+/// on all `workers` at once.
 pub(super) fn download_segments(
     shared: &Shared,
     workers: &Workers,
@@ -242,34 +254,29 @@ pub(super) fn download_segments(
     total: u64,
     options: &TransferOptions,
 ) -> Result<u64> {
-    run_segments(shared, workers, total, options, |shared, part, progress| {
-        download_segment(shared, path, out, part, options, progress)
-    })
-}
-
-fn download_segment(
-    shared: &Shared,
-    path: &str,
-    out: &File,
-    part: Segment,
-    options: &TransferOptions,
-    progress: &Progress<'_>,
-) -> Result<()> {
-    shared.with_wire(|w| {
-        let id = w.send_open(path, flags::READ, 0);
-        let handle = w.handle_of(id, "download", path)?;
-        let read = w.read_into(
-            &handle,
-            path,
-            out,
-            part.offset..part.offset + part.len,
-            false,
-            options.in_flight(),
-            &mut |n| progress.add(n),
-        );
-        w.close_quietly(&handle, path);
-        read
-    })
+    run_pieces(
+        shared,
+        workers,
+        total,
+        options,
+        |shared, pieces, progress| {
+            shared.with_wire(|w| {
+                let id = w.send_open(path, flags::READ, 0);
+                let handle = w.handle_of(id, "download", path)?;
+                let read = w.read_ranges(
+                    &handle,
+                    path,
+                    out,
+                    &mut || pieces.take(),
+                    None,
+                    options.in_flight(),
+                    &mut |n| progress.add(n),
+                );
+                w.close_quietly(&handle, path);
+                read
+            })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -277,31 +284,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segments_cover_the_file_exactly() {
-        for (total, sessions, min, buffer) in [
-            (0, 4, 10, 3),
-            (1, 4, 1, 1),
-            (100, 4, 1, 7),
-            (1_000_000, 3, 1000, 30_000),
-            (256 << 20, 8, 32 << 20, 1_020_000),
+    fn pieces_cover_the_file_exactly_once_across_threads() {
+        for (total, size) in [
+            (0u64, 10usize),
+            (1, 10),
+            (10, 10),
+            (11, 10),
+            (1_000_003, 4096),
         ] {
-            let parts = segments(total, sessions, min, buffer);
-            let mut next = 0;
-            for p in &parts {
-                assert_eq!(p.offset, next);
-                assert!(p.len > 0);
-                next += p.len;
+            let pieces = Pieces::new(total, size);
+            let taken = Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        while let Some(r) = pieces.take() {
+                            assert!(r.end - r.start <= size as u64 && r.start < r.end);
+                            taken.lock().expect("lock").push(r);
+                        }
+                    });
+                }
+            });
+            let mut taken = taken.into_inner().expect("lock");
+            taken.sort_by_key(|r| r.start);
+            let mut at = 0;
+            for r in &taken {
+                assert_eq!(r.start, at, "total {total}");
+                at = r.end;
             }
-            assert_eq!(next, total, "{total} {sessions} {min} {buffer}");
-            for p in parts.iter().rev().skip(1) {
-                assert!(p.len >= min && p.len % buffer as u64 == 0, "{p:?}");
-            }
+            assert_eq!(at, total);
+            assert!(pieces.all_taken());
         }
     }
 
     #[test]
-    fn about_two_segments_per_session() {
-        let parts = segments(256 << 20, 4, 1 << 20, 1_020_000);
-        assert!((7..=9).contains(&parts.len()), "{}", parts.len());
+    fn a_failure_stops_the_handing_out() {
+        let pieces = Pieces::new(100, 10);
+        assert_eq!(pieces.take(), Some(0..10));
+        pieces.failed.store(true, Ordering::SeqCst);
+        assert_eq!(pieces.take(), None);
+        assert!(pieces.all_taken());
     }
 }

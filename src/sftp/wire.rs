@@ -78,6 +78,16 @@ const MAX_IO_LEN: u32 = 255 * 1024;
 const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
 /// libssh2 refuses packets over ~35,000 bytes: 32 KiB is the most it takes.
 const PACKET_SIZE: u32 = 32 * 1024;
+/// The largest reply we take: a DATA reply of the largest request, with
+/// room to spare.
+const MAX_PACKET: usize = MAX_IO_LEN as usize + 64 * 1024;
+/// At most this many requests wait for their replies on one channel, as
+/// with OpenSSH's `sftp` (`-R 64`): some servers stop reading requests
+/// beyond a queue of their own and then stop answering (a russh server's
+/// channel buffer holds 100 messages). With OpenSSH's 255 KiB requests
+/// this is 16 MiB, more than a transfer keeps in flight; with the 32 KiB
+/// every server takes, 2 MiB.
+pub(crate) const MAX_OUTSTANDING: usize = 64;
 /// Requests are written to the channel in batches of about this much.
 const FLUSH_AT: usize = 1 << 20;
 
@@ -107,17 +117,81 @@ pub(crate) struct Wire {
     read_len: u32,
     /// Requests not yet written to the channel.
     out: Vec<u8>,
-    /// Received bytes; `head..tail` not yet parsed.
-    buf: Vec<u8>,
-    head: usize,
-    tail: usize,
+    /// Received bytes.
+    inbox: Inbox,
     /// Requests whose replies nobody waits for (fire-and-forget closes,
     /// requests of a failed pipeline): skipped by `recv`.
     ignored: Vec<u32>,
     /// Replies that came before the one waited for (not data).
     early: Vec<(u32, Reply)>,
+    /// Requests sent (or queued) whose replies have not come yet.
+    outstanding: usize,
     /// The channel failed: this wire must not be used again.
     broken: bool,
+}
+
+/// Received bytes, cut into SFTP packets (a length, then the body).
+struct Inbox {
+    buf: Vec<u8>,
+    /// `head..tail` is received and not yet handed out.
+    head: usize,
+    tail: usize,
+    max_packet: usize,
+}
+
+impl Inbox {
+    fn new(capacity: usize, max_packet: usize) -> Inbox {
+        assert!(capacity >= max_packet + 4, "a whole packet must fit");
+        Inbox {
+            buf: vec![0; capacity],
+            head: 0,
+            tail: 0,
+            max_packet,
+        }
+    }
+
+    /// The body of the next whole packet, consumed (its bytes stay valid
+    /// until the next call); `Ok(None)` when more bytes are needed, with
+    /// room made for them in [`space`](Self::space); `Err(len)` for a
+    /// length no packet may have.
+    fn next_packet(&mut self) -> std::result::Result<Option<Range<usize>>, usize> {
+        let have = self.tail - self.head;
+        let mut need = 4;
+        if have >= 4 {
+            let len = u32::from_be_bytes(
+                self.buf[self.head..self.head + 4]
+                    .try_into()
+                    .expect("four bytes"),
+            ) as usize;
+            if len == 0 || len > self.max_packet {
+                return Err(len);
+            }
+            if have >= 4 + len {
+                let body = self.head + 4..self.head + 4 + len;
+                self.head = body.end;
+                return Ok(Some(body));
+            }
+            need = 4 + len;
+        }
+        // Make room for the whole packet: a read into an empty slice would
+        // wait for nothing.
+        if self.head + need > self.buf.len() {
+            self.buf.copy_within(self.head..self.tail, 0);
+            self.tail -= self.head;
+            self.head = 0;
+        }
+        Ok(None)
+    }
+
+    /// Where received bytes go; never empty after `next_packet` said
+    /// `Ok(None)`.
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.tail..]
+    }
+
+    fn filled(&mut self, n: usize) {
+        self.tail += n;
+    }
 }
 
 /// The requests [`Wire::send_finish_write`] queued.
@@ -163,11 +237,10 @@ impl Wire {
             write_len: DEFAULT_IO_LEN,
             read_len: DEFAULT_IO_LEN,
             out: Vec::with_capacity(FLUSH_AT + MAX_IO_LEN as usize + 1024),
-            buf: vec![0; 2 << 20],
-            head: 0,
-            tail: 0,
+            inbox: Inbox::new(2 << 20, MAX_PACKET),
             ignored: Vec::new(),
             early: Vec::new(),
+            outstanding: 0,
             broken: false,
         };
         wire.handshake()?;
@@ -182,7 +255,7 @@ impl Wire {
         self.finish(start);
         self.flush("start", "")?;
         let range = self.packet("start", "")?;
-        let mut body = Reader::new(&self.buf[range]);
+        let mut body = Reader::new(&self.inbox.buf[range]);
         if body.u8() != Some(VERSION) {
             return Err(self.protocol("start", "", "no VERSION reply"));
         }
@@ -240,6 +313,11 @@ impl Wire {
         self.read_len
     }
 
+    /// Requests whose replies have not come yet.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
     /// Whether the channel failed (the wire must be dropped).
     pub(crate) fn is_broken(&self) -> bool {
         self.broken
@@ -261,6 +339,7 @@ impl Wire {
         put_u32(&mut self.out, 0);
         self.out.push(kind);
         put_u32(&mut self.out, id);
+        self.outstanding += 1;
         (start, id)
     }
 
@@ -303,32 +382,14 @@ impl Wire {
     /// byte on) as a range of `buf`, consumed.
     fn packet(&mut self, op: &'static str, path: &str) -> Result<Range<usize>> {
         loop {
-            let have = self.tail - self.head;
-            if have >= 4 {
-                let len = u32::from_be_bytes(
-                    self.buf[self.head..self.head + 4]
-                        .try_into()
-                        .expect("four bytes"),
-                ) as usize;
-                if len == 0 || len > MAX_IO_LEN as usize + 64 * 1024 {
+            match self.inbox.next_packet() {
+                Ok(Some(body)) => return Ok(body),
+                Ok(None) => self.fill(op, path)?,
+                Err(len) => {
                     self.broken = true;
                     return Err(self.protocol(op, path, &format!("a {len}-byte packet")));
                 }
-                if have >= 4 + len {
-                    let body = self.head + 4..self.head + 4 + len;
-                    self.head = body.end;
-                    return Ok(body);
-                }
-                if self.head + 4 + len > self.buf.len() {
-                    self.buf.copy_within(self.head..self.tail, 0);
-                    self.tail -= self.head;
-                    self.head = 0;
-                }
-            } else if self.head == self.tail {
-                self.head = 0;
-                self.tail = 0;
             }
-            self.fill(op, path)?;
         }
     }
 
@@ -336,7 +397,7 @@ impl Wire {
         self.flush(op, path)?;
         let _g = self.inner.lock();
         self.inner.keepalive_tick();
-        match self.channel.read(&mut self.buf[self.tail..]) {
+        match self.channel.read(self.inbox.space()) {
             Ok(0) => {
                 self.broken = true;
                 Err(sftp_failure(
@@ -347,7 +408,7 @@ impl Wire {
                 ))
             }
             Ok(n) => {
-                self.tail += n;
+                self.inbox.filled(n);
                 Ok(())
             }
             Err(e) => {
@@ -361,11 +422,12 @@ impl Wire {
     pub(crate) fn recv(&mut self, op: &'static str, path: &str) -> Result<(u32, Reply)> {
         loop {
             let range = self.packet(op, path)?;
-            let mut r = Reader::new(&self.buf[range.clone()]);
+            let mut r = Reader::new(&self.inbox.buf[range.clone()]);
             let (Some(kind), Some(id)) = (r.u8(), r.u32()) else {
                 self.broken = true;
                 return Err(self.protocol(op, path, "a truncated reply"));
             };
+            self.outstanding = self.outstanding.saturating_sub(1);
             let reply = match kind {
                 STATUS => {
                     let code = r.u32().unwrap_or(status::FAILURE);
@@ -386,7 +448,9 @@ impl Wire {
                     Reply::Data(at..at + len)
                 }
                 ATTRS => Reply::Attrs(r.attrs().unwrap_or_else(empty_metadata)),
-                EXTENDED_REPLY => Reply::Extended(self.buf[range.start + 5..range.end].to_vec()),
+                EXTENDED_REPLY => {
+                    Reply::Extended(self.inbox.buf[range.start + 5..range.end].to_vec())
+                }
                 other => {
                     self.broken = true;
                     return Err(self.protocol(op, path, &format!("reply type {other}")));
@@ -426,7 +490,7 @@ impl Wire {
 
     /// The bytes of a `Data` reply.
     pub(crate) fn data(&self, range: Range<usize>) -> &[u8] {
-        &self.buf[range]
+        &self.inbox.buf[range]
     }
 
     /// Replies to requests nobody will wait for are skipped.
@@ -556,6 +620,7 @@ impl Wire {
         self.out.resize(at + len, 0);
         if let Err(e) = fill(&mut self.out[at..]) {
             self.out.truncate(start);
+            self.outstanding -= 1;
             return Err(e);
         }
         self.end(start);
@@ -735,12 +800,35 @@ impl Wire {
         in_flight: u64,
         progress: Progress<'_>,
     ) -> Result<()> {
+        let mut once = Some(range);
+        self.write_ranges(
+            handle,
+            path,
+            source,
+            &mut || once.take(),
+            in_flight,
+            progress,
+        )
+    }
+
+    /// Like [`write_from`](Self::write_from) for each range `next` hands
+    /// out, until it hands out `None`: one pipeline across all of them
+    /// (the sessions of a parallel upload share one `next`).
+    pub(crate) fn write_ranges(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        source: &File,
+        next: &mut dyn FnMut() -> Option<Range<u64>>,
+        in_flight: u64,
+        progress: Progress<'_>,
+    ) -> Result<()> {
         let mut pending: VecDeque<(u32, u64)> = VecDeque::new();
         let result = self.write_pipeline(
             handle,
             path,
             source,
-            range,
+            next,
             in_flight,
             progress,
             &mut pending,
@@ -757,17 +845,22 @@ impl Wire {
         handle: &[u8],
         path: &str,
         source: &File,
-        range: Range<u64>,
+        next_range: &mut dyn FnMut() -> Option<Range<u64>>,
         in_flight: u64,
         progress: Progress<'_>,
         pending: &mut VecDeque<(u32, u64)>,
     ) -> Result<()> {
-        let mut next = range.start;
+        let mut range = next_range();
         let mut unacked = 0u64;
-        while next < range.end || !pending.is_empty() {
-            while next < range.end && unacked < in_flight {
-                let len = (range.end - next).min(u64::from(self.write_len));
-                let at = next;
+        while range.is_some() || !pending.is_empty() {
+            while unacked < in_flight && self.outstanding < MAX_OUTSTANDING {
+                let Some(r) = range.as_mut() else { break };
+                if r.is_empty() {
+                    range = next_range();
+                    continue;
+                }
+                let len = (r.end - r.start).min(u64::from(self.write_len));
+                let at = r.start;
                 let id = self
                     .send_write_with(handle, at, len as usize, |buf| {
                         source.read_exact_at(buf, at)
@@ -782,8 +875,11 @@ impl Wire {
                     })?;
                 pending.push_back((id, len));
                 unacked += len;
-                next += len;
+                r.start += len;
                 self.flush_if_full("upload", path)?;
+            }
+            if pending.is_empty() {
+                continue;
             }
             let (id, reply) = self.recv("upload", path)?;
             let Some(i) = pending.iter().position(|&(p, _)| p == id) else {
@@ -827,13 +923,40 @@ impl Wire {
         in_flight: u64,
         progress: Progress<'_>,
     ) -> Result<()> {
+        let eof = to_eof.then_some(range.end);
+        let mut once = Some(range);
+        self.read_ranges(
+            handle,
+            path,
+            out,
+            &mut || once.take(),
+            eof,
+            in_flight,
+            progress,
+        )
+    }
+
+    /// Like [`read_into`](Self::read_into) for each range `next` hands
+    /// out, until it hands out `None`: one pipeline across all of them.
+    /// With `eof`, checks at the end that the file ends there.
+    #[allow(clippy::too_many_arguments)] // one pipeline's parameters
+    pub(crate) fn read_ranges(
+        &mut self,
+        handle: &[u8],
+        path: &str,
+        out: &File,
+        next: &mut dyn FnMut() -> Option<Range<u64>>,
+        eof: Option<u64>,
+        in_flight: u64,
+        progress: Progress<'_>,
+    ) -> Result<()> {
         let mut pending: VecDeque<(u32, u64, u64)> = VecDeque::new();
         let result = self.read_pipeline(
             handle,
             path,
             out,
-            range,
-            to_eof,
+            next,
+            eof,
             in_flight,
             progress,
             &mut pending,
@@ -850,28 +973,36 @@ impl Wire {
         handle: &[u8],
         path: &str,
         out: &File,
-        range: Range<u64>,
-        to_eof: bool,
+        next_range: &mut dyn FnMut() -> Option<Range<u64>>,
+        mut eof: Option<u64>,
         in_flight: u64,
         progress: Progress<'_>,
         pending: &mut VecDeque<(u32, u64, u64)>,
     ) -> Result<()> {
-        // A request of length 0 at `range.end` marks the end-of-file probe.
-        let mut next = range.start;
-        let mut probe = to_eof;
+        // A request of length 0 marks the end-of-file probe.
+        let mut range = next_range();
         let mut requested = 0u64;
-        while next < range.end || probe || !pending.is_empty() {
-            while next < range.end && requested < in_flight {
-                let len = (range.end - next).min(u64::from(self.read_len));
-                let id = self.send_read(handle, next, len as u32);
-                pending.push_back((id, next, len));
+        while range.is_some() || eof.is_some() || !pending.is_empty() {
+            while requested < in_flight && self.outstanding < MAX_OUTSTANDING {
+                let Some(r) = range.as_mut() else { break };
+                if r.is_empty() {
+                    range = next_range();
+                    continue;
+                }
+                let len = (r.end - r.start).min(u64::from(self.read_len));
+                let id = self.send_read(handle, r.start, len as u32);
+                pending.push_back((id, r.start, len));
                 requested += len;
-                next += len;
+                r.start += len;
             }
-            if next >= range.end && probe {
-                let id = self.send_read(handle, range.end, 1);
-                pending.push_back((id, range.end, 0));
-                probe = false;
+            if range.is_none() {
+                if let Some(end) = eof.take() {
+                    let id = self.send_read(handle, end, 1);
+                    pending.push_back((id, end, 0));
+                }
+            }
+            if pending.is_empty() {
+                continue;
             }
             let (id, reply) = self.recv("download", path)?;
             let Some(i) = pending.iter().position(|&(p, _, _)| p == id) else {
@@ -889,10 +1020,7 @@ impl Wire {
                         ErrorKind::Other,
                         "download",
                         path,
-                        format!(
-                            "the file grew during the download (it had {} bytes)",
-                            range.end
-                        ),
+                        format!("the file grew during the download (it had {at} bytes)"),
                     ));
                 }
                 Reply::Status(FX_EOF, _) if len == 0 => {}
@@ -905,7 +1033,7 @@ impl Wire {
                             "a DATA reply of the wrong size",
                         ));
                     }
-                    out.write_all_at(&self.buf[data], at)
+                    out.write_all_at(&self.inbox.buf[data], at)
                         .map_err(|e| Error::io("cannot write the downloaded data", e))?;
                     requested -= len;
                     progress(got);
@@ -921,10 +1049,7 @@ impl Wire {
                         ErrorKind::Other,
                         "download",
                         path,
-                        format!(
-                            "the file ended at byte {at}, before the {} it had",
-                            range.end
-                        ),
+                        format!("the file ended at byte {at}, before the size it had"),
                     ));
                 }
                 Reply::Status(code, msg) => return Err(status_error("download", path, code, &msg)),
@@ -1082,6 +1207,49 @@ mod tests {
         for cut in 0..body.len() {
             assert!(Reader::new(&body[..cut]).attrs().is_none(), "cut at {cut}");
         }
+    }
+
+    /// Packets of every size fed in chunks of every size come out whole,
+    /// with room for more bytes whenever more are needed (the buffer's end
+    /// falling inside a length once hung a download).
+    #[test]
+    fn the_inbox_cuts_any_stream_into_its_packets() {
+        let max_packet = 40;
+        let mut stream = Vec::new();
+        let mut bodies = Vec::new();
+        for i in 0..200usize {
+            let len = 1 + (i * 7) % max_packet;
+            let body: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+            put_u32(&mut stream, len as u32);
+            stream.extend_from_slice(&body);
+            bodies.push(body);
+        }
+        for capacity in [max_packet + 4, max_packet + 5, 64, 100] {
+            for chunk in [1, 2, 3, 5, 44, 1000] {
+                let mut inbox = Inbox::new(capacity, max_packet);
+                let mut fed = 0;
+                let mut got = Vec::new();
+                while got.len() < bodies.len() {
+                    match inbox.next_packet().expect("valid lengths") {
+                        Some(body) => got.push(inbox.buf[body].to_vec()),
+                        None => {
+                            let space = inbox.space();
+                            assert!(!space.is_empty(), "capacity {capacity} chunk {chunk}");
+                            let n = chunk.min(space.len()).min(stream.len() - fed);
+                            assert!(n > 0, "more was needed than was sent");
+                            space[..n].copy_from_slice(&stream[fed..fed + n]);
+                            inbox.filled(n);
+                            fed += n;
+                        }
+                    }
+                }
+                assert_eq!(got, bodies, "capacity {capacity} chunk {chunk}");
+            }
+        }
+        let mut inbox = Inbox::new(64, max_packet);
+        inbox.space()[..4].copy_from_slice(&41u32.to_be_bytes());
+        inbox.filled(4);
+        assert_eq!(inbox.next_packet(), Err(41));
     }
 
     #[test]
