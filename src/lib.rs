@@ -222,7 +222,7 @@ pub use known_host::{HostKey, KnownHost};
 pub use retry::RetryPolicy;
 pub use session::{
     AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_PORT,
-    DEFAULT_TIMEOUT,
+    DEFAULT_RECEIVE_BUFFER, DEFAULT_TIMEOUT,
 };
 pub use ssh_config::{HostConfig, SshConfig};
 

@@ -159,6 +159,23 @@ impl SessionBuilder {
         self
     }
 
+    /// The TCP receive buffer (`SO_RCVBUF`) of the connection, set before
+    /// it connects. Defaults to 4 MiB where the system grants that much
+    /// (`net.core.rmem_max` on Linux; elsewhere, and where the limit is
+    /// lower, nothing is set). `None` leaves it to the kernel.
+    ///
+    /// Linux grows a new connection's receive buffer only slowly under
+    /// libssh2's reads: without a fixed one, downloads on a new connection
+    /// ran at about half speed here for their first hundreds of megabytes
+    /// (BENCHMARKS.md, "Receive buffer"). A fixed buffer turns that growth
+    /// off; 4 MiB (which Linux doubles for its bookkeeping) still carries
+    /// more than a transfer keeps in flight per session at 100 ms round
+    /// trip. The jump host's and HTTP proxy's connections get it too.
+    pub fn receive_buffer(mut self, bytes: Option<usize>) -> Self {
+        self.receive_buffer = bytes;
+        self
+    }
+
     /// `host:port`, for messages.
     pub(crate) fn target(&self) -> String {
         format!("{}:{}", self.host, self.port)

@@ -36,6 +36,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`SessionBuilder::keepalive`].
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// Default for [`SessionBuilder::receive_buffer`]: 4 MiB.
+pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// How long cleanup waits for the server: closing a handle after a failure,
 /// or the disconnect message of `Drop`. A healthy server answers in far
 /// less; a dead link must not hold the caller for a full operation timeout.
@@ -258,6 +261,7 @@ pub struct SessionBuilder {
     connect_timeout: Duration,
     timeout: Duration,
     bind_address: Option<IpAddr>,
+    receive_buffer: Option<usize>,
 }
 
 impl Session {
@@ -277,6 +281,7 @@ impl Session {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             bind_address: None,
+            receive_buffer: Some(DEFAULT_RECEIVE_BUFFER),
         }
     }
 

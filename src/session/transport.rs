@@ -189,7 +189,7 @@ impl SessionBuilder {
             let Some(remaining) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
-            match try_connect(addr, self.bind_address, remaining) {
+            match try_connect(addr, self.bind_address, self.receive_buffer, remaining) {
                 Ok(stream) => return Ok(stream),
                 Err(e) => {
                     debug!("TCP connect to {addr} failed: {e}");
@@ -249,10 +249,24 @@ fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>> 
     }
 }
 
-fn try_connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
+fn try_connect(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    receive_buffer: Option<usize>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if let Some(ip) = bind {
         socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    if let Some(bytes) = receive_buffer {
+        // Before connecting: the window scale is agreed in the handshake.
+        match receive_buffer_limit() {
+            Some(max) if bytes <= max => socket.set_recv_buffer_size(bytes)?,
+            limit => debug!(
+                "receive buffer left to the kernel: {bytes} bytes wanted, the limit is {limit:?}"
+            ),
+        }
     }
     socket.connect_timeout(&addr.into(), timeout.max(Duration::from_millis(1)))?;
     // libssh2 does not set TCP_NODELAY; without it each handshake round
@@ -260,6 +274,21 @@ fn try_connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io:
     socket.set_nodelay(true)?;
     socket.set_keepalive(true)?;
     Ok(socket.into())
+}
+
+/// The largest `SO_RCVBUF` the system grants (`net.core.rmem_max`); `None`
+/// where it cannot be read (other systems than Linux): a fixed buffer is
+/// only set where it is known to be granted whole, since it turns off the
+/// kernel's automatic sizing.
+fn receive_buffer_limit() -> Option<usize> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A connection accepted and then reset or dropped before we could use it.
@@ -316,5 +345,42 @@ impl AsFd for Transport {
 impl AsRawFd for Transport {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect_with(receive_buffer: Option<usize>) -> usize {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let stream =
+            try_connect(addr, None, receive_buffer, Duration::from_secs(5)).expect("connect");
+        socket2::SockRef::from(&stream)
+            .recv_buffer_size()
+            .expect("SO_RCVBUF")
+    }
+
+    #[test]
+    fn the_receive_buffer_is_set_only_when_granted_whole() {
+        let auto = connect_with(None);
+        match receive_buffer_limit() {
+            Some(max) => {
+                // Linux reports twice what was set (its bookkeeping).
+                let wanted = (max / 2).max(4096);
+                assert!(connect_with(Some(wanted)) >= wanted, "set within the limit");
+                assert_eq!(
+                    connect_with(Some(max + 1)),
+                    auto,
+                    "over the limit: left alone"
+                );
+            }
+            None => assert_eq!(
+                connect_with(Some(1 << 20)),
+                auto,
+                "no known limit: left alone"
+            ),
+        }
     }
 }

@@ -198,10 +198,12 @@ impl TransferOptions {
     /// Defaults to 4; 1 keeps everything on the caller's session.
     ///
     /// A file of at least twice
-    /// [`min_segment_size`](Self::min_segment_size) is cut into segments
-    /// that several sessions move at once, each writing at its offset into
-    /// the one temporary file, which is checked and renamed into place only
-    /// when every segment is done: atomicity is kept. A folder transfer
+    /// [`min_segment_size`](Self::min_segment_size) is moved by several
+    /// sessions at once (one per `min_segment_size`, up to this many): each
+    /// takes the next [`buffer_size`](Self::buffer_size) piece of the file
+    /// whenever it has room in flight and writes it at its offset into the
+    /// one temporary file, which is checked and renamed into place only
+    /// when every piece is done: atomicity is kept. A folder transfer
     /// spreads its files over the sessions, one more per 16 files. The extra
     /// sessions are new connections with the same settings
     /// ([`Session::connect_another`](crate::Session::connect_another)); if
@@ -216,8 +218,10 @@ impl TransferOptions {
         self
     }
 
-    /// The smallest segment of a segment-parallel transfer; files under
-    /// twice this size use one session. Defaults to 32 MiB.
+    /// The share of a file that makes another session worth connecting:
+    /// a file gets one session per this many bytes (up to
+    /// [`sessions`](Self::sessions)), so files under twice this size use
+    /// one. Defaults to 32 MiB.
     pub fn min_segment_size(mut self, bytes: u64) -> Self {
         self.min_segment_size = bytes.max(1);
         self
