@@ -16,7 +16,8 @@
 //! `ETL_BENCH_FILES` (number of 4 KiB files, default 2000; 0 skips),
 //! `ETL_BENCH_SESSIONS` (default `1,2,4,8`), `ETL_BENCH_RUNS` (runs per
 //! case, median reported, default 3), `ETL_BENCH_OPENSSH` (0 skips
-//! OpenSSH's `sftp`, default 1), `ETL_BENCH_LOOPBACK_MB` (the loopback
+//! OpenSSH's `sftp`, default 1), `ETL_BENCH_RCVBUF` (the sessions' receive
+//! buffer in bytes, 0 for the kernel's own sizing; default: the library's), `ETL_BENCH_LOOPBACK_MB` (the loopback
 //! check, no delay line: `sessions(4)` beside `sessions(1)`, default 256;
 //! 0 skips).
 //!
@@ -187,6 +188,7 @@ fn check_line(one_way: Duration) -> (f64, f64) {
 
 fn connect(port: u16, host_key: &str, key: &ClientKey) -> SftpSession {
     Session::builder(common::HOST)
+        .receive_buffer(support::receive_buffer())
         .port(port)
         .known_host(KnownHost::public_key(host_key).expect("host key"))
         .credential(Credential::key_pair(current_user(), &key.path))

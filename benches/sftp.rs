@@ -7,6 +7,8 @@
 //! `aes128-ctr`; default: the normal negotiation, chacha20-poly1305),
 //! `ETL_BENCH_SMALL` (number of 4 KiB files, default 2000; 0 skips),
 //! `ETL_BENCH_SWEEP=1` (also try several buffer sizes),
+//! `ETL_BENCH_RCVBUF` (the sessions' receive buffer in bytes, 0 for the
+//! kernel's own sizing; default: the library's),
 //! `ETL_BENCH_LARGE=1` (also the large-file case, off by default: about
 //! two minutes and 2 GiB of /tmp at the default `ETL_BENCH_LARGE_MB`
 //! of 1024).
@@ -141,6 +143,7 @@ fn connect(server: &Sshd, key: &ClientKey) -> SftpSession {
 
 fn connect_to(port: u16, host_key: &str, key: &Path) -> SftpSession {
     let session = Session::builder(common::HOST)
+        .receive_buffer(support::receive_buffer())
         .port(port)
         .known_host(KnownHost::public_key(host_key).expect("host key"))
         .credential(Credential::key_pair(current_user(), key))

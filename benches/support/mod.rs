@@ -72,3 +72,16 @@ pub(crate) fn write_noise(path: &Path, mb: u64) {
         f.write_all(&block).expect("write");
     }
 }
+
+/// `ETL_BENCH_RCVBUF`: the sessions' receive buffer in bytes (`0` leaves
+/// it to the kernel); default: the library's default.
+pub(crate) fn receive_buffer() -> Option<usize> {
+    match std::env::var("ETL_BENCH_RCVBUF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => Some(etl_ssh::DEFAULT_RECEIVE_BUFFER),
+    }
+}
