@@ -749,6 +749,77 @@ fn a_failing_file_in_a_wave_names_itself_and_leaves_nothing_partial() {
     }
 }
 
+/// A server with no OpenSSH extensions (no posix-rename, fsync or limits,
+/// as some appliances): transfers use 32 KiB requests, skip the fsync, and
+/// replace an existing target by removing it first; `Overwrite::Never`
+/// still refuses one; waves rename one file at a time.
+#[test]
+fn plain_sftp_servers_get_the_fallbacks() {
+    let server = TestServer::builder()
+        .backend(Backend::Embedded)
+        .plain_sftp(true)
+        .start()
+        .expect("embedded server");
+    let sftp = server.session().expect("session").sftp().expect("sftp");
+    let dir = tempfile::tempdir().unwrap();
+    let root = server.sftp_root();
+    let remote = |name: &str| server.remote_path(name);
+
+    let first = dir.path().join("first.bin");
+    let second = dir.path().join("second.bin");
+    fs::write(&first, random_bytes(3_000_001, 1)).unwrap();
+    fs::write(&second, random_bytes(2_000_003, 2)).unwrap();
+    assert_eq!(sftp.upload(&first, remote("t.bin")).unwrap(), 3_000_001);
+    assert_eq!(sha_file(&root.join("t.bin")), sha_file(&first));
+    assert_eq!(sftp.upload(&second, remote("t.bin")).unwrap(), 2_000_003);
+    assert_eq!(sha_file(&root.join("t.bin")), sha_file(&second));
+
+    let never = TransferOptions::new().overwrite(Overwrite::Never);
+    let err = sftp
+        .upload_with(&first, remote("t.bin"), &never)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert_eq!(sha_file(&root.join("t.bin")), sha_file(&second));
+
+    let back = dir.path().join("back.bin");
+    assert_eq!(sftp.download(remote("t.bin"), &back).unwrap(), 2_000_003);
+    assert_eq!(sha_file(&back), sha_file(&second));
+
+    sftp.rename(remote("t.bin"), remote("u.bin")).unwrap();
+    fs::write(root.join("v.bin"), b"old").unwrap();
+    sftp.rename(remote("u.bin"), remote("v.bin")).unwrap();
+    assert_eq!(sha_file(&root.join("v.bin")), sha_file(&second));
+
+    let tree = dir.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    for i in 0..70 {
+        fs::write(
+            tree.join(format!("f{i:02}.csv")),
+            random_bytes(100 + i, i as u64),
+        )
+        .unwrap();
+    }
+    fs::create_dir(root.join("tree-up")).unwrap();
+    fs::write(root.join("tree-up/f07.csv"), b"replace me").unwrap();
+    let opts = TransferOptions::new().sessions(1);
+    sftp.upload_dir(&tree, remote("tree-up"), &opts).unwrap();
+    let names = names_in(&root.join("tree-up"));
+    assert_eq!(names.len(), 70, "{names:?}");
+    for name in names {
+        assert_eq!(
+            fs::read(root.join("tree-up").join(&name)).unwrap(),
+            fs::read(tree.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        names_in(root).len(),
+        2,
+        "no temporary files: {:?}",
+        names_in(root)
+    );
+}
+
 #[test]
 fn streaming_read_seek_write_append() {
     for fx in Fixture::all() {

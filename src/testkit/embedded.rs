@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) password: String,
     pub(crate) refuse_auth: AtomicBool,
     pub(crate) root: PathBuf,
+    /// SFTP without OpenSSH's extensions.
+    pub(crate) plain_sftp: bool,
 }
 
 /// The running server; stops on drop.
@@ -266,7 +268,7 @@ impl Handler for Connection {
             ("sftp", Some(chan)) => {
                 session.channel_success(channel)?;
                 self.sftp_channels.insert(channel);
-                let handler = SftpHandler::new(self.shared.root.clone());
+                let handler = SftpHandler::new(self.shared.root.clone(), self.shared.plain_sftp);
                 russh_sftp::server::run(chan.into_stream(), handler).await;
             }
             _ => session.channel_failure(channel)?,

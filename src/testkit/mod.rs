@@ -210,6 +210,7 @@ pub struct TestServerBuilder {
     password: SecretString,
     host_key_types: Vec<HostKeyType>,
     authorized_keys: Vec<String>,
+    plain_sftp: bool,
 }
 
 impl fmt::Debug for TestServerBuilder {
@@ -221,6 +222,7 @@ impl fmt::Debug for TestServerBuilder {
             .field("password", &"[REDACTED]")
             .field("host_key_types", &self.host_key_types)
             .field("authorized_keys", &self.authorized_keys)
+            .field("plain_sftp", &self.plain_sftp)
             .finish()
     }
 }
@@ -234,6 +236,7 @@ impl Default for TestServerBuilder {
             password: SecretString::from(DEFAULT_PASSWORD),
             host_key_types: vec![HostKeyType::Ed25519],
             authorized_keys: Vec::new(),
+            plain_sftp: false,
         }
     }
 }
@@ -280,6 +283,16 @@ impl TestServerBuilder {
         self
     }
 
+    /// Serve plain SFTP v3, without OpenSSH's extensions
+    /// (`posix-rename@openssh.com`, `fsync@openssh.com`,
+    /// `limits@openssh.com`, `hardlink@openssh.com`), as some appliances
+    /// do: the client's fallbacks run. Only the embedded backend can;
+    /// [`start`](Self::start) refuses it with OpenSSH. Defaults to `false`.
+    pub fn plain_sftp(mut self, plain: bool) -> Self {
+        self.plain_sftp = plain;
+        self
+    }
+
     /// Generates keys, starts the server and waits until it accepts
     /// connections.
     ///
@@ -289,8 +302,8 @@ impl TestServerBuilder {
     /// the server cannot be made or started (with sshd's log for OpenSSH);
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind) for an
     /// [`authorized_key`](Self::authorized_key) that does not parse, for
-    /// [`Backend::OpenSsh`] when `sshd` is not found, or for a bad
-    /// [`BACKEND_ENV`].
+    /// [`Backend::OpenSsh`] when `sshd` is not found or with
+    /// [`plain_sftp`](Self::plain_sftp), or for a bad [`BACKEND_ENV`].
     pub fn start(self) -> Result<TestServer> {
         TestServer::start_with(self)
     }
@@ -387,6 +400,12 @@ impl TestServer {
             })?),
             _ => None,
         };
+        if sshd.is_some() && b.plain_sftp {
+            return Err(Error::invalid(
+                "testkit plain_sftp",
+                "only the embedded backend serves SFTP without OpenSSH's extensions",
+            ));
+        }
         let dir = tempfile::Builder::new()
             .prefix("etl-ssh-testkit-")
             .tempdir()
@@ -465,6 +484,7 @@ impl TestServer {
                     password: b.password.expose_secret().to_string(),
                     refuse_auth: Default::default(),
                     root: sftp_root.clone(),
+                    plain_sftp: b.plain_sftp,
                 });
                 let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
                     .map_err(io_err("start the embedded test server"))?;

@@ -27,14 +27,17 @@ enum Open {
 
 pub(crate) struct SftpHandler {
     root: PathBuf,
+    /// No OpenSSH extensions: none advertised, every one unsupported.
+    plain: bool,
     handles: HashMap<String, Open>,
     next: u64,
 }
 
 impl SftpHandler {
-    pub(crate) fn new(root: PathBuf) -> SftpHandler {
+    pub(crate) fn new(root: PathBuf, plain: bool) -> SftpHandler {
         SftpHandler {
             root,
+            plain,
             handles: HashMap::new(),
             next: 0,
         }
@@ -191,6 +194,9 @@ impl russh_sftp::server::Handler for SftpHandler {
         _extensions: HashMap<String, String>,
     ) -> Result<Version, Self::Error> {
         let mut v = Version::new();
+        if self.plain {
+            return Ok(v);
+        }
         for ext in [
             "posix-rename@openssh.com",
             "fsync@openssh.com",
@@ -433,6 +439,9 @@ impl russh_sftp::server::Handler for SftpHandler {
         request: String,
         data: Vec<u8>,
     ) -> Result<Packet, Self::Error> {
+        if self.plain {
+            return Err(self.unimplemented());
+        }
         let mut rest = data.as_slice();
         match request.as_str() {
             "posix-rename@openssh.com" | "hardlink@openssh.com" => {
