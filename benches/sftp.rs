@@ -14,7 +14,8 @@
 //! of 1024).
 //!
 //! The large-file case times `upload` / `download` (default options, then
-//! with `fsync(false)`) beside `sftp -b` put / get, and measures peak RSS
+//! with `fsync(false)`) beside `sftp -b` put / get (and put with `-f`,
+//! which fsyncs as etl-ssh's default does), and measures peak RSS
 //! while moving the file: each etl-ssh transfer runs alone in a child
 //! process (this binary re-executed with `ETL_BENCH_RSS_CHILD` set), which
 //! reports its own `VmRSS` / `VmHWM` from `/proc/self/status` after
@@ -509,13 +510,14 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
     let no_fsync = TransferOptions::new().fsync(false);
     println!("\n# large file: {mb} MiB, {runs} runs each, median");
 
-    const CASES: [&str; 6] = [
+    const CASES: [&str; 7] = [
         "etl-ssh upload",
         "etl-ssh download",
         "etl-ssh upload fsync(false)",
         "etl-ssh download fsync(false)",
         "openssh put",
         "openssh get",
+        "openssh put -f (fsync)",
     ];
     let mut t: Vec<Vec<f64>> = vec![Vec::new(); CASES.len()];
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); CASES.len()];
@@ -548,6 +550,10 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
                     let s = time(|| hwm = openssh_sftp(server, key, &batch));
                     sftp_hwm[0] = sftp_hwm[0].max(hwm);
                     s
+                }
+                6 => {
+                    let batch = format!("put {} {}\n", src.display(), out_remote);
+                    time(|| openssh_sftp_with(server, key, &["-f"], &batch))
                 }
                 _ => {
                     let batch = format!("get {} {}\n", down_src, out.display());
@@ -590,6 +596,10 @@ fn large(server: &Sshd, key: &ClientKey, d: &Path, sftp: &SftpSession, runs: usi
             rounded(&t[case]),
         );
     }
+    println!(
+        "etl-ssh upload (fsync) vs openssh put -f (fsync): ratio {:.2}x",
+        med(&t[6]) / med(&t[0])
+    );
     println!("(ratio = etl-ssh MB/s / OpenSSH MB/s, higher is better for etl-ssh)");
 
     println!("\n# peak RSS while moving the {mb} MiB file (MiB; one child process per transfer)");
