@@ -520,47 +520,38 @@ impl Wire {
         id
     }
 
-    /// Queues a request on a handle: CLOSE, FSTAT.
-    fn send_on_handle(&mut self, kind: u8, handle: &[u8]) -> u32 {
+    /// Queues a request whose only field is one string: CLOSE and FSTAT
+    /// (a handle), STAT and REMOVE (a path).
+    fn send_string(&mut self, kind: u8, field: &[u8]) -> u32 {
         let (start, id) = self.begin(kind);
-        put_str(&mut self.out, handle);
+        put_str(&mut self.out, field);
         self.end(start);
         id
     }
 
     pub(crate) fn send_close(&mut self, handle: &[u8]) -> u32 {
-        self.send_on_handle(CLOSE, handle)
+        self.send_string(CLOSE, handle)
     }
 
     pub(crate) fn send_fstat(&mut self, handle: &[u8]) -> u32 {
-        self.send_on_handle(FSTAT, handle)
+        self.send_string(FSTAT, handle)
     }
 
-    /// Queues `fsync@openssh.com` (the caller checked [`has_fsync`]).
-    ///
-    /// [`has_fsync`]: Self::has_fsync
+    pub(crate) fn send_stat(&mut self, path: &str) -> u32 {
+        self.send_string(STAT, path.as_bytes())
+    }
+
+    pub(crate) fn send_remove(&mut self, path: &str) -> u32 {
+        self.send_string(REMOVE, path.as_bytes())
+    }
+
+    /// Queues `fsync@openssh.com` (only sent where the server offers it).
     pub(crate) fn send_fsync(&mut self, handle: &[u8]) -> u32 {
         let (start, id) = self.begin(EXTENDED);
         put_str(&mut self.out, b"fsync@openssh.com");
         put_str(&mut self.out, handle);
         self.end(start);
         id
-    }
-
-    /// Queues a request on a path: STAT, REMOVE.
-    fn send_on_path(&mut self, kind: u8, path: &str) -> u32 {
-        let (start, id) = self.begin(kind);
-        put_str(&mut self.out, path.as_bytes());
-        self.end(start);
-        id
-    }
-
-    pub(crate) fn send_stat(&mut self, path: &str) -> u32 {
-        self.send_on_path(STAT, path)
-    }
-
-    pub(crate) fn send_remove(&mut self, path: &str) -> u32 {
-        self.send_on_path(REMOVE, path)
     }
 
     /// Queues a rename: `posix-rename@openssh.com` (replaces `to`) when
@@ -823,20 +814,40 @@ impl Wire {
         in_flight: u64,
         progress: Progress<'_>,
     ) -> Result<()> {
-        let mut pending: VecDeque<(u32, u64)> = VecDeque::new();
-        let result = self.write_pipeline(
-            handle,
-            path,
-            source,
-            next,
-            in_flight,
-            progress,
-            &mut pending,
-        );
+        self.pipeline(|w, pending| {
+            w.write_pipeline(handle, path, source, next, in_flight, progress, pending)
+        })
+    }
+
+    /// Runs a pipeline with its list of requests waiting for replies;
+    /// after a failure, their replies are skipped when they come.
+    fn pipeline<T>(
+        &mut self,
+        run: impl FnOnce(&mut Self, &mut VecDeque<(u32, T)>) -> Result<()>,
+    ) -> Result<()> {
+        let mut pending = VecDeque::new();
+        let result = run(self, &mut pending);
         if result.is_err() {
             self.ignore(pending.into_iter().map(|(id, _)| id));
         }
         result
+    }
+
+    /// Removes and returns what `pending` holds for the reply `id`.
+    fn take_pending<T>(
+        &mut self,
+        pending: &mut VecDeque<(u32, T)>,
+        id: u32,
+        op: &'static str,
+        path: &str,
+    ) -> Result<T> {
+        match pending.iter().position(|(p, _)| *p == id) {
+            Some(i) => Ok(pending.remove(i).expect("found above").1),
+            None => {
+                self.broken = true;
+                Err(self.protocol(op, path, &format!("a reply to unknown request {id}")))
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // one pipeline's state
@@ -850,17 +861,13 @@ impl Wire {
         progress: Progress<'_>,
         pending: &mut VecDeque<(u32, u64)>,
     ) -> Result<()> {
-        let mut range = next_range();
+        let mut chunks = Chunks::new(next_range);
         let mut unacked = 0u64;
-        while range.is_some() || !pending.is_empty() {
+        while !chunks.is_done() || !pending.is_empty() {
             while unacked < in_flight && self.outstanding < MAX_OUTSTANDING {
-                let Some(r) = range.as_mut() else { break };
-                if r.is_empty() {
-                    range = next_range();
-                    continue;
-                }
-                let len = (r.end - r.start).min(u64::from(self.write_len));
-                let at = r.start;
+                let Some((at, len)) = chunks.take(u64::from(self.write_len)) else {
+                    break;
+                };
                 let id = self
                     .send_write_with(handle, at, len as usize, |buf| {
                         source.read_exact_at(buf, at)
@@ -875,22 +882,13 @@ impl Wire {
                     })?;
                 pending.push_back((id, len));
                 unacked += len;
-                r.start += len;
                 self.flush_if_full("upload", path)?;
             }
             if pending.is_empty() {
                 continue;
             }
             let (id, reply) = self.recv("upload", path)?;
-            let Some(i) = pending.iter().position(|&(p, _)| p == id) else {
-                self.broken = true;
-                return Err(self.protocol(
-                    "upload",
-                    path,
-                    &format!("a reply to unknown request {id}"),
-                ));
-            };
-            let (_, len) = pending.remove(i).expect("found above");
+            let len = self.take_pending(pending, id, "upload", path)?;
             match reply {
                 Reply::Status(FX_OK, _) => {
                     unacked -= len;
@@ -950,21 +948,9 @@ impl Wire {
         in_flight: u64,
         progress: Progress<'_>,
     ) -> Result<()> {
-        let mut pending: VecDeque<(u32, u64, u64)> = VecDeque::new();
-        let result = self.read_pipeline(
-            handle,
-            path,
-            out,
-            next,
-            eof,
-            in_flight,
-            progress,
-            &mut pending,
-        );
-        if result.is_err() {
-            self.ignore(pending.into_iter().map(|(id, _, _)| id));
-        }
-        result
+        self.pipeline(|w, pending| {
+            w.read_pipeline(handle, path, out, next, eof, in_flight, progress, pending)
+        })
     }
 
     #[allow(clippy::too_many_arguments)] // one pipeline's state
@@ -977,43 +963,31 @@ impl Wire {
         mut eof: Option<u64>,
         in_flight: u64,
         progress: Progress<'_>,
-        pending: &mut VecDeque<(u32, u64, u64)>,
+        pending: &mut VecDeque<(u32, (u64, u64))>,
     ) -> Result<()> {
         // A request of length 0 marks the end-of-file probe.
-        let mut range = next_range();
+        let mut chunks = Chunks::new(next_range);
         let mut requested = 0u64;
-        while range.is_some() || eof.is_some() || !pending.is_empty() {
+        while !chunks.is_done() || eof.is_some() || !pending.is_empty() {
             while requested < in_flight && self.outstanding < MAX_OUTSTANDING {
-                let Some(r) = range.as_mut() else { break };
-                if r.is_empty() {
-                    range = next_range();
-                    continue;
-                }
-                let len = (r.end - r.start).min(u64::from(self.read_len));
-                let id = self.send_read(handle, r.start, len as u32);
-                pending.push_back((id, r.start, len));
+                let Some((at, len)) = chunks.take(u64::from(self.read_len)) else {
+                    break;
+                };
+                let id = self.send_read(handle, at, len as u32);
+                pending.push_back((id, (at, len)));
                 requested += len;
-                r.start += len;
             }
-            if range.is_none() {
+            if chunks.is_done() {
                 if let Some(end) = eof.take() {
                     let id = self.send_read(handle, end, 1);
-                    pending.push_back((id, end, 0));
+                    pending.push_back((id, (end, 0)));
                 }
             }
             if pending.is_empty() {
                 continue;
             }
             let (id, reply) = self.recv("download", path)?;
-            let Some(i) = pending.iter().position(|&(p, _, _)| p == id) else {
-                self.broken = true;
-                return Err(self.protocol(
-                    "download",
-                    path,
-                    &format!("a reply to unknown request {id}"),
-                ));
-            };
-            let (_, at, len) = pending.remove(i).expect("found above");
+            let (at, len) = self.take_pending(pending, id, "download", path)?;
             match reply {
                 Reply::Data(_) if len == 0 => {
                     return Err(sftp_failure(
@@ -1040,7 +1014,7 @@ impl Wire {
                     if got < len {
                         // A short read: ask again for the rest.
                         let id = self.send_read(handle, at + got, (len - got) as u32);
-                        pending.push_back((id, at + got, len - got));
+                        pending.push_back((id, (at + got, len - got)));
                         requested += len - got;
                     }
                 }
@@ -1059,6 +1033,41 @@ impl Wire {
             }
         }
         Ok(())
+    }
+}
+
+/// Cuts the ranges a pipeline is handed into requests.
+struct Chunks<'a> {
+    range: Option<Range<u64>>,
+    next: &'a mut dyn FnMut() -> Option<Range<u64>>,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(next: &'a mut dyn FnMut() -> Option<Range<u64>>) -> Self {
+        Chunks {
+            range: next(),
+            next,
+        }
+    }
+
+    /// Whether every range is handed out (`take` said `None`).
+    fn is_done(&self) -> bool {
+        self.range.is_none()
+    }
+
+    /// The next request: its offset and length, at most `max`.
+    fn take(&mut self, max: u64) -> Option<(u64, u64)> {
+        loop {
+            let r = self.range.as_mut()?;
+            if r.is_empty() {
+                self.range = (self.next)();
+                continue;
+            }
+            let at = r.start;
+            let len = (r.end - at).min(max);
+            r.start += len;
+            return Some((at, len));
+        }
     }
 }
 
@@ -1250,6 +1259,21 @@ mod tests {
         inbox.space()[..4].copy_from_slice(&41u32.to_be_bytes());
         inbox.filled(4);
         assert_eq!(inbox.next_packet(), Err(41));
+    }
+
+    #[test]
+    fn chunks_cut_every_range_into_requests_in_order() {
+        let mut ranges = vec![0..0, 0..10, 10..10, 10..25, 100..101].into_iter();
+        let mut next = || ranges.next();
+        let mut chunks = Chunks::new(&mut next);
+        let mut got = Vec::new();
+        while let Some(c) = chunks.take(7) {
+            got.push(c);
+        }
+        assert!(chunks.is_done());
+        assert_eq!(got, [(0, 7), (7, 3), (10, 7), (17, 7), (24, 1), (100, 1)]);
+        let mut none = || None;
+        assert!(Chunks::new(&mut none).is_done());
     }
 
     #[test]
