@@ -820,6 +820,55 @@ fn plain_sftp_servers_get_the_fallbacks() {
     );
 }
 
+/// A server that advertises posix-rename but answers "unsupported": the
+/// upload falls back to the plain rename (removing an existing target
+/// first), for one file and for a folder's waves.
+#[test]
+fn a_refused_posix_rename_falls_back_to_the_plain_rename() {
+    let server = TestServer::builder()
+        .backend(Backend::Embedded)
+        .refuse_posix_rename(true)
+        .start()
+        .expect("embedded server");
+    let sftp = server.session().expect("session").sftp().expect("sftp");
+    let dir = tempfile::tempdir().unwrap();
+    let root = server.sftp_root();
+    let local = dir.path().join("new.csv");
+    fs::write(&local, random_bytes(70_000, 5)).unwrap();
+    fs::write(root.join("t.csv"), b"old").unwrap();
+    sftp.upload(&local, server.remote_path("t.csv")).unwrap();
+    assert_eq!(sha_file(&root.join("t.csv")), sha_file(&local));
+
+    let tree = dir.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    for i in 0..40 {
+        fs::write(
+            tree.join(format!("f{i:02}.csv")),
+            random_bytes(50 + i, i as u64),
+        )
+        .unwrap();
+    }
+    fs::create_dir(root.join("up")).unwrap();
+    fs::write(root.join("up/f03.csv"), b"old").unwrap();
+    // A new session: its wire has not yet learnt that the server refuses.
+    let sftp = server.session().expect("session").sftp().expect("sftp");
+    sftp.upload_dir(
+        &tree,
+        server.remote_path("up"),
+        &TransferOptions::new().sessions(1),
+    )
+    .unwrap();
+    let names = names_in(&root.join("up"));
+    assert_eq!(names.len(), 40, "{names:?}");
+    for name in names {
+        assert_eq!(
+            fs::read(root.join("up").join(&name)).unwrap(),
+            fs::read(tree.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn streaming_read_seek_write_append() {
     for fx in Fixture::all() {

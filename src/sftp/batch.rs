@@ -136,6 +136,7 @@ pub(super) fn upload_wave(
     }
     // Round trip 3: the complete files are renamed into place, the others'
     // temporary files removed.
+    let posix = w.has_posix_rename();
     let mut renames = Vec::new();
     for (i, it) in items.iter().enumerate() {
         if it.error.is_some() {
@@ -143,18 +144,22 @@ pub(super) fn upload_wave(
                 let id = w.send_remove(&it.temp);
                 w.ignore([id]);
             }
-        } else if w.has_posix_rename() {
+        } else if posix {
             renames.push((i, w.send_rename(&it.temp, it.remote, true)));
         }
     }
     for (i, id) in renames {
         let it = &mut items[i];
-        if let Err(e) = w.status_of(id, "rename", it.remote) {
+        let renamed = match w.status_of(id, "rename", it.remote) {
+            Err(e) if w.refuses_posix_rename(&e) => w.rename_replace(&it.temp, it.remote),
+            other => other,
+        };
+        if let Err(e) = renamed {
             it.error = Some(e);
             w.remove_quietly(&it.temp);
         }
     }
-    if !w.has_posix_rename() {
+    if !posix {
         // One by one: the plain rename needs the target out of the way.
         for it in items.iter_mut().filter(|it| it.error.is_none()) {
             if let Err(e) = w.rename_replace(&it.temp, it.remote) {

@@ -671,6 +671,9 @@ impl Wire {
         let id = self.send_rename(from, to, true);
         match self.status_of(id, "rename", from) {
             Err(e) if !posix && status_code(&e) == Some(status::FAILURE) => {}
+            Err(e) if posix && self.refuses_posix_rename(&e) => {
+                return self.rename_replace(from, to);
+            }
             done => return done,
         }
         if self.stat(to).is_ok_and(|m| !m.is_dir()) {
@@ -679,6 +682,21 @@ impl Wire {
         }
         let id = self.send_rename(from, to, false);
         self.status_of(id, "rename", from)
+    }
+
+    /// Whether `e`, the answer to a posix-rename, says the server does not
+    /// do it after all (it advertised it): from then on this wire uses the
+    /// plain rename.
+    pub(crate) fn refuses_posix_rename(&mut self, e: &Error) -> bool {
+        if status_code(e) != Some(status::OP_UNSUPPORTED) {
+            return false;
+        }
+        debug!(
+            "{} advertises posix-rename@openssh.com but does not do it",
+            self.inner.target()
+        );
+        self.posix_rename = false;
+        true
     }
 
     /// Renames `from` to `to` only if `to` does not exist: the plain SFTP

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) root: PathBuf,
     /// SFTP without OpenSSH's extensions.
     pub(crate) plain_sftp: bool,
+    /// posix-rename advertised but refused.
+    pub(crate) refuse_posix_rename: bool,
 }
 
 /// The running server; stops on drop.
@@ -268,7 +270,11 @@ impl Handler for Connection {
             ("sftp", Some(chan)) => {
                 session.channel_success(channel)?;
                 self.sftp_channels.insert(channel);
-                let handler = SftpHandler::new(self.shared.root.clone(), self.shared.plain_sftp);
+                let handler = SftpHandler::new(
+                    self.shared.root.clone(),
+                    self.shared.plain_sftp,
+                    self.shared.refuse_posix_rename,
+                );
                 russh_sftp::server::run(chan.into_stream(), handler).await;
             }
             _ => session.channel_failure(channel)?,

@@ -211,6 +211,7 @@ pub struct TestServerBuilder {
     host_key_types: Vec<HostKeyType>,
     authorized_keys: Vec<String>,
     plain_sftp: bool,
+    refuse_posix_rename: bool,
 }
 
 impl fmt::Debug for TestServerBuilder {
@@ -223,6 +224,7 @@ impl fmt::Debug for TestServerBuilder {
             .field("host_key_types", &self.host_key_types)
             .field("authorized_keys", &self.authorized_keys)
             .field("plain_sftp", &self.plain_sftp)
+            .field("refuse_posix_rename", &self.refuse_posix_rename)
             .finish()
     }
 }
@@ -237,6 +239,7 @@ impl Default for TestServerBuilder {
             host_key_types: vec![HostKeyType::Ed25519],
             authorized_keys: Vec::new(),
             plain_sftp: false,
+            refuse_posix_rename: false,
         }
     }
 }
@@ -293,6 +296,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Advertise `posix-rename@openssh.com` but answer it with "operation
+    /// unsupported", as some servers do. Embedded backend only, like
+    /// [`plain_sftp`](Self::plain_sftp). Defaults to `false`.
+    pub fn refuse_posix_rename(mut self, refuse: bool) -> Self {
+        self.refuse_posix_rename = refuse;
+        self
+    }
+
     /// Generates keys, starts the server and waits until it accepts
     /// connections.
     ///
@@ -303,7 +314,9 @@ impl TestServerBuilder {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind) for an
     /// [`authorized_key`](Self::authorized_key) that does not parse, for
     /// [`Backend::OpenSsh`] when `sshd` is not found or with
-    /// [`plain_sftp`](Self::plain_sftp), or for a bad [`BACKEND_ENV`].
+    /// [`plain_sftp`](Self::plain_sftp) or
+    /// [`refuse_posix_rename`](Self::refuse_posix_rename), or for a bad
+    /// [`BACKEND_ENV`].
     pub fn start(self) -> Result<TestServer> {
         TestServer::start_with(self)
     }
@@ -400,7 +413,7 @@ impl TestServer {
             })?),
             _ => None,
         };
-        if sshd.is_some() && b.plain_sftp {
+        if sshd.is_some() && (b.plain_sftp || b.refuse_posix_rename) {
             return Err(Error::invalid(
                 "testkit plain_sftp",
                 "only the embedded backend serves SFTP without OpenSSH's extensions",
@@ -485,6 +498,7 @@ impl TestServer {
                     refuse_auth: Default::default(),
                     root: sftp_root.clone(),
                     plain_sftp: b.plain_sftp,
+                    refuse_posix_rename: b.refuse_posix_rename,
                 });
                 let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
                     .map_err(io_err("start the embedded test server"))?;

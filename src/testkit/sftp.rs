@@ -29,15 +29,18 @@ pub(crate) struct SftpHandler {
     root: PathBuf,
     /// No OpenSSH extensions: none advertised, every one unsupported.
     plain: bool,
+    /// posix-rename advertised, but answered "unsupported".
+    refuse_posix_rename: bool,
     handles: HashMap<String, Open>,
     next: u64,
 }
 
 impl SftpHandler {
-    pub(crate) fn new(root: PathBuf, plain: bool) -> SftpHandler {
+    pub(crate) fn new(root: PathBuf, plain: bool, refuse_posix_rename: bool) -> SftpHandler {
         SftpHandler {
             root,
             plain,
+            refuse_posix_rename,
             handles: HashMap::new(),
             next: 0,
         }
@@ -439,7 +442,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         request: String,
         data: Vec<u8>,
     ) -> Result<Packet, Self::Error> {
-        if self.plain {
+        if self.plain || (self.refuse_posix_rename && request == "posix-rename@openssh.com") {
             return Err(self.unimplemented());
         }
         let mut rest = data.as_slice();
