@@ -930,15 +930,21 @@ fn handles_outlive_the_session_and_sessions_share_threads() {
         reader.read_to_end(&mut got).unwrap();
         assert_eq!(got, data);
 
+        // More threads than a server allows channels on one connection
+        // (OpenSSH: 10): the session's transfer channels are shared.
+        const THREADS: usize = 12;
         let done = Arc::new(AtomicU64::new(0));
-        let threads: Vec<_> = (0..4)
+        let threads: Vec<_> = (0..THREADS)
             .map(|i| {
                 let sftp = Arc::clone(&sftp);
                 let done = Arc::clone(&done);
                 let src = fx.local("f");
                 let dst = fx.remote(&format!("t{i}.bin"));
+                let back = fx.local(&format!("back{i}.bin"));
                 std::thread::spawn(move || {
                     let n = sftp.upload(&src, &dst).unwrap();
+                    done.fetch_add(n, Ordering::SeqCst);
+                    let n = sftp.download(&dst, &back).unwrap();
                     done.fetch_add(n, Ordering::SeqCst);
                 })
             })
@@ -946,10 +952,63 @@ fn handles_outlive_the_session_and_sessions_share_threads() {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(done.load(Ordering::SeqCst), 4 * data.len() as u64);
-        for i in 0..4 {
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            2 * THREADS as u64 * data.len() as u64
+        );
+        for i in 0..THREADS {
             assert_eq!(fs::read(fx.local(&format!("t{i}.bin"))).unwrap(), data);
+            assert_eq!(fs::read(fx.local(&format!("back{i}.bin"))).unwrap(), data);
         }
+    }
+}
+
+// OpenSSH only: needs sshd's MaxSessions.
+/// A server that allows few channels per connection (`MaxSessions 2`):
+/// eight threads transferring through one `SftpSession` at once share the
+/// channels it could open, instead of failing on the refused ones.
+#[test]
+fn concurrent_transfers_share_the_channels_a_server_allows() {
+    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
+    let Some(server) = Sshd::builder()
+        .host_key_types(&["ed25519"])
+        .authorized_key(&key.public_line)
+        .extra_config("MaxSessions 2")
+        .start_if_available()
+    else {
+        return;
+    };
+    let session = server
+        .session_builder()
+        .credential(key.credential())
+        .connect()
+        .unwrap();
+    let sftp = Arc::new(session.sftp().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(2_000_000, 9);
+    fs::write(dir.path().join("src"), &data).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let sftp = Arc::clone(&sftp);
+            let src = dir.path().join("src");
+            let remote = dir
+                .path()
+                .join(format!("up{i}"))
+                .to_str()
+                .unwrap()
+                .to_string();
+            let back = dir.path().join(format!("back{i}"));
+            std::thread::spawn(move || {
+                sftp.upload(&src, &remote).unwrap();
+                sftp.download(&remote, &back).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for i in 0..8 {
+        assert_eq!(fs::read(dir.path().join(format!("back{i}"))).unwrap(), data);
     }
 }
 

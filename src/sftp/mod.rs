@@ -20,7 +20,7 @@ mod wire;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::debug;
@@ -208,12 +208,28 @@ pub(crate) struct Shared {
     /// handles), opened on first use; taken by `Drop`.
     sftp: OnceLock<ssh2::Sftp>,
     /// Our own pipelined SFTP channels (`wire.rs`) for transfers, renames
-    /// and removals: one per operation running at a time, kept for reuse.
-    wires: Mutex<Vec<Wire>>,
+    /// and removals: one per operation running at a time (at most
+    /// [`MAX_WIRES`]), kept for reuse.
+    wires: Mutex<Wires>,
+    /// Signalled when a wire is handed back.
+    wire_free: Condvar,
     /// Set once the server answered `fsync@openssh.com` with "unsupported"
     /// on libssh2's channel.
     no_fsync: AtomicBool,
     pub(crate) inner: Arc<SessionInner>,
+}
+
+/// How many of our SFTP channels one session opens at most: concurrent
+/// operations beyond that wait for one. OpenSSH allows 10 channels per
+/// connection (`MaxSessions`), shared with libssh2's SFTP channel and exec.
+const MAX_WIRES: usize = 4;
+
+/// The wires of a session.
+struct Wires {
+    /// Open and not in use.
+    idle: Vec<Wire>,
+    /// Open, in use or idle.
+    open: usize,
 }
 
 impl Shared {
@@ -231,25 +247,50 @@ impl Shared {
         Ok(self.sftp.get_or_init(|| sftp))
     }
 
-    /// Runs `f` on a wire of its own: an idle one, or a new channel. The
-    /// caller does not hold the lock. Wires whose channel failed are closed.
+    /// Runs `f` on a wire of its own: an idle one, a new channel, or, when
+    /// [`MAX_WIRES`] are busy (or the server refuses another channel while
+    /// some are open), the next one handed back. The caller does not hold
+    /// the lock. Wires whose channel failed are closed.
     pub(crate) fn with_wire<T>(&self, f: impl FnOnce(&mut Wire) -> Result<T>) -> Result<T> {
-        let idle = self.wires.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut wire = match idle {
-            Some(w) => w,
-            None => Wire::open(&self.inner)?,
-        };
+        let mut wire = self.take_wire()?;
         let result = f(&mut wire);
+        let mut pool = self.wires.lock().unwrap_or_else(|e| e.into_inner());
         if wire.is_broken() {
+            pool.open -= 1;
+            drop(pool);
             let _g = self.inner.lock();
             self.inner.cleanup(|| wire.shutdown());
         } else {
-            self.wires
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(wire);
+            pool.idle.push(wire);
         }
+        self.wire_free.notify_one();
         result
+    }
+
+    fn take_wire(&self) -> Result<Wire> {
+        let mut pool = self.wires.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(wire) = pool.idle.pop() {
+                return Ok(wire);
+            }
+            if pool.open < MAX_WIRES {
+                pool.open += 1;
+                drop(pool);
+                let opened = Wire::open(&self.inner);
+                pool = self.wires.lock().unwrap_or_else(|e| e.into_inner());
+                match opened {
+                    Ok(wire) => return Ok(wire),
+                    Err(e) => {
+                        pool.open -= 1;
+                        if pool.open == 0 {
+                            return Err(e);
+                        }
+                        debug!("another SFTP channel refused ({e}); waiting for one in use");
+                    }
+                }
+            }
+            pool = self.wire_free.wait(pool).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// `fsync@openssh.com` on a file open on libssh2's channel; `Ok(false)`
@@ -293,7 +334,8 @@ fn start_error(inner: &SessionInner, e: ssh2::Error) -> Error {
 impl Drop for Shared {
     fn drop(&mut self) {
         let _g = self.inner.lock();
-        let wires = std::mem::take(self.wires.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let wires =
+            std::mem::take(&mut self.wires.get_mut().unwrap_or_else(|e| e.into_inner()).idle);
         let sftp = self.sftp.take();
         let inner = &self.inner;
         inner.cleanup(|| {
@@ -553,7 +595,11 @@ impl SftpSession {
         Ok(SftpSession {
             shared: Arc::new(Shared {
                 sftp: OnceLock::new(),
-                wires: Mutex::new(vec![wire]),
+                wires: Mutex::new(Wires {
+                    idle: vec![wire],
+                    open: 1,
+                }),
+                wire_free: Condvar::new(),
                 no_fsync: AtomicBool::new(false),
                 inner,
             }),
