@@ -11,8 +11,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::transfer::{finish_download, sync_folder, LocalTarget, LocalTemp, TransferOptions};
-use super::wire::{flags, status_error, FinishIds, Handle, Reply, Wire, FX_EOF, MAX_OUTSTANDING};
+use super::transfer::{
+    check_size, finish_download, open_source, sync_folder, upload_mtime, LocalTarget, LocalTemp,
+    TransferOptions,
+};
+use super::wire::{flags, FinishIds, Handle, Reply, Wire, MAX_OUTSTANDING};
 use super::{file_name, join, parent, sftp_failure, Metadata};
 use crate::{Error, ErrorKind, Result};
 
@@ -98,7 +101,7 @@ pub(super) fn upload_wave(
         let writes = items[i].size.div_ceil(u64::from(w.write_len())) as usize;
         let need = writes + 4;
         while w.outstanding() + need > MAX_OUTSTANDING && oldest < i {
-            upload_replies(w, &mut items[oldest], options);
+            upload_replies(w, &mut items[oldest]);
             oldest += 1;
         }
         let it = &mut items[i];
@@ -132,7 +135,7 @@ pub(super) fn upload_wave(
         ));
     }
     for it in items.iter_mut().skip(oldest) {
-        upload_replies(w, it, options);
+        upload_replies(w, it);
     }
     // Round trip 3: the complete files are renamed into place, the others'
     // temporary files removed.
@@ -181,7 +184,7 @@ pub(super) fn upload_wave(
 }
 
 /// Takes the replies to one wave file's writes and finishing requests.
-fn upload_replies(w: &mut Wire, it: &mut Up<'_>, options: &TransferOptions) {
+fn upload_replies(w: &mut Wire, it: &mut Up<'_>) {
     for id in std::mem::take(&mut it.writes) {
         let written = w.status_of(id, "upload", &it.temp);
         if it.error.is_none() {
@@ -192,19 +195,8 @@ fn upload_replies(w: &mut Wire, it: &mut Up<'_>, options: &TransferOptions) {
         return;
     };
     match w.finish_write_replies(ids, &it.temp) {
-        Ok(size) if it.error.is_none() && options.verify_size => {
-            let size = size.unwrap_or(0);
-            if size != it.size {
-                it.error = Some(sftp_failure(
-                    ErrorKind::Other,
-                    "upload",
-                    it.remote,
-                    format!(
-                        "size check failed: sent {} bytes, the server has {size}",
-                        it.size
-                    ),
-                ));
-            }
+        Ok(Some(size)) if it.error.is_none() => {
+            it.error = check_size(it.remote, it.size, size).err();
         }
         Ok(_) => {}
         Err(e) => {
@@ -214,25 +206,13 @@ fn upload_replies(w: &mut Wire, it: &mut Up<'_>, options: &TransferOptions) {
 }
 
 fn open_local<'a>(local: &Path, remote: &'a str, options: &TransferOptions) -> Result<Up<'a>> {
-    let source = File::open(local)
-        .map_err(|e| Error::io(format!("cannot open {} for upload", local.display()), e))?;
-    let meta = source
-        .metadata()
-        .map_err(|e| Error::io(format!("cannot stat {}", local.display()), e))?;
-    let mtime = if options.preserve_mtime {
-        meta.modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-    } else {
-        None
-    };
+    let (source, meta) = open_source(local)?;
     Ok(Up {
         remote,
         temp: join(parent(remote), &options.temp_for(file_name(remote), "")),
         source,
         size: meta.len(),
-        mtime,
+        mtime: upload_mtime(&meta, options),
         handle: None,
         created: false,
         finish: None,
@@ -283,30 +263,21 @@ impl Reads {
             let (_, i, offset, len) = self.pending.swap_remove(at);
             self.left[i] -= 1;
             let it = &mut items[i];
-            match reply {
-                Reply::Status(0, _) if len == CLOSE => {}
-                Reply::Status(code, msg) if len == CLOSE => {
-                    log::debug!("cannot close {}: {code} {msg}", it.remote);
-                }
-                Reply::Status(FX_EOF, _) if len == PROBE => {}
-                Reply::Data(_) if len == PROBE => {
-                    it.error.get_or_insert_with(|| {
-                        sftp_failure(
-                            ErrorKind::Other,
-                            "download",
-                            it.remote,
-                            format!("the file grew during the download (it had {offset} bytes)"),
-                        )
-                    });
-                }
-                Reply::Data(range) if !range.is_empty() && range.len() as u64 <= len => {
-                    let got = range.len() as u64;
-                    if let Some(t) = &it.target {
-                        if let Err(e) = t.out.write_all_at(w.data(range), offset) {
-                            it.error
-                                .get_or_insert(Error::io("cannot write the downloaded data", e));
-                        }
+            if len == CLOSE {
+                if let Reply::Status(code, msg) = reply {
+                    if code != 0 {
+                        log::debug!("cannot close {}: {code} {msg}", it.remote);
                     }
+                }
+                continue;
+            }
+            let out = &it
+                .target
+                .as_ref()
+                .expect("files with reads have a target")
+                .out;
+            match w.read_reply(reply, it.remote, out, offset, len) {
+                Ok(got) => {
                     it.received += got;
                     if got < len {
                         // A short read: ask again for the rest. The file's
@@ -319,27 +290,8 @@ impl Reads {
                         }
                     }
                 }
-                Reply::Status(code, msg) => {
-                    it.error.get_or_insert(if code == FX_EOF {
-                        sftp_failure(
-                            ErrorKind::Other,
-                            "download",
-                            it.remote,
-                            format!("the file ended at byte {offset}, before the size it had"),
-                        )
-                    } else {
-                        status_error("download", it.remote, code, &msg)
-                    });
-                }
-                _ => {
-                    it.error.get_or_insert_with(|| {
-                        sftp_failure(
-                            ErrorKind::Protocol,
-                            "download",
-                            it.remote,
-                            "an unexpected reply to READ",
-                        )
-                    });
+                Err(e) => {
+                    it.error.get_or_insert(e);
                 }
             }
         }

@@ -332,12 +332,50 @@ fn unique() -> String {
     format!("{}-{nanos:08x}-{n}", std::process::id())
 }
 
-fn mtime_secs(meta: &fs::Metadata) -> Option<u64> {
-    meta.modified()
+/// The local file an upload reads, and its metadata; a folder is refused.
+pub(super) fn open_source(local: &Path) -> Result<(File, fs::Metadata)> {
+    let source = File::open(local)
+        .map_err(|e| local_error(format!("cannot open {} for upload", local.display()), e))?;
+    let meta = source
+        .metadata()
+        .map_err(|e| local_error(format!("cannot stat {}", local.display()), e))?;
+    if meta.is_dir() {
+        return Err(local_error(
+            format!("cannot upload {}", local.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory"),
+        ));
+    }
+    Ok((source, meta))
+}
+
+/// The mtime an upload gives the remote file (whole seconds, as SFTP v3
+/// carries them): the local file's with
+/// [`TransferOptions::preserve_mtime`], else none.
+pub(super) fn upload_mtime(meta: &fs::Metadata, options: &TransferOptions) -> Option<u32> {
+    if !options.preserve_mtime {
+        return None;
+    }
+    let secs = meta
+        .modified()
         .ok()?
         .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+        .ok()?
+        .as_secs();
+    Some(u32::try_from(secs).unwrap_or(u32::MAX))
+}
+
+/// The size check of an upload: `size` is what the server has after
+/// `sent` bytes went out.
+pub(super) fn check_size(remote: &str, sent: u64, size: u64) -> Result<()> {
+    if size == sent {
+        return Ok(());
+    }
+    Err(sftp_failure(
+        ErrorKind::Other,
+        "upload",
+        remote,
+        format!("size check failed: sent {sent} bytes, the server has {size}"),
+    ))
 }
 
 fn local_error(context: String, e: std::io::Error) -> Error {
@@ -438,17 +476,7 @@ pub(crate) fn upload_file(
     remote: &str,
     options: &TransferOptions,
 ) -> Result<u64> {
-    let source = File::open(local)
-        .map_err(|e| local_error(format!("cannot open {} for upload", local.display()), e))?;
-    let local_meta = source
-        .metadata()
-        .map_err(|e| local_error(format!("cannot stat {}", local.display()), e))?;
-    if local_meta.is_dir() {
-        return Err(local_error(
-            format!("cannot upload {}", local.display()),
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory"),
-        ));
-    }
+    let (source, local_meta) = open_source(local)?;
     let total = local_meta.len();
     let source_id = format!(
         "{}\0{total}\0{:?}",
@@ -468,7 +496,7 @@ pub(crate) fn upload_file(
         remote,
         write_path: &write_path,
         total,
-        mtime: mtime_secs(&local_meta),
+        mtime: upload_mtime(&local_meta, options),
         options,
     };
     let sessions = options.sessions_for_file(total);
@@ -487,7 +515,20 @@ pub(crate) fn upload_file(
     let result =
         upload_segments(shared, &workers, local, &write_path, total, options).and_then(|sent| {
             shared
-                .with_wire(|w| job.finish(w, sent, None))
+                .with_wire(|w| {
+                    // The segments' handles are closed: stat and set the
+                    // mtime by name.
+                    let size = if options.verify_size {
+                        Some(w.stat(&write_path)?.len())
+                    } else {
+                        None
+                    };
+                    if let Some(secs) = job.mtime {
+                        let id = w.send_set_times(&write_path, secs);
+                        w.status_of(id, "set mtime", &write_path)?;
+                    }
+                    job.put_in_place(w, sent, size)
+                })
                 .map(|()| sent)
         });
     if result.is_err() {
@@ -506,7 +547,8 @@ struct Upload<'a> {
     /// The temporary name (atomic) or the target itself (in place).
     write_path: &'a str,
     total: u64,
-    mtime: Option<u64>,
+    /// The mtime to give the file ([`upload_mtime`]).
+    mtime: Option<u32>,
     options: &'a TransferOptions,
 }
 
@@ -551,21 +593,15 @@ impl Upload<'_> {
             },
         );
         let result = match sent {
-            Ok(()) => {
-                let mtime = if options.preserve_mtime {
-                    self.mtime.map(|m| u32::try_from(m).unwrap_or(u32::MAX))
-                } else {
-                    None
-                };
-                w.finish_write(
+            Ok(()) => w
+                .finish_write(
                     &handle,
                     write_path,
                     options.fsync,
-                    mtime,
+                    self.mtime,
                     options.verify_size,
                 )
-                .and_then(|size| self.finish(w, self.total, size.or(Some(self.total))))
-            }
+                .and_then(|size| self.put_in_place(w, self.total, size)),
             Err(e) => {
                 w.close_quietly(&handle, write_path);
                 Err(e)
@@ -627,30 +663,12 @@ impl Upload<'_> {
         })
     }
 
-    /// The size check (`size`: what FSTAT saw before the close, `None` to
-    /// stat the file now), the mtime of a segmented upload, and the rename
-    /// into place.
-    fn finish(&self, w: &mut Wire, sent: u64, size: Option<u64>) -> Result<()> {
+    /// The size check (`size`: what the server has, `None` when
+    /// [`TransferOptions::verify_size`] is off) and the rename into place.
+    fn put_in_place(&self, w: &mut Wire, sent: u64, size: Option<u64>) -> Result<()> {
         let (remote, written, options) = (self.remote, self.write_path, self.options);
-        if options.verify_size {
-            let size = match size {
-                Some(s) => s,
-                None => w.stat(written)?.len(),
-            };
-            if size != sent {
-                return Err(sftp_failure(
-                    ErrorKind::Other,
-                    "upload",
-                    remote,
-                    format!("size check failed: sent {sent} bytes, the server has {size}"),
-                ));
-            }
-        }
-        if options.preserve_mtime && size.is_none() {
-            if let Some(mtime) = self.mtime {
-                let id = w.send_set_times(written, u32::try_from(mtime).unwrap_or(u32::MAX));
-                w.status_of(id, "set mtime", written)?;
-            }
+        if let Some(size) = size {
+            check_size(remote, sent, size)?;
         }
         if options.atomic {
             match options.overwrite {

@@ -50,7 +50,7 @@ const EXTENDED_REPLY: u8 = 201;
 
 /// `SSH_FX_OK` and `SSH_FX_EOF`.
 const FX_OK: u32 = 0;
-pub(crate) const FX_EOF: u32 = 1;
+const FX_EOF: u32 = 1;
 
 /// Open flags (`SSH_FXF_*`).
 pub(crate) mod flags {
@@ -486,11 +486,6 @@ impl Wire {
             }
             self.early.push((got, reply));
         }
-    }
-
-    /// The bytes of a `Data` reply.
-    pub(crate) fn data(&self, range: Range<usize>) -> &[u8] {
-        &self.inbox.buf[range]
     }
 
     /// Replies to requests nobody will wait for are skipped.
@@ -1006,51 +1001,58 @@ impl Wire {
             }
             let (id, reply) = self.recv("download", path)?;
             let (at, len) = self.take_pending(pending, id, "download", path)?;
-            match reply {
-                Reply::Data(_) if len == 0 => {
-                    return Err(sftp_failure(
-                        ErrorKind::Other,
-                        "download",
-                        path,
-                        format!("the file grew during the download (it had {at} bytes)"),
-                    ));
-                }
-                Reply::Status(FX_EOF, _) if len == 0 => {}
-                Reply::Data(data) => {
-                    let got = data.len() as u64;
-                    if got == 0 || got > len {
-                        return Err(self.protocol(
-                            "download",
-                            path,
-                            "a DATA reply of the wrong size",
-                        ));
-                    }
-                    out.write_all_at(&self.inbox.buf[data], at)
-                        .map_err(|e| Error::io("cannot write the downloaded data", e))?;
-                    requested -= len;
-                    progress(got);
-                    if got < len {
-                        // A short read: ask again for the rest.
-                        let id = self.send_read(handle, at + got, (len - got) as u32);
-                        pending.push_back((id, (at + got, len - got)));
-                        requested += len - got;
-                    }
-                }
-                Reply::Status(FX_EOF, _) => {
-                    return Err(sftp_failure(
-                        ErrorKind::Other,
-                        "download",
-                        path,
-                        format!("the file ended at byte {at}, before the size it had"),
-                    ));
-                }
-                Reply::Status(code, msg) => return Err(status_error("download", path, code, &msg)),
-                _ => {
-                    return Err(self.protocol("download", path, "a reply to READ that is not data"))
+            let got = self.read_reply(reply, path, out, at, len)?;
+            if len > 0 {
+                requested -= len;
+                progress(got);
+                if got < len {
+                    // A short read: ask again for the rest.
+                    let id = self.send_read(handle, at + got, (len - got) as u32);
+                    pending.push_back((id, (at + got, len - got)));
+                    requested += len - got;
                 }
             }
         }
         Ok(())
+    }
+
+    /// What the reply to a READ of `len` bytes at `at` says (`len` 0: the
+    /// probe at the end of the file, which must find the end): the data,
+    /// written to `out` at `at`, and how many bytes it was.
+    pub(crate) fn read_reply(
+        &self,
+        reply: Reply,
+        path: &str,
+        out: &File,
+        at: u64,
+        len: u64,
+    ) -> Result<u64> {
+        match reply {
+            Reply::Status(FX_EOF, _) if len == 0 => Ok(0),
+            Reply::Data(_) if len == 0 => Err(sftp_failure(
+                ErrorKind::Other,
+                "download",
+                path,
+                format!("the file grew during the download (it had {at} bytes)"),
+            )),
+            Reply::Data(data) => {
+                let got = data.len() as u64;
+                if got == 0 || got > len {
+                    return Err(self.protocol("download", path, "a DATA reply of the wrong size"));
+                }
+                out.write_all_at(&self.inbox.buf[data], at)
+                    .map_err(|e| Error::io("cannot write the downloaded data", e))?;
+                Ok(got)
+            }
+            Reply::Status(FX_EOF, _) => Err(sftp_failure(
+                ErrorKind::Other,
+                "download",
+                path,
+                format!("the file ended at byte {at}, before the size it had"),
+            )),
+            Reply::Status(code, msg) => Err(status_error("download", path, code, &msg)),
+            _ => Err(self.protocol("download", path, "a reply to READ that is not data")),
+        }
     }
 }
 
@@ -1090,7 +1092,7 @@ impl<'a> Chunks<'a> {
 }
 
 /// The error for an SFTP status other than OK.
-pub(crate) fn status_error(op: &'static str, path: &str, code: u32, msg: &str) -> Error {
+fn status_error(op: &'static str, path: &str, code: u32, msg: &str) -> Error {
     let name = status_name(code);
     let reason = if msg.is_empty() || msg.eq_ignore_ascii_case(name) {
         name.to_string()
