@@ -31,7 +31,7 @@
 mod common;
 mod support;
 
-use support::{bench_sshd, env_num, loadavg, median, write_noise};
+use support::{bench_sshd, cpu_times, env_num, loadavg, median, write_noise};
 
 use std::fs;
 use std::io::{self, Read};
@@ -46,24 +46,6 @@ use etl_ssh::{Credential, KnownHost, Session};
 fn rounded(v: &[f64], scale: f64, digits: i32) -> Vec<f64> {
     let p = 10f64.powi(digits);
     v.iter().map(|x| (x * scale * p).round() / p).collect()
-}
-
-/// CPU time in seconds, from `/proc/self/stat`: (this process, its
-/// waited-for children). Resolution: one clock tick (10 ms).
-fn cpu_times() -> (f64, f64) {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // utime, stime, cutime, cstime are fields 14-17, i.e. 11-14 here.
-    let tick = 100.0;
-    if f.len() < 15 {
-        return (0.0, 0.0);
-    }
-    ((f[11] + f[12]) / tick, (f[13] + f[14]) / tick)
 }
 
 /// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.

@@ -273,15 +273,18 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// 256 MiB (or `mb`) up and down through `port`; prints a table.
-fn large_file(ctx: &Ctx<'_>, port: u16, mb: u64, label: &str) {
-    let src = ctx.path("src.bin");
-    if fs::metadata(&src).map(|m| m.len()).unwrap_or(0) != mb << 20 {
-        write_noise(&src, mb);
-    }
-    let bytes = (mb << 20) as f64;
-    let mbps = |secs: f64| bytes / secs / 1e6;
-    // Cases: per session count (up, down), then OpenSSH (up, down).
+/// Runs every case `ctx.runs` times, the order rotated: the cases are
+/// etl-ssh with each of `ctx.sessions`, then OpenSSH. `go(case, target,
+/// back)` moves the data up to `target` and down to `back` and returns the
+/// seconds each way; `check(path)` checks what arrived, which is then
+/// removed. Returns the seconds of every run per case, up and down.
+fn run_cases(
+    ctx: &Ctx<'_>,
+    label: &str,
+    prefix: &str,
+    go: impl Fn(usize, &Path, &Path) -> (f64, f64),
+    check: impl Fn(&Path),
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let cases = ctx.sessions.len() + usize::from(ctx.openssh);
     let mut up: Vec<Vec<f64>> = vec![Vec::new(); cases];
     let mut down: Vec<Vec<f64>> = vec![Vec::new(); cases];
@@ -289,45 +292,11 @@ fn large_file(ctx: &Ctx<'_>, port: u16, mb: u64, label: &str) {
         for k in 0..cases {
             // Rotate the order so that no case always runs first.
             let case = (k + run) % cases;
-            let target = ctx.path(&format!("up-{case}"));
-            let back = ctx.path(&format!("down-{case}"));
-            let (u, d) = if case < ctx.sessions.len() {
-                let opts = TransferOptions::new().sessions(ctx.sessions[case]);
-                let u = time(|| {
-                    connect(port, &ctx.host_key, ctx.key)
-                        .upload_with(&src, path_str(&target), &opts)
-                        .expect("upload")
-                });
-                let d = time(|| {
-                    connect(port, &ctx.host_key, ctx.key)
-                        .download_with(path_str(&src), &back, &opts)
-                        .expect("download")
-                });
-                (u, d)
-            } else {
-                let u = time(|| {
-                    openssh_sftp(
-                        port,
-                        ctx.key,
-                        &format!("put {} {}\n", src.display(), target.display()),
-                    )
-                });
-                let d = time(|| {
-                    openssh_sftp(
-                        port,
-                        ctx.key,
-                        &format!("get {} {}\n", src.display(), back.display()),
-                    )
-                });
-                (u, d)
-            };
+            let target = ctx.path(&format!("{prefix}up-{case}"));
+            let back = ctx.path(&format!("{prefix}down-{case}"));
+            let (u, d) = go(case, &target, &back);
             for p in [&target, &back] {
-                assert_eq!(
-                    fs::metadata(p).map(|m| m.len()).unwrap_or(0),
-                    mb << 20,
-                    "{}",
-                    p.display()
-                );
+                check(p);
                 remove(p);
             }
             eprintln!("  [{label}] run {run} case {case}: up {u:.2} s, down {d:.2} s");
@@ -335,29 +304,87 @@ fn large_file(ctx: &Ctx<'_>, port: u16, mb: u64, label: &str) {
             down[case].push(d);
         }
     }
-    println!("\n### {label}: {mb} MiB file, {} run(s), median", ctx.runs);
-    println!("| direction | client | MB/s | ratio vs OpenSSH | runs (s) |");
-    println!("|---|---|---|---|---|");
+    (up, down)
+}
+
+/// The rows of a results table, upload then download: each case's client,
+/// `cells(median seconds)`, its ratio to OpenSSH's median, and its runs.
+fn print_rows(
+    ctx: &Ctx<'_>,
+    (up, down): (Vec<Vec<f64>>, Vec<Vec<f64>>),
+    openssh_name: &str,
+    cells: impl Fn(f64) -> String,
+) {
     for (dir_name, t) in [("upload", &up), ("download", &down)] {
-        let theirs = ctx.openssh.then(|| median(t[cases - 1].clone()));
+        let theirs = ctx.openssh.then(|| median(t[t.len() - 1].clone()));
         for (case, runs) in t.iter().enumerate() {
             let secs = median(runs.clone());
             let who = if case < ctx.sessions.len() {
                 format!("etl-ssh sessions({})", ctx.sessions[case])
             } else {
-                "OpenSSH `sftp`".to_string()
+                openssh_name.to_string()
             };
             let ratio = match theirs {
                 Some(th) if case < ctx.sessions.len() => format!("{:.2}×", th / secs),
                 _ => "—".to_string(),
             };
             println!(
-                "| {dir_name} | {who} | {:.1} | {ratio} | {:?} |",
-                mbps(secs),
+                "| {dir_name} | {who} | {} | {ratio} | {:?} |",
+                cells(secs),
                 rounded(runs)
             );
         }
     }
+}
+
+/// 256 MiB (or `mb`) up and down through `port`; prints a table.
+fn large_file(ctx: &Ctx<'_>, port: u16, mb: u64, label: &str) {
+    let src = ctx.path("src.bin");
+    if fs::metadata(&src).map(|m| m.len()).unwrap_or(0) != mb << 20 {
+        write_noise(&src, mb);
+    }
+    let bytes = (mb << 20) as f64;
+    let times = run_cases(
+        ctx,
+        label,
+        "",
+        |case, target, back| {
+            if case < ctx.sessions.len() {
+                let opts = TransferOptions::new().sessions(ctx.sessions[case]);
+                let u = time(|| {
+                    connect(port, &ctx.host_key, ctx.key)
+                        .upload_with(&src, path_str(target), &opts)
+                        .expect("upload")
+                });
+                let d = time(|| {
+                    connect(port, &ctx.host_key, ctx.key)
+                        .download_with(path_str(&src), back, &opts)
+                        .expect("download")
+                });
+                (u, d)
+            } else {
+                let batch = |b: String| time(|| openssh_sftp(port, ctx.key, &b));
+                (
+                    batch(format!("put {} {}\n", src.display(), target.display())),
+                    batch(format!("get {} {}\n", src.display(), back.display())),
+                )
+            }
+        },
+        |p| {
+            assert_eq!(
+                fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+                mb << 20,
+                "{}",
+                p.display()
+            );
+        },
+    );
+    println!("\n### {label}: {mb} MiB file, {} run(s), median", ctx.runs);
+    println!("| direction | client | MB/s | ratio vs OpenSSH | runs (s) |");
+    println!("|---|---|---|---|---|");
+    print_rows(ctx, times, "OpenSSH `sftp`", |secs| {
+        format!("{:.1}", bytes / secs / 1e6)
+    });
 }
 
 /// `files` files of 4 KiB up and down through `port`; prints a table.
@@ -370,83 +397,47 @@ fn small_files(ctx: &Ctx<'_>, port: u16, files: usize, label: &str) {
             fs::write(tree.join(format!("f{i:05}.csv")), vec![b'x'; 4096]).expect("write");
         }
     }
-    let cases = ctx.sessions.len() + usize::from(ctx.openssh);
-    let mut up: Vec<Vec<f64>> = vec![Vec::new(); cases];
-    let mut down: Vec<Vec<f64>> = vec![Vec::new(); cases];
-    for run in 0..ctx.runs {
-        for k in 0..cases {
-            let case = (k + run) % cases;
-            let target = ctx.path(&format!("sup-{case}"));
-            let back = ctx.path(&format!("sdown-{case}"));
-            let (u, d) = if case < ctx.sessions.len() {
+    let times = run_cases(
+        ctx,
+        label,
+        "s",
+        |case, target, back| {
+            if case < ctx.sessions.len() {
                 let opts = TransferOptions::new().sessions(ctx.sessions[case]);
                 let u = time(|| {
                     connect(port, &ctx.host_key, ctx.key)
-                        .upload_dir(&tree, path_str(&target), &opts)
+                        .upload_dir(&tree, path_str(target), &opts)
                         .expect("upload_dir")
                 });
                 let d = time(|| {
                     connect(port, &ctx.host_key, ctx.key)
-                        .download_dir(path_str(&tree), &back, &opts)
+                        .download_dir(path_str(&tree), back, &opts)
                         .expect("download_dir")
                 });
                 (u, d)
             } else {
-                let u = time(|| {
-                    openssh_sftp(
-                        port,
-                        ctx.key,
-                        &format!(
-                            "mkdir {t}\nput -r {} {t}\n",
-                            tree.display(),
-                            t = target.display()
-                        ),
-                    )
-                });
-                let d = time(|| {
-                    openssh_sftp(
-                        port,
-                        ctx.key,
-                        &format!("get -r {} {}\n", tree.display(), back.display()),
-                    )
-                });
-                (u, d)
-            };
-            for p in [&target, &back] {
-                assert_eq!(count_files(p), files, "{}", p.display());
-                remove(p);
+                let batch = |b: String| time(|| openssh_sftp(port, ctx.key, &b));
+                (
+                    batch(format!(
+                        "mkdir {t}\nput -r {} {t}\n",
+                        tree.display(),
+                        t = target.display()
+                    )),
+                    batch(format!("get -r {} {}\n", tree.display(), back.display())),
+                )
             }
-            eprintln!("  [{label}] run {run} case {case}: up {u:.2} s, down {d:.2} s");
-            up[case].push(u);
-            down[case].push(d);
-        }
-    }
+        },
+        |p| assert_eq!(count_files(p), files, "{}", p.display()),
+    );
     println!(
         "\n### {label}: {files} files of 4 KiB, {} run(s), median",
         ctx.runs
     );
     println!("| direction | client | seconds | files/s | ratio vs OpenSSH | runs (s) |");
     println!("|---|---|---|---|---|---|");
-    for (dir_name, t) in [("upload", &up), ("download", &down)] {
-        let theirs = ctx.openssh.then(|| median(t[cases - 1].clone()));
-        for (case, runs) in t.iter().enumerate() {
-            let secs = median(runs.clone());
-            let who = if case < ctx.sessions.len() {
-                format!("etl-ssh sessions({})", ctx.sessions[case])
-            } else {
-                "OpenSSH `sftp -r`".to_string()
-            };
-            let ratio = match theirs {
-                Some(th) if case < ctx.sessions.len() => format!("{:.2}×", th / secs),
-                _ => "—".to_string(),
-            };
-            println!(
-                "| {dir_name} | {who} | {secs:.2} | {:.0} | {ratio} | {:?} |",
-                files as f64 / secs,
-                rounded(runs)
-            );
-        }
-    }
+    print_rows(ctx, times, "OpenSSH `sftp -r`", |secs| {
+        format!("{secs:.2} | {:.0}", files as f64 / secs)
+    });
 }
 
 fn main() {

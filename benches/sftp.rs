@@ -30,7 +30,7 @@
 mod common;
 mod support;
 
-use support::{bench_sshd, env_num, loadavg, median, time, write_noise};
+use support::{bench_sshd, cpu_times, env_num, loadavg, median, time, write_noise};
 
 use std::fs;
 use std::io;
@@ -109,23 +109,6 @@ fn status_kib(text: &str, field: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-/// CPU seconds from `/proc/self/stat`: (this process, its waited-for
-/// children). Resolution: one clock tick (10 ms).
-fn cpu_times() -> (f64, f64) {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    if f.len() < 15 {
-        return (0.0, 0.0);
-    }
-    // utime, stime, cutime, cstime (fields 14-17) in ticks of 10 ms.
-    ((f[11] + f[12]) / 100.0, (f[13] + f[14]) / 100.0)
 }
 
 /// (`VmRSS`, `VmHWM`) of this process, in KiB.

@@ -85,3 +85,20 @@ pub(crate) fn receive_buffer() -> Option<usize> {
         None => Some(etl_ssh::DEFAULT_RECEIVE_BUFFER),
     }
 }
+
+/// CPU seconds from `/proc/self/stat`: (this process, its waited-for
+/// children). Resolution: one clock tick (10 ms).
+pub(crate) fn cpu_times() -> (f64, f64) {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    if f.len() < 15 {
+        return (0.0, 0.0);
+    }
+    // utime, stime, cutime, cstime (fields 14-17) in ticks of 10 ms.
+    ((f[11] + f[12]) / 100.0, (f[13] + f[14]) / 100.0)
+}
