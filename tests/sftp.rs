@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    backends, client_key, names_in, random_bytes, sha256_file as sha_file, test_server, KeyFormat,
-    KeyKind, Sshd,
+    backends, client_key, names_in, random_bytes, sha256_file as sha_file, sshd_with_key,
+    test_server, KeyFormat, KeyKind, Sshd,
 };
-use etl_ssh::testkit::{Backend, TestServer};
+use etl_ssh::testkit::{Backend, TestServer, TestServerBuilder};
 use etl_ssh::{
     Credential, ErrorKind, FileType, Glob, Overwrite, Session, SftpSession, TransferOptions,
     DEFAULT_BUFFER_SIZE,
@@ -749,18 +749,23 @@ fn a_failing_file_in_a_wave_names_itself_and_leaves_nothing_partial() {
     }
 }
 
+/// The embedded server as `builder` sets it up, and an SFTP session on it.
+fn embedded(builder: TestServerBuilder) -> (TestServer, SftpSession) {
+    let server = builder
+        .backend(Backend::Embedded)
+        .start()
+        .expect("embedded server");
+    let sftp = server.session().expect("session").sftp().expect("sftp");
+    (server, sftp)
+}
+
 /// A server with no OpenSSH extensions (no posix-rename, fsync or limits,
 /// as some appliances): transfers use 32 KiB requests, skip the fsync, and
 /// replace an existing target by removing it first; `Overwrite::Never`
 /// still refuses one; waves rename one file at a time.
 #[test]
 fn plain_sftp_servers_get_the_fallbacks() {
-    let server = TestServer::builder()
-        .backend(Backend::Embedded)
-        .plain_sftp(true)
-        .start()
-        .expect("embedded server");
-    let sftp = server.session().expect("session").sftp().expect("sftp");
+    let (server, sftp) = embedded(TestServer::builder().plain_sftp(true));
     let dir = tempfile::tempdir().unwrap();
     let root = server.sftp_root();
     let remote = |name: &str| server.remote_path(name);
@@ -825,12 +830,7 @@ fn plain_sftp_servers_get_the_fallbacks() {
 /// first), for one file and for a folder's waves.
 #[test]
 fn a_refused_posix_rename_falls_back_to_the_plain_rename() {
-    let server = TestServer::builder()
-        .backend(Backend::Embedded)
-        .refuse_posix_rename(true)
-        .start()
-        .expect("embedded server");
-    let sftp = server.session().expect("session").sftp().expect("sftp");
+    let (server, sftp) = embedded(TestServer::builder().refuse_posix_rename(true));
     let dir = tempfile::tempdir().unwrap();
     let root = server.sftp_root();
     let local = dir.path().join("new.csv");
@@ -969,13 +969,7 @@ fn handles_outlive_the_session_and_sessions_share_threads() {
 /// channels it could open, instead of failing on the refused ones.
 #[test]
 fn concurrent_transfers_share_the_channels_a_server_allows() {
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(server) = Sshd::builder()
-        .host_key_types(&["ed25519"])
-        .authorized_key(&key.public_line)
-        .extra_config("MaxSessions 2")
-        .start_if_available()
-    else {
+    let Some((server, key)) = sshd_with_key(Sshd::builder().extra_config("MaxSessions 2")) else {
         return;
     };
     let session = server
