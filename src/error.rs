@@ -56,8 +56,13 @@ pub enum ErrorKind {
     InvalidInput,
     /// The server does not offer what was asked for.
     Unsupported,
-    /// A limit we set was reached (the output cap of a command).
+    /// A limit we set was reached (the output cap of a command, the size
+    /// of a listing held in memory).
     LimitExceeded,
+    /// The file changed while it was transferred (it grew, shrank, or a
+    /// partial file no longer matches its source): nothing was put in
+    /// place, and trying again transfers the new version.
+    Changed,
     /// Anything else.
     Other,
 }
@@ -82,6 +87,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::LimitExceeded => "limit exceeded",
+            ErrorKind::Changed => "changed during the transfer",
             ErrorKind::Other => "other",
         };
         f.write_str(s)
@@ -307,15 +313,18 @@ pub enum Error {
     },
 
     /// An SFTP operation failed.
-    #[error("sftp {operation} {path}: {reason}")]
+    #[error("sftp {operation} {path} on {target}: {reason}")]
     #[non_exhaustive]
     Sftp {
         /// The kind this failure maps to (from the SFTP status where there is one).
         kind: ErrorKind,
         /// What was being done (`open`, `rename`, `upload`, ...).
         operation: &'static str,
-        /// The remote path (lossy UTF-8 for display).
+        /// The remote path, for display: UTF-8 as it is, other bytes and
+        /// control characters escaped (`\xe9`).
         path: String,
+        /// The server, `host:port`.
+        target: String,
         /// The SFTP status code the server sent (`SSH_FX_*`), if any.
         status: Option<u32>,
         /// What went wrong, in words.
@@ -407,6 +416,17 @@ impl Error {
     }
 }
 
+/// `err` with `note` appended to its message (a leftover file, what was
+/// left in place): the essential facts stay in `Display`.
+pub(crate) fn add_note(mut err: Error, note: String) -> Error {
+    match &mut err {
+        Error::Sftp { reason, .. } | Error::Exec { reason, .. } => reason.push_str(&note),
+        Error::Ssh { context, .. } | Error::Io { context, .. } => context.push_str(&note),
+        _ => log::warn!("{err}{note}"),
+    }
+    err
+}
+
 /// libssh2's error codes that we branch on (`LIBSSH2_ERROR_*` in libssh2.h).
 pub(crate) mod code {
     pub(crate) const BANNER_RECV: i32 = -2;
@@ -486,6 +506,28 @@ fn io_kind(kind: io::ErrorKind) -> ErrorKind {
         | io::ErrorKind::BrokenPipe
         | io::ErrorKind::UnexpectedEof => ErrorKind::Disconnected,
         _ => ErrorKind::Io,
+    }
+}
+
+impl From<io::Error> for Error {
+    /// Unwraps this crate's own error when `err` carries one (as the
+    /// `io::Error`s of [`SftpReader`](crate::SftpReader) and the other
+    /// handles do); any other becomes [`ErrorKind::Io`] (or the kind its
+    /// `io::ErrorKind` maps to).
+    fn from(err: io::Error) -> Error {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(Ok(ours)) = err.into_inner().map(|inner| inner.downcast::<Error>()) {
+                return *ours;
+            }
+            return Error::io(
+                "i/o error",
+                io::Error::other("an error that could not be unwrapped"),
+            );
+        }
+        Error::Io {
+            context: "i/o error".to_string(),
+            source: err,
+        }
     }
 }
 

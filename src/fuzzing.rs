@@ -96,3 +96,29 @@ pub fn fingerprint(text: &str) -> Result<String> {
 pub fn host_key_from_blob(blob: &[u8]) -> Result<HostKey> {
     HostKey::from_blob(blob)
 }
+
+/// What the SFTP client makes of a packet body from a server: the decoded
+/// reply's request id and how many names it holds (0 for other replies),
+/// or why it was refused. The decoder must never panic nor allocate more
+/// than the packet pays for, whatever the bytes.
+pub fn sftp_reply(body: &[u8]) -> std::result::Result<(u32, usize), String> {
+    crate::sftp::decode_reply(body)
+        .map(|(id, reply)| match reply {
+            crate::sftp::proto::Reply::Name(names) => (id, names.len()),
+            _ => (id, 0),
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// What the SFTP client makes of a VERSION packet body: the version and
+/// the extension names, or why it was refused.
+pub fn sftp_version(body: &[u8]) -> std::result::Result<(u32, Vec<Vec<u8>>), String> {
+    crate::sftp::decode_version(body)
+        .map(|v| {
+            (
+                v.version,
+                v.extensions.into_iter().map(|(n, _)| n).collect(),
+            )
+        })
+        .map_err(|e| e.to_string())
+}

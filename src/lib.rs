@@ -197,6 +197,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+mod conn;
 mod credential;
 mod error;
 mod exec;
@@ -227,9 +228,9 @@ pub use session::{
 pub use ssh_config::{HostConfig, SshConfig};
 
 pub use sftp::{
-    DirEntry, FileType, Glob, Metadata, Overwrite, SftpReader, SftpSession, SftpWriter,
-    TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
-    PIPELINE_BUFFERS,
+    DirEntry, FileType, Glob, Metadata, Overwrite, ReadDir, RemotePath, SftpReader, SftpSession,
+    SftpWriter, TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS,
+    DEFAULT_TEMP_NAME, PIPELINE_BUFFERS,
 };
 
 /// `Result` with this crate's [`Error`].

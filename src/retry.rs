@@ -183,7 +183,8 @@ fn jittered(wait: Duration, fraction: f64) -> Duration {
 
 impl Error {
     /// Whether trying again may succeed: a refused or reset connection, a
-    /// name that did not resolve for a while, a timeout, a hang-up. Never
+    /// name that did not resolve for a while, a timeout, a hang-up, a file
+    /// that changed while it was transferred. Never
     /// authentication, host keys, key files, missing paths, refusals or
     /// bad input. [`RetryPolicy`] retries exactly these.
     pub fn is_transient(&self) -> bool {
@@ -192,7 +193,10 @@ impl Error {
             Error::Resolve { source, .. } => source.kind() != std::io::ErrorKind::NotFound,
             other => matches!(
                 other.kind(),
-                ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Disconnected
+                ErrorKind::Connect
+                    | ErrorKind::Timeout
+                    | ErrorKind::Disconnected
+                    | ErrorKind::Changed
             ),
         }
     }

@@ -1,15 +1,14 @@
 //! Driving one exec channel without blocking: stdout, stderr and stdin are
 //! served in turn, and the socket is polled only when none of them can make
-//! progress. The caller holds the session's operation lock and a
-//! [`NonBlocking`] guard for as long as this code calls libssh2.
+//! progress. The caller holds the connection's [`Locked`] guard, switched
+//! to non-blocking mode, for as long as this code calls libssh2.
 
 use std::io::{self, Read, Write};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conn::Locked;
 use crate::error::code::{CHANNEL_CLOSED, CHANNEL_EOF_SENT, CHANNEL_FAILURE, EAGAIN};
 use crate::error::{ssh2_code, ssh2_kind, BoxError};
-use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
 
 /// Receive window of an exec channel: how much the server may send before
@@ -25,45 +24,49 @@ pub(super) const WRITE_BUF: usize = 256 * 1024;
 /// server to confirm the close before it is left to libssh2.
 const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
-/// Puts the session in non-blocking mode until dropped. Create it after
-/// taking the operation lock and drop it before releasing the lock: the
-/// session is in blocking mode whenever the lock is free.
-pub(super) struct NonBlocking<'a>(&'a ssh2::Session);
-
-impl<'a> NonBlocking<'a> {
-    pub(super) fn new(ssh: &'a ssh2::Session) -> Self {
-        ssh.set_blocking(false);
-        NonBlocking(ssh)
-    }
-}
-
-impl Drop for NonBlocking<'_> {
-    fn drop(&mut self) {
-        self.0.set_blocking(true);
-    }
-}
-
 /// Waits until the session's socket is ready in the direction libssh2 is
 /// blocked on, or `deadline` passes; false once it has passed.
 ///
 /// Called with the operation lock held, so it also sends a keepalive when
 /// one is due: a quiet command (a long `sleep`, a slow import) still keeps
 /// the connection alive.
-pub(super) fn wait_socket(inner: &SessionInner, deadline: Instant) -> bool {
-    inner.keepalive_tick();
-    inner.wait_ready(
-        inner.ssh.block_directions(),
-        deadline,
-        Duration::from_secs(1),
-    )
+pub(super) fn wait_socket(ssh: &Locked<'_>, deadline: Instant) -> bool {
+    ssh.keepalive_tick();
+    ssh.conn()
+        .wait_ready(ssh.block_directions(), deadline, Duration::from_secs(1))
 }
 
-/// What one command is, for errors and retries.
+/// One command on the locked connection, for errors and retries.
 pub(super) struct Ctx<'a> {
-    pub(super) inner: &'a Arc<SessionInner>,
+    pub(super) ssh: &'a Locked<'a>,
     pub(super) command: &'a str,
     /// The command's deadline (for the error message).
     pub(super) timeout: Duration,
+}
+
+/// The error of `command` on `target`.
+pub(super) fn exec_error(
+    target: &str,
+    command: &str,
+    kind: ErrorKind,
+    reason: impl Into<String>,
+    source: Option<BoxError>,
+) -> Error {
+    Error::Exec {
+        kind,
+        command: command.to_string(),
+        target: target.to_string(),
+        reason: reason.into(),
+        source,
+    }
+}
+
+/// `command` on `target` outlasted `timeout`.
+pub(super) fn timed_out(target: &str, command: &str, timeout: Duration) -> Error {
+    Error::Timeout {
+        operation: format!("exec `{command}` on {target}"),
+        timeout,
+    }
 }
 
 /// Outcome of one non-blocking step.
@@ -79,20 +82,17 @@ impl Ctx<'_> {
         reason: impl Into<String>,
         source: Option<BoxError>,
     ) -> Error {
-        Error::Exec {
+        exec_error(
+            &self.ssh.conn().target(),
+            self.command,
             kind,
-            command: self.command.to_string(),
-            target: self.inner.target(),
-            reason: reason.into(),
+            reason,
             source,
-        }
+        )
     }
 
     pub(super) fn timed_out(&self) -> Error {
-        Error::Timeout {
-            operation: format!("exec `{}` on {}", self.command, self.inner.target()),
-            timeout: self.timeout,
-        }
+        timed_out(&self.ssh.conn().target(), self.command, self.timeout)
     }
 
     /// Maps a libssh2 error met while doing `what`.
@@ -115,7 +115,7 @@ impl Ctx<'_> {
     /// Maps an `io::Error` from an `ssh2` stream: the libssh2 code is
     /// recovered from the session, since `ssh2` drops it.
     fn stream_error(&self, what: &str, err: io::Error) -> Error {
-        match ssh2::Error::last_session_error(&self.inner.ssh) {
+        match self.ssh.last_error() {
             Some(last) if ssh2_code(&last) != 0 => self.ssh_error(what, last),
             _ => self.error(ErrorKind::Io, format!("{what}: {err}"), Some(Box::new(err))),
         }
@@ -132,7 +132,7 @@ impl Ctx<'_> {
             match call() {
                 Ok(v) => return Ok(v),
                 Err(e) if ssh2_code(&e) == EAGAIN => {
-                    if !wait_socket(self.inner, deadline) {
+                    if !wait_socket(self.ssh, deadline) {
                         return Err(self.timed_out());
                     }
                 }
@@ -192,7 +192,7 @@ impl Ctx<'_> {
         match channel.write(data) {
             Ok(n) => Ok(Step::Done(Some(n))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Blocked),
-            Err(e) => match ssh2::Error::last_session_error(&self.inner.ssh) {
+            Err(e) => match self.ssh.last_error() {
                 Some(last) if matches!(ssh2_code(&last), CHANNEL_CLOSED | CHANNEL_EOF_SENT) => {
                     Ok(Step::Done(None))
                 }
@@ -271,7 +271,7 @@ impl Ctx<'_> {
                     }
                 }
             }
-            if !progress && !wait_socket(self.inner, deadline) {
+            if !progress && !wait_socket(self.ssh, deadline) {
                 return Err(self.timed_out());
             }
         }
@@ -347,7 +347,7 @@ impl Ctx<'_> {
                                         format!(
                                             "reading the input for `{}` on {}",
                                             self.command,
-                                            self.inner.target()
+                                            self.ssh.conn().target()
                                         ),
                                         e,
                                     ))
@@ -395,7 +395,7 @@ impl Ctx<'_> {
                 if Instant::now() >= deadline {
                     return Err(self.timed_out());
                 }
-            } else if !wait_socket(self.inner, deadline) {
+            } else if !wait_socket(self.ssh, deadline) {
                 return Err(self.timed_out());
             }
         }

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
+use crate::conn::Locked;
+use crate::error::{code::CHANNEL_FAILURE, ssh2_code};
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
 
-use drive::{Ctx, NonBlocking, PACKET_SIZE, WINDOW_SIZE};
+use drive::{Ctx, PACKET_SIZE, WINDOW_SIZE};
 pub use quote::{quote, quote_args};
 pub use spawn::{ExecChild, ExecStderr, ExecStdin, ExecStdout};
 
@@ -194,7 +196,7 @@ impl fmt::Debug for ExecSession {
 
 impl ExecSession {
     pub(crate) fn new(inner: Arc<SessionInner>) -> Self {
-        let timeout = inner.timeout;
+        let timeout = inner.conn().timeout();
         ExecSession {
             inner,
             timeout,
@@ -342,14 +344,9 @@ impl ExecSession {
     /// As [`run`](Self::run) for starting the command; the handle's reads,
     /// writes and `wait` report their own.
     pub fn spawn(&self, command: &str) -> Result<ExecChild> {
-        let ctx = self.ctx(command);
         let deadline = Instant::now() + self.timeout;
         debug!("spawn on {}: {command}", self.inner.target());
-        let channel = {
-            let _lock = self.inner.lock();
-            let _nb = NonBlocking::new(&self.inner.ssh);
-            self.start(&ctx, deadline)?
-        };
+        let channel = self.start(command, deadline)?.1;
         Ok(ExecChild::new(
             Arc::clone(&self.inner),
             command.to_string(),
@@ -358,29 +355,34 @@ impl ExecSession {
         ))
     }
 
-    fn ctx<'a>(&'a self, command: &'a str) -> Ctx<'a> {
+    fn ctx<'a>(&self, ssh: &'a Locked<'a>, command: &'a str) -> Ctx<'a> {
         Ctx {
-            inner: &self.inner,
+            ssh,
             command,
             timeout: self.timeout,
         }
     }
 
     fn run_inner(&self, command: &str, input: Option<&mut dyn Read>) -> Result<ExecOutput> {
-        let ctx = self.ctx(command);
         let deadline = Instant::now() + self.timeout;
         debug!("exec on {}: {command}", self.inner.target());
-        let _lock = self.inner.lock();
-        let _nb = NonBlocking::new(&self.inner.ssh);
-        let mut channel = self.start(&ctx, deadline)?;
-        let result = ctx.collect(&mut channel, input, deadline, self.max_output);
-        if result.is_err() {
-            ctx.abandon(&mut channel);
-        }
-        // `channel` is freed here, before blocking mode is restored.
+        let (ssh, mut channel) = self.start(command, deadline)?;
+        let result = {
+            let ctx = self.ctx(&ssh, command);
+            let result = ctx.collect(&mut channel, input, deadline, self.max_output);
+            if result.is_err() {
+                ctx.abandon(&mut channel);
+            }
+            result
+        };
+        // `channel` is freed before the lock (blocking mode is restored then).
+        drop(channel);
+        drop(ssh);
         let (stdout, stderr, status) = result?;
         if sftp_only(&stdout, &stderr, &status) {
-            return Err(ctx.error(
+            return Err(drive::exec_error(
+                &self.inner.target(),
+                command,
                 ErrorKind::Unsupported,
                 "the account is SFTP-only: the server runs internal-sftp instead of \
                  any command (sshd's ForceCommand internal-sftp) and answered \
@@ -396,27 +398,67 @@ impl ExecSession {
         })
     }
 
-    /// Opens a channel and starts `command` on it: environment, PTY, exec.
-    /// Called with the lock held and the session non-blocking.
-    fn start(&self, ctx: &Ctx<'_>, deadline: Instant) -> Result<ssh2::Channel> {
-        if ctx.command.contains('\0') {
-            return Err(ctx.error(
+    /// Takes the lock (non-blocking), opens a channel and starts `command`
+    /// on it: environment, PTY, exec. A channel the server refuses (its
+    /// `MaxSessions`) is asked for once more after an idle SFTP channel of
+    /// this connection was closed to make room.
+    fn start(&self, command: &str, deadline: Instant) -> Result<(Locked<'_>, ssh2::Channel)> {
+        let conn = self.inner.conn();
+        let mut ssh = conn.lock();
+        ssh.set_nonblocking();
+        if command.contains('\0') {
+            return Err(self.ctx(&ssh, command).error(
                 ErrorKind::InvalidInput,
                 "the command contains a NUL byte",
                 None,
             ));
         }
-        let ssh = &self.inner.ssh;
-        let mut channel = ctx
-            .retry(deadline, "opening a session channel", || {
-                ssh.channel_open("session", WINDOW_SIZE, PACKET_SIZE, None)
-            })
-            .map_err(|e| refine(e, "the server refused to open a session channel (sshd's MaxSessions, or an account without sessions)"))?;
-        let started = self.request(ctx, &mut channel, deadline);
-        if started.is_err() {
-            ctx.abandon(&mut channel);
+        let mut opened = self.open_channel(&ssh, command, deadline);
+        if opened.as_ref().is_err_and(is_refused) {
+            drop(ssh);
+            let made_room = conn.release_idle_channel();
+            ssh = conn.lock();
+            ssh.set_nonblocking();
+            if made_room {
+                opened = self.open_channel(&ssh, command, deadline);
+            }
         }
-        started.map(|()| channel)
+        let mut channel = opened.map_err(|e| {
+            refine(
+                e,
+                "the server refused to open another channel: it may limit channels per \
+                 connection (sshd's MaxSessions; this connection's other channels are busy), \
+                 allow one channel per connection, or not allow sessions for this account",
+            )
+        })?;
+        let started = {
+            let ctx = self.ctx(&ssh, command);
+            let started = self.request(&ctx, &mut channel, deadline);
+            if started.is_err() {
+                ctx.abandon(&mut channel);
+            }
+            started
+        };
+        match started {
+            Ok(()) => Ok((ssh, channel)),
+            Err(e) => {
+                drop(channel);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_channel(
+        &self,
+        ssh: &Locked<'_>,
+        command: &str,
+        deadline: Instant,
+    ) -> Result<ssh2::Channel> {
+        let ctx = self.ctx(ssh, command);
+        ctx.retry(deadline, "opening a session channel", || {
+            ssh.session()
+                .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None)
+        })
     }
 
     fn request(&self, ctx: &Ctx<'_>, channel: &mut ssh2::Channel, deadline: Instant) -> Result<()> {
@@ -465,6 +507,12 @@ impl ExecSession {
 fn sftp_only(stdout: &[u8], stderr: &[u8], status: &ExitStatus) -> bool {
     const SFTP_ONLY: &[u8] = b"This service allows sftp connections only.";
     status.code == Some(1) && stderr.is_empty() && stdout.trim_ascii_end() == SFTP_ONLY
+}
+
+/// Whether the server refused to open a channel.
+fn is_refused(e: &Error) -> bool {
+    matches!(e, Error::Exec { kind: ErrorKind::Unsupported, source: Some(s), .. }
+        if s.downcast_ref::<ssh2::Error>().is_some_and(|e| ssh2_code(e) == CHANNEL_FAILURE))
 }
 
 /// Replaces the reason of an [`ErrorKind::Unsupported`] exec error with

@@ -6,11 +6,12 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::drive::{Ctx, NonBlocking};
+use super::drive::{exec_error, timed_out, Ctx};
 
 /// Longest wait for the socket without the operation lock.
 const POLL_SLICE: Duration = Duration::from_millis(20);
 use super::ExitStatus;
+use crate::conn::Locked;
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
 
@@ -29,9 +30,9 @@ struct State {
 }
 
 impl Shared {
-    fn ctx(&self) -> Ctx<'_> {
+    fn ctx<'a>(&'a self, ssh: &'a Locked<'a>) -> Ctx<'a> {
         Ctx {
-            inner: &self.inner,
+            ssh,
             command: &self.command,
             timeout: self.timeout,
         }
@@ -42,7 +43,9 @@ impl Shared {
     }
 
     fn gone(&self) -> Error {
-        self.ctx().error(
+        exec_error(
+            &self.inner.target(),
+            &self.command,
             ErrorKind::InvalidInput,
             "the command has already been waited for",
             None,
@@ -55,10 +58,10 @@ impl Shared {
         &self,
         op: impl FnOnce(&Ctx<'_>, &mut State, Instant) -> Result<T>,
     ) -> Result<T> {
-        let ctx = self.ctx();
         let deadline = Instant::now() + self.timeout;
-        let _lock = self.inner.lock();
-        let _nb = NonBlocking::new(&self.inner.ssh);
+        let mut ssh = self.inner.conn().lock();
+        ssh.set_nonblocking();
+        let ctx = self.ctx(&ssh);
         let mut state = self.state();
         op(&ctx, &mut state, deadline)
     }
@@ -74,22 +77,23 @@ impl Shared {
         &self,
         mut op: impl FnMut(&Ctx<'_>, &mut State) -> Result<Option<T>>,
     ) -> Result<T> {
-        let ctx = self.ctx();
         let deadline = Instant::now() + self.timeout;
+        let conn = self.inner.conn();
         loop {
             let dirs = {
-                let _lock = self.inner.lock();
-                let _nb = NonBlocking::new(&self.inner.ssh);
+                let mut ssh = conn.lock();
+                ssh.set_nonblocking();
+                let ctx = self.ctx(&ssh);
                 let mut state = self.state();
                 if let Some(v) = op(&ctx, &mut state)? {
                     return Ok(v);
                 }
-                self.inner.ssh.block_directions()
+                ssh.block_directions()
             };
             // Short waits: another thread may take the data we wait for
             // off the socket and queue it for us.
-            if !self.inner.wait_ready(dirs, deadline, POLL_SLICE) {
-                return Err(ctx.timed_out());
+            if !conn.wait_ready(dirs, deadline, POLL_SLICE) {
+                return Err(timed_out(&conn.target(), &self.command, self.timeout));
             }
         }
     }
@@ -99,13 +103,13 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(mut channel) = state.channel.take() {
+            let mut ssh = self.inner.conn().lock();
+            ssh.set_nonblocking();
             let ctx = Ctx {
-                inner: &self.inner,
+                ssh: &ssh,
                 command: &self.command,
                 timeout: self.timeout,
             };
-            let _lock = self.inner.lock();
-            let _nb = NonBlocking::new(&self.inner.ssh);
             ctx.abandon(&mut channel);
             drop(channel);
         }

@@ -1,15 +1,15 @@
 //! The builder's settings and `connect`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
 use ssh2::{DisconnectCode, MethodType};
 
 use super::transport::peer_closed;
-use super::{millis, Session, SessionBuilder, SessionInner, Transport};
+use super::{Session, SessionBuilder, SessionInner, Transport};
+use crate::conn::{millis, Conn, Parts};
 use crate::error::{code, ssh2_code, ssh2_kind, BoxError};
 use crate::known_host::HostKeyPolicy;
 use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
@@ -264,21 +264,21 @@ impl SessionBuilder {
         let settings = self.clone();
         Ok(Session {
             inner: Arc::new(SessionInner {
-                ssh,
+                conn: Arc::new(Conn::new(Parts {
+                    ssh,
+                    socket: probe,
+                    host: self.host,
+                    port: self.port,
+                    local_addr,
+                    peer_addr,
+                    timeout: self.timeout,
+                    keepalive: keepalive_secs > 0,
+                })),
                 settings,
-                host: self.host,
-                port: self.port,
                 user: user.to_string(),
-                local_addr,
-                peer_addr,
                 host_key,
                 banner,
                 auth,
-                timeout: self.timeout,
-                keepalive: keepalive_secs > 0,
-                socket: probe,
-                closed: AtomicBool::new(false),
-                op_lock: Mutex::new(()),
             }),
         })
     }

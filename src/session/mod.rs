@@ -15,14 +15,10 @@ mod tunnel;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use log::debug;
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use ssh2::{BlockDirections, DisconnectCode};
-
+use crate::conn::Conn;
 use crate::{Credential, Error, ExecSession, HostKey, KnownHost, Result};
 pub(crate) use transport::Transport;
 
@@ -38,11 +34,6 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Default for [`SessionBuilder::receive_buffer`]: 4 MiB.
 pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
-
-/// How long cleanup waits for the server: closing a handle after a failure,
-/// or the disconnect message of `Drop`. A healthy server answers in far
-/// less; a dead link must not hold the caller for a full operation timeout.
-const CLEANUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// One verified, authenticated SSH connection to a partner's server.
 ///
@@ -74,40 +65,23 @@ pub struct Session {
     inner: Arc<SessionInner>,
 }
 
-/// The connection itself, shared by the [`Session`] and the SFTP and exec
-/// handles opened on it: the connection ends when the last of them is
-/// dropped, or at [`Session::close`].
+/// A session's connection and what it was built from, shared by the
+/// [`Session`] and the SFTP and exec handles opened on it: the connection
+/// ends when the last of them is dropped, or at [`Session::close`].
 pub(crate) struct SessionInner {
-    pub(crate) ssh: ssh2::Session,
+    conn: Arc<Conn>,
     /// What this session was built from, to open more like it.
     settings: SessionBuilder,
-    pub(crate) host: String,
-    pub(crate) port: u16,
     user: String,
-    pub(crate) local_addr: SocketAddr,
-    pub(crate) peer_addr: SocketAddr,
     host_key: HostKey,
     banner: Option<String>,
     auth: AuthMethod,
-    pub(crate) timeout: Duration,
-    /// Whether SSH keepalives are on (see [`SessionBuilder::keepalive`]).
-    keepalive: bool,
-    /// A second handle on the socket libssh2 owns, to wait on it with
-    /// `poll` without borrowing libssh2's descriptor.
-    pub(crate) socket: Transport,
-    closed: AtomicBool,
-    /// Held by every SFTP or exec operation while it uses `ssh`. The session
-    /// is in blocking mode whenever this lock is free: code that switches
-    /// it to non-blocking (exec's poll loop) restores blocking mode before
-    /// releasing the lock.
-    op_lock: Mutex<()>,
 }
 
 impl fmt::Debug for SessionInner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionInner")
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field("target", &self.conn.target())
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
@@ -119,82 +93,14 @@ impl SessionInner {
         self.settings.clone().connect()
     }
 
-    /// Takes the operation lock (see the field). A poisoned lock is taken
-    /// anyway: the guarded state is libssh2's, which a panic does not corrupt
-    /// beyond what the next call reports.
-    #[allow(dead_code)] // used by the SFTP and exec handles
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
-        self.op_lock.lock().unwrap_or_else(|e| e.into_inner())
+    /// The connection.
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
     }
 
     /// `host:port`, for messages.
     pub(crate) fn target(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
-    /// Waits until the socket is ready in `dirs` (what libssh2 is blocked
-    /// on), for at most `max`, or until `deadline` passes; false once it has
-    /// passed. Safe without the operation lock: it only polls the socket.
-    pub(crate) fn wait_ready(
-        &self,
-        dirs: BlockDirections,
-        deadline: Instant,
-        max: Duration,
-    ) -> bool {
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        let mut wait = (deadline - now).min(max);
-        if dirs == BlockDirections::None {
-            // libssh2 waits on a channel state, not the socket: look again soon.
-            wait = wait.min(Duration::from_millis(2));
-        }
-        let timeout = Timespec {
-            tv_sec: wait.as_secs() as i64,
-            tv_nsec: wait.subsec_nanos().into(),
-        };
-        // EINTR or any other failure: the caller simply tries libssh2 again.
-        let _ = poll(
-            &mut [PollFd::new(&self.socket, poll_flags(dirs))],
-            Some(&timeout),
-        );
-        true
-    }
-
-    /// Runs `f` under the short cleanup timeout, then restores the
-    /// session's: for closing handles after a failure, or on drop, which
-    /// must not wait a full operation timeout on a dead link. Call it with
-    /// the operation lock held.
-    pub(crate) fn cleanup<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.ssh
-            .set_timeout(millis(self.timeout.min(CLEANUP_TIMEOUT)));
-        let out = f();
-        self.ssh.set_timeout(millis(self.timeout));
-        out
-    }
-
-    /// Sends an SSH keepalive if one is due. Call it with the operation
-    /// lock held, from any loop that may run longer than the keepalive
-    /// interval: libssh2 sends keepalives only when asked. Cheap when none
-    /// is due; a failure is left for the next real operation to report.
-    pub(crate) fn keepalive_tick(&self) {
-        if self.keepalive {
-            if let Err(e) = self.ssh.keepalive_send() {
-                debug!("keepalive to {} not sent: {e}", self.target());
-            }
-        }
-    }
-
-    fn disconnect(&self) -> std::result::Result<(), ssh2::Error> {
-        if self.closed.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.ssh.disconnect(
-            Some(DisconnectCode::ByApplication),
-            "closed by client",
-            None,
-        )
+        self.conn.target()
     }
 }
 
@@ -287,12 +193,12 @@ impl Session {
 
     /// The host as given to [`Session::builder`].
     pub fn host(&self) -> &str {
-        &self.inner.host
+        self.inner.conn.host()
     }
 
     /// The server's port.
     pub fn port(&self) -> u16 {
-        self.inner.port
+        self.inner.conn.port()
     }
 
     /// The user we are authenticated as.
@@ -318,12 +224,12 @@ impl Session {
     /// Our end of the TCP connection: the source address a partner's
     /// allow-list sees.
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr
+        self.inner.conn.local_addr()
     }
 
     /// The server's address we connected to.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.inner.peer_addr
+        self.inner.conn.peer_addr()
     }
 
     /// Opens another, separate connection to the same server with the same
@@ -354,20 +260,16 @@ impl Session {
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the connection
     /// is gone.
     pub fn keepalive(&self) -> Result<()> {
-        let _lock = self.inner.lock();
-        if !self.inner.keepalive {
-            return Ok(());
-        }
         self.inner
-            .ssh
-            .keepalive_send()
-            .map(drop)
+            .conn
+            .lock()
+            .keepalive_now()
             .map_err(|e| Error::ssh(format!("keepalive to {}", self.inner.target()), e))
     }
 
     /// The deadline for each blocking operation on this session.
     pub fn timeout(&self) -> Duration {
-        self.inner.timeout
+        self.inner.conn.timeout()
     }
 
     /// The shared connection, for the SFTP and exec handles.
@@ -415,7 +317,7 @@ impl Session {
     /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the
     /// disconnect message could not be sent.
     pub fn close(self) -> Result<()> {
-        self.inner.disconnect().map_err(|e| {
+        self.inner.conn.disconnect().map_err(|e| {
             Error::ssh(
                 format!("cannot close the session with {}", self.inner.target()),
                 e,
@@ -424,55 +326,18 @@ impl Session {
     }
 }
 
-impl Drop for SessionInner {
-    fn drop(&mut self) {
-        self.ssh
-            .set_timeout(millis(self.timeout.min(CLEANUP_TIMEOUT)));
-        if let Err(e) = self.disconnect() {
-            debug!("disconnect from {} on drop failed: {e}", self.target());
-        }
-    }
-}
-
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("Session")
-            .field("host", &i.host)
-            .field("port", &i.port)
+            .field("host", &i.conn.host())
+            .field("port", &i.conn.port())
             .field("user", &i.user)
-            .field("local_addr", &i.local_addr)
-            .field("peer_addr", &i.peer_addr)
+            .field("local_addr", &i.conn.local_addr())
+            .field("peer_addr", &i.conn.peer_addr())
             .field("host_key", &i.host_key)
             .field("auth", &i.auth)
-            .field("timeout", &i.timeout)
+            .field("timeout", &i.conn.timeout())
             .finish_non_exhaustive()
-    }
-}
-
-/// libssh2 takes timeouts in milliseconds, and 0 means forever: never pass 0.
-pub(crate) fn millis(d: Duration) -> u32 {
-    d.as_millis().clamp(1, u128::from(u32::MAX)) as u32
-}
-
-/// The `poll` events for what libssh2 is blocked on (reading when it is
-/// blocked on nothing in particular).
-pub(crate) fn poll_flags(dirs: BlockDirections) -> PollFlags {
-    match dirs {
-        BlockDirections::Outbound => PollFlags::OUT,
-        BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
-        BlockDirections::Inbound | BlockDirections::None => PollFlags::IN,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn millis_never_zero() {
-        assert_eq!(millis(Duration::ZERO), 1);
-        assert_eq!(millis(Duration::from_secs(2)), 2000);
-        assert_eq!(millis(Duration::from_secs(u64::MAX)), u32::MAX);
     }
 }

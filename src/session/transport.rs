@@ -32,7 +32,11 @@ impl SessionBuilder {
                 self.port,
                 jump.target()
             );
-            return Ok((Transport::Tunnel(socket), jump.peer_addr, jump.local_addr));
+            return Ok((
+                Transport::Tunnel(socket),
+                jump.conn().peer_addr(),
+                jump.conn().local_addr(),
+            ));
         }
         let deadline = Instant::now() + self.connect_timeout;
         let (dial_host, dial_port) = match &self.http_proxy {

@@ -16,7 +16,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use ssh2::BlockDirections;
 
 use crate::error::{code, ssh2_code, ssh2_kind};
-use crate::session::{millis, SessionInner};
+use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
 
 /// Bytes moved per read on either side.
@@ -28,8 +28,8 @@ const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// inner session talks through.
 pub(crate) fn open(jump: &Arc<SessionInner>, host: &str, port: u16) -> Result<UnixStream> {
     let channel = {
-        let _lock = jump.lock();
-        jump.ssh
+        let ssh = jump.conn().lock();
+        ssh.session()
             .channel_direct_tcpip(host, port, None)
             .map_err(|e| Error::Ssh {
                 kind: match ssh2_kind(&e) {
@@ -92,9 +92,9 @@ impl Pump {
         loop {
             let mut moved = false;
             let wants_out = {
-                let jump = Arc::clone(&self.jump);
-                let _lock = jump.lock();
-                self.jump.ssh.set_blocking(false);
+                let jump = Arc::clone(self.jump.conn());
+                let mut ssh = jump.lock();
+                ssh.set_nonblocking();
                 let result = self.channel_side(
                     &mut down,
                     &mut up,
@@ -103,10 +103,10 @@ impl Pump {
                     socket_eof && !eof_sent,
                 );
                 let wants_out = matches!(
-                    self.jump.ssh.block_directions(),
+                    ssh.block_directions(),
                     BlockDirections::Outbound | BlockDirections::Both
                 );
-                self.jump.ssh.set_blocking(true);
+                drop(ssh);
                 let (progress, sent_eof) = result?;
                 moved |= progress;
                 eof_sent |= sent_eof;
@@ -205,19 +205,18 @@ impl Pump {
         };
         let mut fds = [
             PollFd::new(&self.socket, socket_events),
-            PollFd::new(&self.jump.socket, jump_events),
+            PollFd::new(self.jump.conn().socket(), jump_events),
         ];
         // EINTR or any other failure: the loop simply looks again.
         let _ = poll(&mut fds, Some(&timeout));
     }
 
     fn close(&mut self) {
-        let jump = Arc::clone(&self.jump);
-        let _lock = jump.lock();
-        self.jump
-            .ssh
-            .set_timeout(millis(self.jump.timeout.min(Duration::from_secs(2))));
-        let _ = self.channel.close();
+        let jump = Arc::clone(self.jump.conn());
+        let ssh = jump.lock();
+        ssh.cleanup(|| {
+            let _ = self.channel.close();
+        });
         let _ = self.socket.shutdown(Shutdown::Both);
     }
 }

@@ -1,6 +1,6 @@
-//! Work spread over several sessions: segments of one large file, or the
-//! files of a folder. libssh2 serialises every call on one session, so
-//! parallel work needs connections of its own
+//! Work spread over several sessions: the pieces of one large file, or
+//! the files of a folder. libssh2 serialises every call on one session,
+//! so parallel work needs connections of its own
 //! ([`Session::connect_another`](crate::Session::connect_another)).
 
 use std::collections::VecDeque;
@@ -10,15 +10,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::transfer::TransferOptions;
-use super::wire::flags;
-use super::{SftpSession, Shared};
-use crate::{Error, Result};
 use log::{info, warn};
+
+use super::options::TransferOptions;
+use super::pipeline::{self, Sink};
+use crate::sftp::proto::{open as flags, Attrs};
+use crate::sftp::{SftpSession, Shared};
+use crate::{Error, Result};
 
 /// The sessions that work together: the caller's, and the extra ones that
 /// could be opened.
-pub(super) struct Workers {
+pub(crate) struct Workers {
     extra: Vec<SftpSession>,
 }
 
@@ -27,13 +29,13 @@ impl Workers {
     /// parallel. Those the server refuses are logged and done without: the
     /// work then goes to the sessions that did open, down to `shared`'s
     /// alone.
-    pub(super) fn open(shared: &Shared, wanted: usize) -> Workers {
+    pub(crate) fn open(shared: &Shared, wanted: usize) -> Workers {
         if wanted <= 1 {
             return Workers { extra: Vec::new() };
         }
         let results: Vec<Result<SftpSession>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (1..wanted)
-                .map(|_| scope.spawn(|| shared.inner.connect_another()?.sftp()))
+                .map(|_| scope.spawn(|| shared.session.connect_another()?.sftp()))
                 .collect();
             handles
                 .into_iter()
@@ -55,33 +57,30 @@ impl Workers {
                 Err(e) => refused.push(e),
             }
         }
+        let target = shared.pool.conn().target();
         if let Some(first) = refused.first() {
             warn!(
-                "{}: {} of {} extra connections failed ({first}); carrying on with {} session(s)",
-                shared.inner.target(),
+                "{target}: {} of {} extra connections failed ({first}); carrying on with {} \
+                 session(s)",
                 refused.len(),
                 wanted - 1,
                 extra.len() + 1
             );
         } else {
-            info!(
-                "{}: {} sessions work in parallel",
-                shared.inner.target(),
-                wanted
-            );
+            info!("{target}: {wanted} sessions work in parallel");
         }
         Workers { extra }
     }
 
     /// How many sessions work.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.extra.len() + 1
     }
 
     /// Runs `job` for each item of `items` on every session at once (each
     /// session takes the next item when done with one) and returns the
     /// first error; the others stop taking items after it.
-    pub(super) fn run<T: Send>(
+    pub(crate) fn run<T: Send>(
         &self,
         shared: &Shared,
         items: Vec<T>,
@@ -203,11 +202,11 @@ fn run_pieces(
 
 /// Writes `local` into the remote file `path` (which exists) on all
 /// `workers` at once; each flushes it where the server offers fsync.
-pub(super) fn upload_segments(
+pub(crate) fn upload_segments(
     shared: &Shared,
     workers: &Workers,
     local: &Path,
-    path: &str,
+    path: &[u8],
     total: u64,
     options: &TransferOptions,
 ) -> Result<u64> {
@@ -219,64 +218,97 @@ pub(super) fn upload_segments(
         |shared, pieces, progress| {
             let source = File::open(local)
                 .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
-            shared.with_wire(|w| {
-                let id = w.send_open(path, flags::WRITE, 0o644);
-                let handle = w.handle_of(id, "upload", path)?;
-                let written = w.write_ranges(
-                    &handle,
-                    path,
-                    &source,
-                    &mut || pieces.take(),
-                    options.in_flight(),
-                    &mut |n| progress.add(n),
-                );
-                match written {
-                    Ok(()) => w
-                        .finish_write(&handle, path, options.fsync, None, false)
-                        .map(drop),
-                    Err(e) => {
-                        w.close_quietly(&handle, path);
-                        Err(e)
-                    }
+            let mut ch = shared.pool.any()?;
+            let handle = pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?;
+            let written = pipeline::write_ranges(
+                &mut ch,
+                &handle,
+                path,
+                &source,
+                &mut || pieces.take(),
+                options.in_flight(),
+                &mut |n| progress.add(n),
+            );
+            match written {
+                Ok(()) => {
+                    pipeline::finish_write(&mut ch, &handle, path, options.fsync, None, false)
+                        .map(drop)
                 }
-            })
+                Err(e) => {
+                    ch.close_quietly(&handle, path);
+                    Err(e)
+                }
+            }
         },
     )
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
-/// on all `workers` at once.
-pub(super) fn download_segments(
+/// on all `workers` at once, then checks that the file still ends at
+/// `total` (it did not grow meanwhile; a piece that found the end early
+/// already failed: it shrank).
+pub(crate) fn download_segments(
     shared: &Shared,
     workers: &Workers,
-    path: &str,
+    path: &[u8],
     out: &File,
     total: u64,
     options: &TransferOptions,
 ) -> Result<u64> {
-    run_pieces(
+    let done = run_pieces(
         shared,
         workers,
         total,
         options,
         |shared, pieces, progress| {
-            shared.with_wire(|w| {
-                let id = w.send_open(path, flags::READ, 0);
-                let handle = w.handle_of(id, "download", path)?;
-                let read = w.read_ranges(
-                    &handle,
-                    path,
-                    out,
-                    &mut || pieces.take(),
-                    None,
-                    options.in_flight(),
-                    &mut |n| progress.add(n),
-                );
-                w.close_quietly(&handle, path);
-                read
-            })
+            read_pieces(
+                shared,
+                path,
+                out,
+                options,
+                &mut || pieces.take(),
+                None,
+                &mut |n| progress.add(n),
+            )
         },
-    )
+    )?;
+    read_pieces(
+        shared,
+        path,
+        out,
+        options,
+        &mut || None,
+        Some(total),
+        &mut |_| {},
+    )?;
+    Ok(done)
+}
+
+/// Reads what `next` hands out of `path` into `out` on a channel of
+/// `shared`'s (see [`pipeline::read_ranges`]).
+fn read_pieces(
+    shared: &Shared,
+    path: &[u8],
+    out: &File,
+    options: &TransferOptions,
+    next: pipeline::NextRange<'_>,
+    eof: Option<u64>,
+    progress: pipeline::Progress<'_>,
+) -> Result<()> {
+    let mut ch = shared.pool.any()?;
+    let handle = pipeline::open(&mut ch, path, flags::READ, &Attrs::default(), "download")?;
+    let read = pipeline::read_ranges(
+        &mut ch,
+        &handle,
+        path,
+        Sink::File(out),
+        next,
+        eof,
+        options.in_flight(),
+        progress,
+    );
+    pipeline::close_read(&mut ch, &handle, path);
+    read
 }
 
 #[cfg(test)]

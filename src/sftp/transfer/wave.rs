@@ -1,48 +1,37 @@
-//! Many small files on one session at once, for the folder transfers.
+//! Many small files on one channel at once, for the folder transfers.
 //!
 //! One file at a time, an atomic upload takes three round trips (open;
 //! write, fsync, fstat and close; rename) and a download two (stat and
-//! open; read and close). A *wave* of up to [`WAVE`] files takes the same
-//! round trips for all of its files together: every file's open goes out
-//! before the first answer is read, and so on. Each file stays atomic on
-//! its own: written to its temporary name, checked, renamed.
+//! open; read and close). A *wave* of up to [`WAVE`](super::options::WAVE)
+//! files takes the same round trips for all of its files together: every
+//! file's open goes out before the first answer is read, and so on. Each
+//! file stays atomic on its own: written to its temporary name, checked,
+//! renamed.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::transfer::{
-    check_size, finish_download, open_source, sync_folder, upload_mtime, LocalTarget, LocalTemp,
-    TransferOptions,
-};
-use super::wire::{flags, FinishIds, Handle, Reply, Wire, MAX_OUTSTANDING};
-use super::{file_name, join, parent, sftp_failure, Metadata};
+use super::download::{finish_download, sync_folder, LocalTarget, LocalTemp};
+use super::options::{Plan, TransferOptions};
+use super::pipeline::{self, FinishIds, Sink};
+use super::upload::{check_size, finish_attrs, open_source, upload_modes};
+use crate::sftp::channel::{status_code, Reply, SftpChannel};
+use crate::sftp::fs::rename_replace;
+use crate::sftp::metadata::Metadata;
+use crate::sftp::path::{file_name, join, parent, shown};
+use crate::sftp::proto::{kind, open as flags, status, Attrs};
 use crate::{Error, ErrorKind, Result};
-
-/// Files per wave.
-pub(super) const WAVE: usize = 32;
-/// The biggest file a wave takes: 32 requests of the 32 KiB every server
-/// accepts, so that one file's requests never fill the
-/// [`MAX_OUTSTANDING`] a channel allows.
-const WAVE_FILE_MAX: u64 = 32 * 32 * 1024;
-
-/// Whether a file of `size` bytes goes in a wave with `options` (else it
-/// moves alone, with every option honoured).
-pub(super) fn fits_wave(size: u64, options: &TransferOptions) -> bool {
-    size <= (options.buffer_size as u64).min(WAVE_FILE_MAX)
-        && options.atomic
-        && !options.resume
-        && options.overwrite == super::Overwrite::Replace
-}
 
 /// One upload of a wave.
 struct Up<'a> {
-    remote: &'a str,
-    temp: String,
+    remote: &'a [u8],
+    temp: Vec<u8>,
     source: File,
     size: u64,
-    mtime: Option<u32>,
-    handle: Option<Handle>,
+    create_mode: u32,
+    attrs: Option<Attrs>,
+    handle: Option<Vec<u8>>,
     /// The temporary file was created (and must go if not renamed).
     created: bool,
     finish: Option<FinishIds>,
@@ -50,128 +39,146 @@ struct Up<'a> {
     error: Option<Error>,
 }
 
-/// Uploads `files` (local, remote), each atomic, in one wave on `w`.
+/// Uploads `files` (local, remote), each atomic, in one wave on `ch`.
 /// Returns the bytes sent, or the first file's error (in `files` order)
 /// after the others are done.
-pub(super) fn upload_wave(
-    w: &mut Wire,
-    files: &[(PathBuf, String)],
+pub(crate) fn upload_wave(
+    ch: &mut SftpChannel,
+    files: &[(PathBuf, Vec<u8>)],
     options: &TransferOptions,
 ) -> Result<u64> {
     let mut items = Vec::with_capacity(files.len());
     for (local, remote) in files {
-        items.push(open_local(local, remote, options)?);
+        let (source, meta) = open_source(local)?;
+        items.push(Up {
+            remote,
+            temp: join(&parent(remote), &options.temp_for(file_name(remote), b"")),
+            source,
+            size: meta.len(),
+            create_mode: upload_modes(&meta, options).1,
+            attrs: finish_attrs(&meta, options),
+            handle: None,
+            created: false,
+            finish: None,
+            writes: Vec::new(),
+            error: None,
+        });
     }
     // Round trip 1: every temporary file is created.
     let ids: Vec<u32> = items
         .iter()
         .map(|it| {
-            w.send_open(
+            ch.send_open(
                 &it.temp,
                 flags::WRITE | flags::CREATE | flags::EXCLUSIVE,
-                0o644,
+                &Attrs::perm(it.create_mode),
             )
         })
         .collect();
     for (it, id) in items.iter_mut().zip(ids) {
-        match w.handle_of(id, "upload", &it.temp) {
+        match ch.handle_of(id, "upload", &it.temp) {
             Ok(h) => {
                 it.handle = Some(h);
                 it.created = true;
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                it.error = Some(sftp_failure(
+                it.error = Some(ch.error(
                     ErrorKind::NotFound,
                     "upload",
                     it.remote,
-                    format!("the remote folder {} does not exist", parent(it.remote)),
+                    format!(
+                        "the remote folder {} does not exist",
+                        shown(&parent(it.remote))
+                    ),
                 ));
             }
             Err(e) => it.error = Some(e),
         }
     }
-    // Round trip 2: the data, fsync, mtime, size and close of every file.
-    // The replies of the oldest files are taken as the channel's request
-    // limit requires: a sliding window over the files.
+    // Round trip 2: the data, fsync, attributes, size and close of every
+    // file. The replies of the oldest files are taken as the channel's
+    // request limit requires: a sliding window over the files.
     let mut oldest = 0;
     for i in 0..items.len() {
         let Some(handle) = items[i].handle.take() else {
             continue;
         };
-        let writes = items[i].size.div_ceil(u64::from(w.write_len())) as usize;
-        let need = writes + 4;
-        while w.outstanding() + need > MAX_OUTSTANDING && oldest < i {
-            upload_replies(w, &mut items[oldest]);
+        let writes = items[i].size.div_ceil(u64::from(ch.write_len())) as usize;
+        while !ch.has_room(writes + 4) && oldest < i {
+            upload_replies(ch, &mut items[oldest]);
             oldest += 1;
         }
         let it = &mut items[i];
         options.report(0, it.size);
         let mut offset = 0;
         while offset < it.size {
-            let len = (it.size - offset).min(u64::from(w.write_len()));
+            let len = (it.size - offset).min(u64::from(ch.write_len()));
             let source = &it.source;
             let at = offset;
-            match w.send_write_with(&handle, at, len as usize, |buf| {
+            match ch.send_write_with(&handle, at, len as usize, |buf| {
                 source.read_exact_at(buf, at)
             }) {
                 Ok(id) => it.writes.push(id),
                 Err(e) => {
                     it.error = Some(Error::io(
-                        format!("cannot read the local file for {}", it.remote),
+                        format!("cannot read the local file for {}", shown(it.remote)),
                         e,
                     ));
                     break;
                 }
             }
             offset += len;
-            w.flush_if_full("upload", it.remote)?;
+            ch.flush_if_full("upload", it.remote)?;
         }
-        it.finish = Some(w.send_finish_write(
+        it.finish = Some(pipeline::send_finish_write(
+            ch,
             &handle,
-            &it.temp,
             options.fsync,
-            it.mtime,
+            it.attrs,
             options.verify_size,
         ));
     }
     for it in items.iter_mut().skip(oldest) {
-        upload_replies(w, it);
+        upload_replies(ch, it);
     }
     // Round trip 3: the complete files are renamed into place, the others'
     // temporary files removed.
-    let posix = w.has_posix_rename();
+    let posix = ch.extensions().posix_rename;
     let mut renames = Vec::new();
     for (i, it) in items.iter().enumerate() {
         if it.error.is_some() {
             if it.created {
-                let id = w.send_remove(&it.temp);
-                w.ignore([id]);
+                let id = ch.send_str(kind::REMOVE, &it.temp);
+                ch.ignore([id]);
             }
         } else if posix {
-            renames.push((i, w.send_rename(&it.temp, it.remote, true)));
+            renames.push((i, ch.send_rename(&it.temp, it.remote, true)));
         }
     }
     for (i, id) in renames {
         let it = &mut items[i];
-        let renamed = match w.status_of(id, "rename", it.remote) {
-            Err(e) if w.refuses_posix_rename(&e) => w.rename_replace(&it.temp, it.remote),
+        let renamed = match ch.status_of(id, "rename", it.remote) {
+            Err(e) if status_code(&e) == Some(status::OP_UNSUPPORTED) => {
+                ch.forget_posix_rename();
+                rename_replace(ch, &it.temp, it.remote)
+            }
             other => other,
         };
         if let Err(e) = renamed {
             it.error = Some(e);
-            w.remove_quietly(&it.temp);
+            let _ = ch.remove_ours(&it.temp);
         }
     }
     if !posix {
         // One by one: the plain rename needs the target out of the way.
         for it in items.iter_mut().filter(|it| it.error.is_none()) {
-            if let Err(e) = w.rename_replace(&it.temp, it.remote) {
+            if let Err(e) = rename_replace(ch, &it.temp, it.remote) {
                 it.error = Some(e);
-                w.remove_quietly(&it.temp);
+                let _ = ch.remove_ours(&it.temp);
             }
         }
     }
-    w.flush("upload", "")?;
+    ch.flush("upload", b"")?;
     let mut sent = 0;
     for it in items {
         if let Some(e) = it.error {
@@ -184,9 +191,9 @@ pub(super) fn upload_wave(
 }
 
 /// Takes the replies to one wave file's writes and finishing requests.
-fn upload_replies(w: &mut Wire, it: &mut Up<'_>) {
+fn upload_replies(ch: &mut SftpChannel, it: &mut Up<'_>) {
     for id in std::mem::take(&mut it.writes) {
-        let written = w.status_of(id, "upload", &it.temp);
+        let written = ch.status_of(id, "upload", &it.temp);
         if it.error.is_none() {
             it.error = written.err();
         }
@@ -194,31 +201,15 @@ fn upload_replies(w: &mut Wire, it: &mut Up<'_>) {
     let Some(ids) = it.finish.take() else {
         return;
     };
-    match w.finish_write_replies(ids, &it.temp) {
+    match pipeline::finish_write_replies(ch, ids, &it.temp) {
         Ok(Some(size)) if it.error.is_none() => {
-            it.error = check_size(it.remote, it.size, size).err();
+            it.error = check_size(ch, it.remote, it.size, size).err();
         }
         Ok(_) => {}
         Err(e) => {
             it.error.get_or_insert(e);
         }
     }
-}
-
-fn open_local<'a>(local: &Path, remote: &'a str, options: &TransferOptions) -> Result<Up<'a>> {
-    let (source, meta) = open_source(local)?;
-    Ok(Up {
-        remote,
-        temp: join(parent(remote), &options.temp_for(file_name(remote), "")),
-        source,
-        size: meta.len(),
-        mtime: upload_mtime(&meta, options),
-        handle: None,
-        created: false,
-        finish: None,
-        writes: Vec::new(),
-        error: None,
-    })
 }
 
 /// Marks a probe READ past the end (in `Reads::pending`'s length).
@@ -244,16 +235,19 @@ impl Reads {
     /// Errors of a file are kept in it; a failed channel is returned.
     fn settle(
         &mut self,
-        w: &mut Wire,
+        ch: &mut SftpChannel,
         items: &mut [Down<'_>],
-        handles: &[Option<Handle>],
+        handles: &[Option<Vec<u8>>],
         until: usize,
     ) -> Result<()> {
         while self.left[until] > 0 {
-            let (id, reply) = match w.recv("download", items[until].remote) {
+            let pending = &self.pending;
+            let (id, reply) = match ch.recv_where("download", items[until].remote, &mut |id| {
+                pending.iter().any(|p| p.0 == id)
+            }) {
                 Ok(r) => r,
                 Err(e) => {
-                    w.ignore(self.pending.drain(..).map(|p| p.0));
+                    ch.ignore(self.pending.drain(..).map(|p| p.0));
                     return Err(e);
                 }
             };
@@ -266,7 +260,7 @@ impl Reads {
             if len == CLOSE {
                 if let Reply::Status(code, msg) = reply {
                     if code != 0 {
-                        log::debug!("cannot close {}: {code} {msg}", it.remote);
+                        log::debug!("cannot close {}: {code} {msg}", shown(it.remote));
                     }
                 }
                 continue;
@@ -276,7 +270,7 @@ impl Reads {
                 .as_ref()
                 .expect("files with reads have a target")
                 .out;
-            match w.read_reply(reply, it.remote, out, offset, len) {
+            match pipeline::read_reply(ch, reply, it.remote, &Sink::File(out), offset, len) {
                 Ok(got) => {
                     it.received += got;
                     if got < len {
@@ -285,7 +279,7 @@ impl Reads {
                         // that answers in order the retry fails, and with
                         // it the file: short reads mean it shrank.
                         if let Some(handle) = &handles[i] {
-                            let id = w.send_read(handle, offset + got, (len - got) as u32);
+                            let id = ch.send_read(handle, offset + got, (len - got) as u32);
                             self.add(id, i, offset + got, len - got);
                         }
                     }
@@ -301,7 +295,7 @@ impl Reads {
 
 /// One download of a wave.
 struct Down<'a> {
-    remote: &'a str,
+    remote: &'a [u8],
     local: &'a Path,
     meta: Option<Metadata>,
     target: Option<LocalTarget>,
@@ -310,15 +304,15 @@ struct Down<'a> {
     error: Option<Error>,
 }
 
-/// Downloads `files` (remote, local), each atomic, in one wave on `w`.
+/// Downloads `files` (remote, local), each atomic, in one wave on `ch`.
 /// Files that turn out bigger than a wave takes are returned in `bigger`
 /// untouched, for the caller to download alone. Returns the bytes
 /// received, or the first file's error (in `files` order).
-pub(super) fn download_wave(
-    w: &mut Wire,
-    files: &[(String, PathBuf)],
+pub(crate) fn download_wave(
+    ch: &mut SftpChannel,
+    files: &[(Vec<u8>, PathBuf)],
     options: &TransferOptions,
-    bigger: &mut Vec<(String, PathBuf)>,
+    bigger: &mut Vec<(Vec<u8>, PathBuf)>,
 ) -> Result<u64> {
     let mut items: Vec<Down<'_>> = files
         .iter()
@@ -337,15 +331,15 @@ pub(super) fn download_wave(
         .iter()
         .map(|it| {
             (
-                w.send_stat(it.remote),
-                w.send_open(it.remote, flags::READ, 0),
+                ch.send_str(kind::STAT, it.remote),
+                ch.send_open(it.remote, flags::READ, &Attrs::default()),
             )
         })
         .collect();
-    let mut handles: Vec<Option<Handle>> = Vec::with_capacity(items.len());
+    let mut handles: Vec<Option<Vec<u8>>> = Vec::with_capacity(items.len());
     for (it, (stat_id, open_id)) in items.iter_mut().zip(ids) {
-        let meta = w.attrs_of(stat_id, "download", it.remote);
-        let handle = match w.handle_of(open_id, "download", it.remote) {
+        let meta = ch.attrs_of(stat_id, "download", it.remote);
+        let handle = match ch.handle_of(open_id, "download", it.remote) {
             Ok(h) => h,
             Err(e) => {
                 it.error = Some(e);
@@ -353,9 +347,9 @@ pub(super) fn download_wave(
                 continue;
             }
         };
-        let opened = meta.and_then(|m| {
+        let opened = meta.map(Metadata::from).and_then(|m| {
             if m.is_dir() {
-                return Err(sftp_failure(
+                return Err(ch.error(
                     ErrorKind::InvalidInput,
                     "download",
                     it.remote,
@@ -365,25 +359,35 @@ pub(super) fn download_wave(
             Ok(m)
         });
         match opened {
-            Ok(m) if !fits_wave(m.len(), options) => {
-                w.close_quietly(&handle, it.remote);
-                bigger.push((it.remote.to_string(), it.local.to_path_buf()));
+            Ok(m) if options.plan(m.len(), true) != Plan::Wave => {
+                ch.close_quietly(&handle, it.remote);
+                bigger.push((it.remote.to_vec(), it.local.to_path_buf()));
                 handles.push(None);
             }
-            Ok(m) => match LocalTarget::create(it.remote, it.local, &m, options, &mut it.guard) {
-                Ok(t) => {
-                    it.target = Some(t);
-                    it.meta = Some(m);
-                    handles.push(Some(handle));
+            Ok(m) => {
+                match LocalTarget::create(
+                    ch,
+                    &handle,
+                    it.remote,
+                    it.local,
+                    &m,
+                    options,
+                    &mut it.guard,
+                ) {
+                    Ok(t) => {
+                        it.target = Some(t);
+                        it.meta = Some(m);
+                        handles.push(Some(handle));
+                    }
+                    Err(e) => {
+                        ch.close_quietly(&handle, it.remote);
+                        it.error = Some(e);
+                        handles.push(None);
+                    }
                 }
-                Err(e) => {
-                    w.close_quietly(&handle, it.remote);
-                    it.error = Some(e);
-                    handles.push(None);
-                }
-            },
+            }
             Err(e) => {
-                w.close_quietly(&handle, it.remote);
+                ch.close_quietly(&handle, it.remote);
                 it.error = Some(e);
                 handles.push(None);
             }
@@ -392,7 +396,7 @@ pub(super) fn download_wave(
     // Round trip 2: the reads of every file, a probe for growth past the
     // size it had, and the close; the replies of the oldest files are
     // taken as the channel's request limit requires.
-    let read_len = u64::from(w.read_len());
+    let read_len = u64::from(ch.read_len());
     let mut reads = Reads {
         pending: Vec::new(),
         left: vec![0; items.len()],
@@ -404,22 +408,22 @@ pub(super) fn download_wave(
         };
         let size = items[i].meta.as_ref().map_or(0, Metadata::len);
         let need = size.div_ceil(read_len) as usize + 2;
-        while w.outstanding() + need > MAX_OUTSTANDING && oldest < i {
-            reads.settle(w, &mut items, &handles, oldest)?;
+        while !ch.has_room(need) && oldest < i {
+            reads.settle(ch, &mut items, &handles, oldest)?;
             oldest += 1;
         }
         options.report(0, size);
         let mut offset = 0;
         while offset < size {
             let len = (size - offset).min(read_len);
-            reads.add(w.send_read(&handle, offset, len as u32), i, offset, len);
+            reads.add(ch.send_read(&handle, offset, len as u32), i, offset, len);
             offset += len;
         }
-        reads.add(w.send_read(&handle, size, 1), i, size, PROBE);
-        reads.add(w.send_close(&handle), i, 0, CLOSE);
+        reads.add(ch.send_read(&handle, size, 1), i, size, PROBE);
+        reads.add(ch.send_close(&handle), i, 0, CLOSE);
     }
     for i in oldest..items.len() {
-        reads.settle(w, &mut items, &handles, i)?;
+        reads.settle(ch, &mut items, &handles, i)?;
     }
     // Locally: flush, rename into place, and flush each folder once.
     let mut received = 0;

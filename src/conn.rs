@@ -1,0 +1,315 @@
+//! The connection: the one owner of the `ssh2::Session`, and [`Locked`],
+//! the only door to it.
+//!
+//! libssh2 serialises every call on a session, and this crate runs the
+//! session in blocking mode except inside exec's and the tunnel's poll
+//! loops. Both rules live here, in the type: the session is reached only
+//! through a `Locked` guard (holding the operation lock), and a guard that
+//! switched to non-blocking mode switches back when it is dropped, so the
+//! session is in blocking mode whenever the lock is free.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use log::debug;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use ssh2::{BlockDirections, DisconnectCode};
+
+use crate::session::Transport;
+
+/// How long cleanup waits for the server: closing a handle after a failure,
+/// or the disconnect message of `Drop`. A healthy server answers in far
+/// less; a dead link must not hold the caller for a full operation timeout.
+const CLEANUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Something that holds channels it could close when idle: an SFTP
+/// session's pool. When the server refuses a channel (its `MaxSessions`),
+/// the connection asks its holders to make room.
+pub(crate) trait ChannelHolder: Send + Sync {
+    /// Closes one idle channel; false when none is idle.
+    fn release_idle(&self) -> bool;
+}
+
+/// One verified, authenticated SSH connection.
+pub(crate) struct Conn {
+    ssh: ssh2::Session,
+    /// Held while `ssh` is in use (see [`Locked`]).
+    op_lock: Mutex<()>,
+    /// A second handle on the socket libssh2 owns, to wait on it with
+    /// `poll` without borrowing libssh2's descriptor.
+    socket: Transport,
+    host: String,
+    port: u16,
+    local_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    timeout: Duration,
+    /// Whether SSH keepalives are on.
+    keepalive: bool,
+    closed: AtomicBool,
+    holders: Mutex<Vec<Weak<dyn ChannelHolder>>>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("target", &self.target())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`Conn`] is made of, once the handshake, host key check and
+/// authentication succeeded.
+pub(crate) struct Parts {
+    pub(crate) ssh: ssh2::Session,
+    pub(crate) socket: Transport,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) timeout: Duration,
+    pub(crate) keepalive: bool,
+}
+
+impl Conn {
+    /// Takes ownership of an authenticated session, in blocking mode with
+    /// the operation timeout set.
+    pub(crate) fn new(p: Parts) -> Conn {
+        p.ssh.set_blocking(true);
+        p.ssh.set_timeout(millis(p.timeout));
+        Conn {
+            ssh: p.ssh,
+            op_lock: Mutex::new(()),
+            socket: p.socket,
+            host: p.host,
+            port: p.port,
+            local_addr: p.local_addr,
+            peer_addr: p.peer_addr,
+            timeout: p.timeout,
+            keepalive: p.keepalive,
+            closed: AtomicBool::new(false),
+            holders: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes the operation lock. A poisoned lock is taken anyway: the
+    /// guarded state is libssh2's, which a panic does not corrupt beyond
+    /// what the next call reports.
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked {
+            conn: self,
+            _guard: self.op_lock.lock().unwrap_or_else(|e| e.into_inner()),
+            nonblocking: false,
+        }
+    }
+
+    /// `host:port`, for messages.
+    pub(crate) fn target(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub(crate) fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The deadline of each blocking operation.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The socket, for `poll` (never read or written: libssh2 does that).
+    pub(crate) fn socket(&self) -> &Transport {
+        &self.socket
+    }
+
+    /// Waits until the socket is ready in `dirs` (what libssh2 is blocked
+    /// on), for at most `max`, or until `deadline` passes; false once it
+    /// has passed. Safe without the operation lock: it only polls.
+    pub(crate) fn wait_ready(
+        &self,
+        dirs: BlockDirections,
+        deadline: Instant,
+        max: Duration,
+    ) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let mut wait = (deadline - now).min(max);
+        if dirs == BlockDirections::None {
+            // libssh2 waits on a channel state, not the socket: look again soon.
+            wait = wait.min(Duration::from_millis(2));
+        }
+        let timeout = Timespec {
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: wait.subsec_nanos().into(),
+        };
+        // EINTR or any other failure: the caller simply tries libssh2 again.
+        let _ = poll(
+            &mut [PollFd::new(&self.socket, poll_flags(dirs))],
+            Some(&timeout),
+        );
+        true
+    }
+
+    /// Registers a holder of idle channels (see [`ChannelHolder`]).
+    pub(crate) fn add_holder(&self, holder: Weak<dyn ChannelHolder>) {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders.retain(|h| h.strong_count() > 0);
+        holders.push(holder);
+    }
+
+    /// Asks the holders to close one idle channel, to make room for a new
+    /// one the server refused; false when none could. Call it without the
+    /// operation lock.
+    pub(crate) fn release_idle_channel(&self) -> bool {
+        let holders: Vec<_> = self
+            .holders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        holders.iter().any(|h| h.release_idle())
+    }
+
+    /// Says goodbye to the server, once.
+    pub(crate) fn disconnect(&self) -> std::result::Result<(), ssh2::Error> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _g = self.lock();
+        self.ssh.disconnect(
+            Some(DisconnectCode::ByApplication),
+            "closed by client",
+            None,
+        )
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.ssh
+            .set_timeout(millis(self.timeout.min(CLEANUP_TIMEOUT)));
+        if let Err(e) = self.disconnect() {
+            debug!("disconnect from {} on drop failed: {e}", self.target());
+        }
+    }
+}
+
+/// The operation lock, held: the only way to the `ssh2::Session`.
+pub(crate) struct Locked<'a> {
+    conn: &'a Conn,
+    _guard: MutexGuard<'a, ()>,
+    nonblocking: bool,
+}
+
+impl Locked<'_> {
+    /// The libssh2 session.
+    pub(crate) fn session(&self) -> &ssh2::Session {
+        &self.conn.ssh
+    }
+
+    /// The connection.
+    pub(crate) fn conn(&self) -> &Conn {
+        self.conn
+    }
+
+    /// Switches the session to non-blocking mode until this guard is
+    /// dropped (blocking mode is restored then, before the lock is free).
+    pub(crate) fn set_nonblocking(&mut self) {
+        self.conn.ssh.set_blocking(false);
+        self.nonblocking = true;
+    }
+
+    /// What libssh2 is blocked on.
+    pub(crate) fn block_directions(&self) -> BlockDirections {
+        self.conn.ssh.block_directions()
+    }
+
+    /// libssh2's last error on the session (its code, which `ssh2`'s
+    /// `io::Error`s drop).
+    pub(crate) fn last_error(&self) -> Option<ssh2::Error> {
+        ssh2::Error::last_session_error(&self.conn.ssh)
+    }
+
+    /// Runs `f` under the short cleanup timeout, then restores the
+    /// session's: for closing handles after a failure, or on drop, which
+    /// must not wait a full operation timeout on a dead link.
+    pub(crate) fn cleanup<T>(&self, f: impl FnOnce() -> T) -> T {
+        let ssh = &self.conn.ssh;
+        ssh.set_timeout(millis(self.conn.timeout.min(CLEANUP_TIMEOUT)));
+        let out = f();
+        ssh.set_timeout(millis(self.conn.timeout));
+        out
+    }
+
+    /// Sends an SSH keepalive if one is due. Call it from any loop that
+    /// may run longer than the keepalive interval: libssh2 sends
+    /// keepalives only when asked. Cheap when none is due; a failure is
+    /// left for the next real operation to report.
+    pub(crate) fn keepalive_tick(&self) {
+        if self.conn.keepalive {
+            if let Err(e) = self.conn.ssh.keepalive_send() {
+                debug!("keepalive to {} not sent: {e}", self.conn.target());
+            }
+        }
+    }
+
+    /// Sends a keepalive now (when they are on).
+    pub(crate) fn keepalive_now(&self) -> std::result::Result<(), ssh2::Error> {
+        if self.conn.keepalive {
+            self.conn.ssh.keepalive_send().map(drop)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if self.nonblocking {
+            self.conn.ssh.set_blocking(true);
+        }
+    }
+}
+
+/// libssh2 takes timeouts in milliseconds, and 0 means forever: never pass 0.
+pub(crate) fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u128::from(u32::MAX)) as u32
+}
+
+/// The `poll` events for what libssh2 is blocked on (reading when it is
+/// blocked on nothing in particular).
+pub(crate) fn poll_flags(dirs: BlockDirections) -> PollFlags {
+    match dirs {
+        BlockDirections::Outbound => PollFlags::OUT,
+        BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
+        BlockDirections::Inbound | BlockDirections::None => PollFlags::IN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_never_zero() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_secs(2)), 2000);
+        assert_eq!(millis(Duration::from_secs(u64::MAX)), u32::MAX);
+    }
+}

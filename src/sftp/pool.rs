@@ -1,0 +1,503 @@
+//! The SFTP channels of one [`SftpSession`](super::SftpSession): the
+//! first, opened with the session, and more opened when every open one is
+//! busy, up to [`MAX_CHANNELS`].
+//!
+//! Every operation borrows a free channel for as long as it runs (a
+//! [`Lease`]); a streaming handle comes back to the channel its handle was
+//! opened on. When the server refuses another channel (OpenSSH's
+//! `MaxSessions`), the work waits for one of the channels that opened,
+//! and the log says so once. When a command needs a channel the server
+//! will not give, an idle SFTP channel is closed to make room (and opened
+//! again when SFTP next needs it).
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+
+use log::{debug, info};
+
+use super::channel::{sftp_error, ChannelIo, IoFailure, SftpChannel};
+use super::path::escape_bytes;
+use crate::conn::{ChannelHolder, Conn};
+use crate::error::code::{CHANNEL_FAILURE, CHANNEL_REQUEST_DENIED};
+use crate::error::{ssh2_code, ssh2_kind};
+use crate::{ErrorKind, Result};
+
+/// How many SFTP channels one session opens at most: concurrent
+/// operations beyond that wait for one. OpenSSH allows 10 channels per
+/// connection (`MaxSessions`), shared with exec.
+pub(crate) const MAX_CHANNELS: usize = 4;
+/// The receive window we give the server on an SFTP channel.
+const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
+/// libssh2 refuses packets over ~35,000 bytes: 32 KiB is the most it takes.
+const PACKET_SIZE: u32 = 32 * 1024;
+/// How much of what the subsystem wrote on stderr an error shows.
+const STDERR_SHOWN: usize = 2048;
+
+/// An SFTP channel on the SSH connection.
+struct SshIo {
+    channel: ssh2::Channel,
+    conn: Arc<Conn>,
+}
+
+impl SshIo {
+    fn failure(&self, err: std::io::Error, ssh: &ssh2::Session) -> IoFailure {
+        // ssh2 keeps only the message in the io::Error: the session's last
+        // error has the code.
+        if let Some(last) = ssh2::Error::last_session_error(ssh) {
+            let code = ssh2_code(&last);
+            if code != 0 && code != -31 {
+                let kind = match ssh2_kind(&last) {
+                    ErrorKind::Other => ErrorKind::Disconnected,
+                    k => k,
+                };
+                let reason = match kind {
+                    ErrorKind::Timeout => format!(
+                        "timed out after {:.1} s ({})",
+                        self.conn.timeout().as_secs_f64(),
+                        last.message()
+                    ),
+                    _ => format!("connection lost ({})", last.message()),
+                };
+                return IoFailure {
+                    kind,
+                    reason,
+                    source: Some(Box::new(last)),
+                };
+            }
+        }
+        let kind = match err.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+            _ => ErrorKind::Disconnected,
+        };
+        IoFailure {
+            kind,
+            reason: format!("connection lost ({err})"),
+            source: Some(Box::new(err)),
+        }
+    }
+}
+
+impl ChannelIo for SshIo {
+    fn write_all(&mut self, buf: &[u8]) -> std::result::Result<(), IoFailure> {
+        let conn = Arc::clone(&self.conn);
+        let ssh = conn.lock();
+        ssh.keepalive_tick();
+        self.channel
+            .write_all(buf)
+            .map_err(|e| self.failure(e, ssh.session()))
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> std::result::Result<usize, IoFailure> {
+        let conn = Arc::clone(&self.conn);
+        let ssh = conn.lock();
+        ssh.keepalive_tick();
+        self.channel
+            .read(buf)
+            .map_err(|e| self.failure(e, ssh.session()))
+    }
+
+    fn started(&mut self) {
+        let _ssh = self.conn.lock();
+        // From here on nothing is waited for on stderr: drop it, so that a
+        // chatty server cannot fill the window.
+        if let Err(e) = self
+            .channel
+            .handle_extended_data(ssh2::ExtendedData::Ignore)
+        {
+            debug!("cannot ignore the SFTP channel's stderr: {e}");
+        }
+    }
+
+    fn last_words(&mut self) -> Option<String> {
+        let conn = Arc::clone(&self.conn);
+        let ssh = conn.lock();
+        ssh.cleanup(|| {
+            let mut said = Vec::new();
+            let mut buf = [0u8; 1024];
+            let mut stderr = self.channel.stderr();
+            while said.len() < STDERR_SHOWN {
+                match stderr.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => said.extend_from_slice(&buf[..n]),
+                }
+            }
+            said.truncate(STDERR_SHOWN);
+            let _ = self.channel.close();
+            let closed = self.channel.wait_close().is_ok();
+            let status = self.channel.exit_status().ok().filter(|_| closed);
+            let text = escape_bytes(trim_ascii(&said));
+            match (status, text.is_empty()) {
+                (Some(code), false) if code != 0 => Some(format!("exit status {code}: {text}")),
+                (_, false) => Some(text),
+                (Some(code), true) if code != 0 => Some(format!("exit status {code}")),
+                _ => None,
+            }
+        })
+    }
+
+    fn shutdown(&mut self) {
+        let conn = Arc::clone(&self.conn);
+        let ssh = conn.lock();
+        ssh.cleanup(|| {
+            let _ = self.channel.send_eof();
+            let _ = self.channel.close();
+        });
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &b[start..end]
+}
+
+/// Opens an SFTP channel on `conn`.
+///
+/// # Errors
+///
+/// A refused channel names the likely causes ([`ErrorKind::Unsupported`]);
+/// a refused subsystem says so; the handshake's errors
+/// ([`SftpChannel::start`]).
+pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
+    let target = conn.target();
+    let channel = {
+        let ssh = conn.lock();
+        let opened = ssh
+            .session()
+            .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None);
+        let mut channel = opened.map_err(|e| {
+            let reason = if ssh2_code(&e) == CHANNEL_FAILURE {
+                "the server refused to open another channel: it may limit channels per \
+                 connection (OpenSSH's MaxSessions), allow one channel per connection, \
+                 or not allow sessions for this account"
+                    .to_string()
+            } else {
+                format!("cannot open a channel: {}", e.message())
+            };
+            let kind = match ssh2_code(&e) {
+                CHANNEL_FAILURE => ErrorKind::Unsupported,
+                _ => match ssh2_kind(&e) {
+                    ErrorKind::Other => ErrorKind::Disconnected,
+                    k => k,
+                },
+            };
+            with_source(sftp_error(kind, "start", &target, b"", reason), e)
+        })?;
+        if let Err(e) = channel.subsystem("sftp") {
+            let (kind, reason) = if ssh2_code(&e) == CHANNEL_REQUEST_DENIED {
+                (
+                    ErrorKind::Unsupported,
+                    "the server refused the sftp subsystem: SFTP is not enabled for this \
+                     account or server"
+                        .to_string(),
+                )
+            } else {
+                (
+                    match ssh2_kind(&e) {
+                        ErrorKind::Other => ErrorKind::Disconnected,
+                        k => k,
+                    },
+                    format!("cannot start the sftp subsystem: {}", e.message()),
+                )
+            };
+            ssh.cleanup(|| {
+                let _ = channel.close();
+            });
+            return Err(with_source(
+                sftp_error(kind, "start", &target, b"", reason),
+                e,
+            ));
+        }
+        channel
+    };
+    let io = SshIo {
+        channel,
+        conn: Arc::clone(conn),
+    };
+    SftpChannel::start(Box::new(io), target)
+}
+
+fn with_source(mut err: crate::Error, e: ssh2::Error) -> crate::Error {
+    if let crate::Error::Sftp { source, .. } = &mut err {
+        *source = Some(Box::new(e));
+    }
+    err
+}
+
+/// The channels of one SFTP session.
+pub(crate) struct Pool {
+    conn: Arc<Conn>,
+    state: Mutex<State>,
+    /// Signalled when a channel is handed back or closed.
+    freed: Condvar,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("target", &self.conn.target())
+            .finish_non_exhaustive()
+    }
+}
+
+struct State {
+    slots: Vec<Slot>,
+    /// Channels being opened now.
+    opening: usize,
+    /// The server refused a channel while others were open: no more are
+    /// tried until one closes.
+    refused: bool,
+    next_id: usize,
+}
+
+struct Slot {
+    id: usize,
+    /// `None` while lent out.
+    channel: Option<SftpChannel>,
+    /// Open streaming handles on this channel: it is not closed to make
+    /// room while they are.
+    pinned: usize,
+}
+
+impl State {
+    fn open_count(&self) -> usize {
+        self.slots.len() + self.opening
+    }
+}
+
+/// A channel lent to one operation; handed back when dropped (or closed,
+/// if it broke).
+pub(crate) struct Lease<'a> {
+    pool: &'a Pool,
+    slot: usize,
+    channel: Option<SftpChannel>,
+}
+
+impl Lease<'_> {
+    /// The slot the channel belongs to (for handles that come back to it).
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = SftpChannel;
+    fn deref(&self) -> &SftpChannel {
+        self.channel.as_ref().expect("a lease holds its channel")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut SftpChannel {
+        self.channel.as_mut().expect("a lease holds its channel")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(ch) = self.channel.take() {
+            self.pool.give_back(self.slot, ch);
+        }
+    }
+}
+
+impl Pool {
+    /// Opens the first channel (so that a server without SFTP fails here).
+    pub(crate) fn start(conn: Arc<Conn>) -> Result<Arc<Pool>> {
+        let first = open_channel(&conn)?;
+        let pool = Arc::new(Pool {
+            conn,
+            state: Mutex::new(State {
+                slots: vec![Slot {
+                    id: 0,
+                    channel: Some(first),
+                    pinned: 0,
+                }],
+                opening: 0,
+                refused: false,
+                next_id: 1,
+            }),
+            freed: Condvar::new(),
+        });
+        let holder: Weak<dyn ChannelHolder> = Arc::downgrade(&pool) as Weak<dyn ChannelHolder>;
+        pool.conn.add_holder(holder);
+        Ok(pool)
+    }
+
+    /// The connection.
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A free channel: an idle one, a new one when all are busy (up to
+    /// [`MAX_CHANNELS`]), or the next one handed back.
+    ///
+    /// # Errors
+    ///
+    /// When no channel is open and none can be opened.
+    pub(crate) fn any(&self) -> Result<Lease<'_>> {
+        let mut state = self.state();
+        loop {
+            if let Some(slot) = state.slots.iter_mut().find(|s| s.channel.is_some()) {
+                let channel = slot.channel.take();
+                return Ok(Lease {
+                    pool: self,
+                    slot: slot.id,
+                    channel,
+                });
+            }
+            let may_open =
+                state.open_count() < MAX_CHANNELS && (!state.refused || state.open_count() == 0);
+            if may_open {
+                state.opening += 1;
+                drop(state);
+                let opened = open_channel(&self.conn);
+                state = self.state();
+                state.opening -= 1;
+                match opened {
+                    Ok(channel) => {
+                        let id = state.next_id;
+                        state.next_id += 1;
+                        state.slots.push(Slot {
+                            id,
+                            channel: None,
+                            pinned: 0,
+                        });
+                        return Ok(Lease {
+                            pool: self,
+                            slot: id,
+                            channel: Some(channel),
+                        });
+                    }
+                    Err(e) if state.open_count() == 0 => return Err(e),
+                    Err(e) => {
+                        if !state.refused {
+                            info!(
+                                "{}: another SFTP channel was refused ({e}); carrying on over \
+                                 the {} open",
+                                self.conn.target(),
+                                state.open_count()
+                            );
+                        }
+                        state.refused = true;
+                    }
+                }
+                continue;
+            }
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The channel of slot `slot`, when it is free again.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] when that channel broke.
+    pub(crate) fn slot(&self, slot: usize, path: &[u8]) -> Result<Lease<'_>> {
+        let mut state = self.state();
+        loop {
+            match state.slots.iter_mut().find(|s| s.id == slot) {
+                None => {
+                    return Err(sftp_error(
+                        ErrorKind::Disconnected,
+                        "handle",
+                        &self.conn.target(),
+                        path,
+                        "the SFTP channel this file was opened on is closed \
+                         (connection lost)",
+                    ))
+                }
+                Some(s) if s.channel.is_some() => {
+                    let channel = s.channel.take();
+                    return Ok(Lease {
+                        pool: self,
+                        slot,
+                        channel,
+                    });
+                }
+                Some(_) => {}
+            }
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A handle is open on `slot` (`+1`) or was closed (`-1`).
+    pub(crate) fn pin(&self, slot: usize, open: bool) {
+        let mut state = self.state();
+        if let Some(s) = state.slots.iter_mut().find(|s| s.id == slot) {
+            if open {
+                s.pinned += 1;
+            } else {
+                s.pinned = s.pinned.saturating_sub(1);
+            }
+        }
+    }
+
+    fn give_back(&self, slot: usize, mut channel: SftpChannel) {
+        let mut state = self.state();
+        if channel.is_broken() {
+            state.slots.retain(|s| s.id != slot);
+            state.refused = false;
+            drop(state);
+            channel.shutdown();
+        } else if let Some(s) = state.slots.iter_mut().find(|s| s.id == slot) {
+            s.channel = Some(channel);
+        }
+        self.freed.notify_all();
+    }
+
+    /// Closes every channel (the session is going away).
+    pub(crate) fn close_all(&self) {
+        let mut channels: Vec<SftpChannel> = {
+            let mut state = self.state();
+            state
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.channel.take())
+                .collect()
+        };
+        for ch in &mut channels {
+            ch.shutdown();
+        }
+    }
+}
+
+impl ChannelHolder for Pool {
+    fn release_idle(&self) -> bool {
+        let mut state = self.state();
+        let Some(i) = state
+            .slots
+            .iter()
+            .rposition(|s| s.channel.is_some() && s.pinned == 0)
+        else {
+            return false;
+        };
+        let slot = state.slots.remove(i);
+        state.refused = false;
+        drop(state);
+        if let Some(mut ch) = slot.channel {
+            debug!(
+                "{}: closing an idle SFTP channel to make room for another",
+                self.conn.target()
+            );
+            ch.shutdown();
+        }
+        true
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}

@@ -1,0 +1,331 @@
+//! Folder transfers: the walk of a tree on either side, and the spread of
+//! its files over sessions (small files in waves, the others alone).
+//!
+//! The walks are loops over a stack, never recursion, and stop at
+//! [`MAX_DEPTH`] levels (as OpenSSH's `sftp` does). Names from the server
+//! reach the local side only after `path::check_name` said they are one
+//! component, and every local path is the target folder plus such names:
+//! nothing is ever written outside the target. Symbolic links are not
+//! followed on the server; locally only with
+//! [`TransferOptions::follow_symlinks`], and a link back into the walk is
+//! an error, never a loop.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use log::{debug, warn};
+
+use super::download::download_file;
+use super::options::{Plan, TransferOptions, WAVE};
+use super::segments::Workers;
+use super::upload::upload_file;
+use super::wave::{download_wave, upload_wave};
+use crate::sftp::channel::SftpChannel;
+use crate::sftp::fs::{mkdir, mkdir_all, read_dir, MAX_DEPTH, MAX_LISTING};
+use crate::sftp::metadata::FileType;
+use crate::sftp::path::{join, shown, trim_end_slashes};
+use crate::sftp::Shared;
+use crate::{Error, ErrorKind, Result};
+
+/// The files of a folder upload: (local, remote) and the size.
+type UpFiles = Vec<((PathBuf, Vec<u8>), u64)>;
+/// The files of a folder download: (remote, local) and the size.
+type DownFiles = Vec<((Vec<u8>, PathBuf), u64)>;
+
+/// One job of a folder transfer.
+enum Work<T> {
+    /// Small files that move together.
+    Wave(Vec<T>),
+    /// A file that moves alone.
+    One(T),
+}
+
+fn too_deep(ch: &SftpChannel, op: &'static str, path: &[u8]) -> Error {
+    ch.error(
+        ErrorKind::LimitExceeded,
+        op,
+        path,
+        format!("the tree is deeper than {MAX_DEPTH} levels"),
+    )
+}
+
+fn too_many(ch: &SftpChannel, op: &'static str, path: &[u8]) -> Error {
+    ch.error(
+        ErrorKind::LimitExceeded,
+        op,
+        path,
+        format!("the tree holds more than {MAX_LISTING} entries"),
+    )
+}
+
+/// Uploads the folder `local` to `remote` (see
+/// [`SftpSession::upload_dir`](crate::SftpSession::upload_dir)).
+pub(crate) fn upload_dir(
+    shared: &Shared,
+    local: &Path,
+    remote: &[u8],
+    options: &TransferOptions,
+) -> Result<u64> {
+    let remote = match trim_end_slashes(remote) {
+        b"" => &b"/"[..],
+        r => r,
+    };
+    let files = {
+        let mut ch = shared.pool.any()?;
+        mkdir_all(&mut ch, remote, 0o755)?;
+        walk_local(&mut ch, local, remote, options)?
+    };
+    spread(shared, files, options, |shared, work, options| match work {
+        Work::Wave(files) => upload_wave(&mut *shared.pool.any()?, &files, options),
+        Work::One((local, remote)) => upload_file(shared, &local, &remote, options),
+    })
+}
+
+/// A local folder to walk: its path, the remote folder it goes to, and
+/// the `(device, inode)` of it and the folders above it.
+struct LocalDir {
+    path: PathBuf,
+    remote: Vec<u8>,
+    ancestors: Vec<(u64, u64)>,
+}
+
+/// Creates the remote folders under `remote` and lists the files to
+/// upload, with their sizes.
+fn walk_local(
+    ch: &mut SftpChannel,
+    local: &Path,
+    remote: &[u8],
+    options: &TransferOptions,
+) -> Result<UpFiles> {
+    let stat = |p: &Path| {
+        fs::metadata(p).map_err(|e| Error::io(format!("cannot stat {}", p.display()), e))
+    };
+    let root = stat(local)?;
+    let mut stack = vec![LocalDir {
+        path: local.to_path_buf(),
+        remote: remote.to_vec(),
+        ancestors: vec![(root.dev(), root.ino())],
+    }];
+    let mut files = Vec::new();
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        let read = fs::read_dir(&dir.path)
+            .map_err(|e| Error::io(format!("cannot list {}", dir.path.display()), e))?;
+        for entry in read {
+            let entry =
+                entry.map_err(|e| Error::io(format!("cannot list {}", dir.path.display()), e))?;
+            seen += 1;
+            if seen > MAX_LISTING {
+                return Err(too_many(ch, "upload_dir", remote));
+            }
+            let path = entry.path();
+            let name = entry.file_name();
+            let target = join(&dir.remote, name.as_bytes());
+            let link = fs::symlink_metadata(&path)
+                .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+            let meta = if link.file_type().is_symlink() {
+                if !options.follow_symlinks {
+                    debug!("skipping the symbolic link {}", path.display());
+                    continue;
+                }
+                match fs::metadata(&path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!("skipping the broken symbolic link {}: {e}", path.display());
+                        continue;
+                    }
+                }
+            } else {
+                link
+            };
+            if meta.is_dir() {
+                let id = (meta.dev(), meta.ino());
+                if dir.ancestors.contains(&id) {
+                    return Err(Error::io(
+                        format!("cannot upload {}", path.display()),
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "a symbolic link leads back into a folder above it (a loop)",
+                        ),
+                    ));
+                }
+                if dir.ancestors.len() >= MAX_DEPTH {
+                    return Err(too_deep(ch, "upload_dir", &target));
+                }
+                match mkdir(ch, &target, 0o755) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+                let mut ancestors = dir.ancestors.clone();
+                ancestors.push(id);
+                stack.push(LocalDir {
+                    path,
+                    remote: target,
+                    ancestors,
+                });
+            } else if meta.is_file()
+                && options
+                    .filter
+                    .as_ref()
+                    .is_none_or(|g| g.matches(&name.to_string_lossy()))
+            {
+                files.push(((path, target), meta.len()));
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Downloads the folder `remote` into `local` (see
+/// [`SftpSession::download_dir`](crate::SftpSession::download_dir)).
+pub(crate) fn download_dir(
+    shared: &Shared,
+    remote: &[u8],
+    local: &Path,
+    options: &TransferOptions,
+) -> Result<u64> {
+    fs::create_dir_all(local)
+        .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
+    let files = walk_remote(&mut *shared.pool.any()?, remote, local, options)?;
+    spread(shared, files, options, |shared, work, options| match work {
+        Work::Wave(files) => {
+            let mut bigger = Vec::new();
+            let mut bytes = download_wave(&mut *shared.pool.any()?, &files, options, &mut bigger)?;
+            for (remote, local) in bigger {
+                bytes += download_file(shared, &remote, &local, options)?;
+            }
+            Ok(bytes)
+        }
+        Work::One((remote, local)) => download_file(shared, &remote, &local, options),
+    })
+}
+
+/// `dir` joined with `name`, a name the server sent and `check_name`
+/// passed: exactly one normal component, or an error (never a path
+/// outside `dir`).
+fn local_child(dir: &Path, name: &[u8]) -> Result<PathBuf> {
+    let name = Path::new(OsStr::from_bytes(name));
+    let mut parts = name.components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(_)), None) => Ok(dir.join(name)),
+        _ => Err(Error::invalid(
+            "name from the server",
+            format!("{} is not one path component", name.display()),
+        )),
+    }
+}
+
+/// Creates the local folders under `local` and lists the files to
+/// download, with their sizes.
+fn walk_remote(
+    ch: &mut SftpChannel,
+    remote: &[u8],
+    local: &Path,
+    options: &TransferOptions,
+) -> Result<DownFiles> {
+    let mut stack = vec![(remote.to_vec(), local.to_path_buf(), 0usize)];
+    let mut files = Vec::new();
+    let mut seen = 0usize;
+    while let Some((dir, local_dir, depth)) = stack.pop() {
+        for entry in read_dir(ch, &dir)? {
+            seen += 1;
+            if seen > MAX_LISTING {
+                return Err(too_many(ch, "download_dir", remote));
+            }
+            let target = local_child(&local_dir, entry.name_bytes())?;
+            match entry.file_type() {
+                FileType::Dir => {
+                    if depth + 1 >= MAX_DEPTH {
+                        return Err(too_deep(ch, "download_dir", entry.path().as_bytes()));
+                    }
+                    match fs::create_dir(&target) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                            // Never follow a local symlink out of the target.
+                            if !fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                                return Err(Error::io(
+                                    format!("cannot download into {}", target.display()),
+                                    std::io::Error::new(
+                                        std::io::ErrorKind::AlreadyExists,
+                                        "it exists and is not a folder",
+                                    ),
+                                ));
+                            }
+                        }
+                        Err(e) => {
+                            return Err(Error::io(format!("cannot create {}", target.display()), e))
+                        }
+                    }
+                    stack.push((entry.path().as_bytes().to_vec(), target, depth + 1));
+                }
+                FileType::File
+                    if options
+                        .filter
+                        .as_ref()
+                        .is_none_or(|g| g.matches(entry.name())) =>
+                {
+                    files.push(((entry.path().as_bytes().to_vec(), target), entry.len()));
+                }
+                FileType::File => {}
+                other => debug!(
+                    "skipping {} ({other:?}): only files and folders are downloaded",
+                    shown(entry.path().as_bytes())
+                ),
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Runs `job` over `files` (each with its size) on as many sessions as
+/// [`TransferOptions::sessions`] allows for that many files: small files
+/// in waves of up to [`WAVE`], bigger ones alone, biggest first; each file
+/// moves on one session, with `options` less segmenting. Returns the bytes
+/// the jobs moved.
+fn spread<T: Send + Clone>(
+    shared: &Shared,
+    mut files: Vec<(T, u64)>,
+    options: &TransferOptions,
+    job: impl Fn(&Shared, Work<T>, &TransferOptions) -> Result<u64> + Sync,
+) -> Result<u64> {
+    let per_file = options.clone().sessions(1);
+    let workers = Workers::open(shared, options.sessions_for_files(files.len()));
+    files.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+    let (small, big): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|(_, size)| options.plan(*size, true) == Plan::Wave);
+    let small: Vec<T> = small.into_iter().map(|(f, _)| f).collect();
+    let work: Vec<Work<T>> = big
+        .into_iter()
+        .map(|(f, _)| Work::One(f))
+        .chain(small.chunks(WAVE).map(|c| Work::Wave(c.to_vec())))
+        .collect();
+    let bytes = AtomicU64::new(0);
+    workers.run(shared, work, |shared, work| {
+        bytes.fetch_add(job(shared, work, &per_file)?, Ordering::Relaxed);
+        Ok(())
+    })?;
+    Ok(bytes.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_children_are_one_component() {
+        let dir = Path::new("/tmp/target");
+        assert_eq!(
+            local_child(dir, b"a.csv").expect("a name"),
+            Path::new("/tmp/target/a.csv")
+        );
+        for bad in [&b".."[..], b"/etc", b"a/b", b"", b"."] {
+            assert!(local_child(dir, bad).is_err(), "{bad:?}");
+        }
+    }
+}
