@@ -1,5 +1,6 @@
 //! The embedded backend: an in-process SSH server on `russh`, with SFTP
-//! over the local file system (`russh-sftp`) and exec through `sh -c`.
+//! over the local file system (`sftp.rs`, on the crate's own packet code)
+//! and exec through `sh -c`.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -18,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
-use super::sftp::SftpHandler;
+use super::sftp::{serve, Quirks, SftpServer};
 
 /// Who may log in, and what the server serves.
 #[derive(Debug)]
@@ -29,10 +30,16 @@ pub(crate) struct Shared {
     pub(crate) password: String,
     pub(crate) refuse_auth: AtomicBool,
     pub(crate) root: PathBuf,
-    /// SFTP without OpenSSH's extensions.
-    pub(crate) plain_sftp: bool,
-    /// posix-rename advertised but refused.
-    pub(crate) refuse_posix_rename: bool,
+    /// How the SFTP server departs from a well-behaved one.
+    pub(crate) quirks: Quirks,
+    /// Session channels one connection may have open at once (`None`: no
+    /// limit), as OpenSSH's `MaxSessions`.
+    pub(crate) max_channels: Option<usize>,
+    /// The connection ends when its first channel closes, as tinysshd
+    /// does.
+    pub(crate) one_channel_per_connection: bool,
+    /// The receive window the server grants per channel.
+    pub(crate) window_size: Option<u32>,
 }
 
 /// The running server; stops on drop.
@@ -68,6 +75,7 @@ impl Embedded {
             keys: host_keys,
             inactivity_timeout: Some(Duration::from_secs(3600)),
             nodelay: true,
+            window_size: shared.window_size.unwrap_or(Config::default().window_size),
             ..Config::default()
         });
         let listener =
@@ -116,6 +124,8 @@ impl Server for TestSshServer {
             shared: Arc::clone(&self.shared),
             channels: HashMap::new(),
             sftp_channels: HashSet::new(),
+            open_channels: 0,
+            opened: 0,
         }
     }
 }
@@ -124,6 +134,10 @@ struct Connection {
     shared: Arc<Shared>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     sftp_channels: HashSet<ChannelId>,
+    /// Session channels open now.
+    open_channels: usize,
+    /// Session channels ever opened on this connection.
+    opened: usize,
 }
 
 impl Connection {
@@ -180,6 +194,23 @@ impl Handler for Connection {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.opened += 1;
+        let limit = match (
+            self.shared.max_channels,
+            self.shared.one_channel_per_connection,
+        ) {
+            (_, true) => Some(1),
+            (limit, false) => limit,
+        };
+        if limit.is_some_and(|max| self.open_channels >= max)
+            || (self.shared.one_channel_per_connection && self.opened > 1)
+        {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        self.open_channels += 1;
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())
@@ -199,10 +230,18 @@ impl Handler for Connection {
     async fn channel_close(
         &mut self,
         channel: ChannelId,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         self.sftp_channels.remove(&channel);
+        self.open_channels = self.open_channels.saturating_sub(1);
+        if self.shared.one_channel_per_connection {
+            session.disconnect(
+                russh::Disconnect::ByApplication,
+                "one channel per connection",
+                "",
+            )?;
+        }
         Ok(())
     }
 
@@ -270,12 +309,8 @@ impl Handler for Connection {
             ("sftp", Some(chan)) => {
                 session.channel_success(channel)?;
                 self.sftp_channels.insert(channel);
-                let handler = SftpHandler::new(
-                    self.shared.root.clone(),
-                    self.shared.plain_sftp,
-                    self.shared.refuse_posix_rename,
-                );
-                russh_sftp::server::run(chan.into_stream(), handler).await;
+                let server = SftpServer::new(self.shared.root.clone(), self.shared.quirks.clone());
+                tokio::spawn(serve(chan.into_stream(), server));
             }
             _ => session.channel_failure(channel)?,
         }

@@ -27,13 +27,22 @@
 //!   `/usr/local/sbin`), run as our child with its own temporary config,
 //!   keys and log; stopped with `SIGTERM` to its pid on drop.
 //! - **Embedded**: a pure-Rust server in this process, on
-//!   [`russh`](https://docs.rs/russh) and
-//!   [`russh-sftp`](https://docs.rs/russh-sftp): SFTP version 3 with the
-//!   `posix-rename@openssh.com`, `fsync@openssh.com` and
-//!   `hardlink@openssh.com` extensions, exec through the local `sh -c`
+//!   [`russh`](https://docs.rs/russh), with an SFTP server on this crate's
+//!   own packet code: SFTP version 3 with the `posix-rename@openssh.com`,
+//!   `fsync@openssh.com`, `hardlink@openssh.com` and `limits@openssh.com`
+//!   extensions, byte-exact names, exec through the local `sh -c`
 //!   (stdin, stdout, stderr, exit code, or the signal that killed it), key
 //!   and password authentication. Environment variables, PTYs and shells are
 //!   refused, as a default OpenSSH config refuses environment variables.
+//!
+//! The embedded server can also misbehave as odd, broken or hostile
+//! servers do, for tests of what a job does then (knobs on
+//! [`TestServerBuilder`] from [`plain_sftp`](TestServerBuilder::plain_sftp)
+//! on): no extensions, refused renames, names that are paths
+//! ([`hostile_names`](TestServerBuilder::hostile_names)), a bottomless
+//! tree, missing times, misreported sizes, text before SFTP (a login shell
+//! that prints), replies to requests never made, a channel limit, one
+//! channel per connection (tinysshd), a small window (dropbear).
 //!
 //! [`Backend::Auto`] (the default) picks OpenSSH when `sshd` is found, else
 //! the embedded server; the environment variable `ETL_SSH_TESTKIT_BACKEND`
@@ -210,8 +219,10 @@ pub struct TestServerBuilder {
     password: SecretString,
     host_key_types: Vec<HostKeyType>,
     authorized_keys: Vec<String>,
-    plain_sftp: bool,
-    refuse_posix_rename: bool,
+    quirks: sftp::Quirks,
+    max_channels: Option<usize>,
+    one_channel_per_connection: bool,
+    window_size: Option<u32>,
 }
 
 impl fmt::Debug for TestServerBuilder {
@@ -223,8 +234,13 @@ impl fmt::Debug for TestServerBuilder {
             .field("password", &"[REDACTED]")
             .field("host_key_types", &self.host_key_types)
             .field("authorized_keys", &self.authorized_keys)
-            .field("plain_sftp", &self.plain_sftp)
-            .field("refuse_posix_rename", &self.refuse_posix_rename)
+            .field("quirks", &self.quirks)
+            .field("max_channels", &self.max_channels)
+            .field(
+                "one_channel_per_connection",
+                &self.one_channel_per_connection,
+            )
+            .field("window_size", &self.window_size)
             .finish()
     }
 }
@@ -238,8 +254,10 @@ impl Default for TestServerBuilder {
             password: SecretString::from(DEFAULT_PASSWORD),
             host_key_types: vec![HostKeyType::Ed25519],
             authorized_keys: Vec::new(),
-            plain_sftp: false,
-            refuse_posix_rename: false,
+            quirks: sftp::Quirks::default(),
+            max_channels: None,
+            one_channel_per_connection: false,
+            window_size: None,
         }
     }
 }
@@ -289,19 +307,123 @@ impl TestServerBuilder {
     /// Serve plain SFTP v3, without OpenSSH's extensions
     /// (`posix-rename@openssh.com`, `fsync@openssh.com`,
     /// `limits@openssh.com`, `hardlink@openssh.com`), as some appliances
-    /// do: the client's fallbacks run. Only the embedded backend can;
-    /// [`start`](Self::start) refuses it with OpenSSH. Defaults to `false`.
+    /// do: the client's fallbacks run. Like every knob below, only the
+    /// embedded backend has it; [`start`](Self::start) refuses it with
+    /// OpenSSH. Defaults to `false`.
     pub fn plain_sftp(mut self, plain: bool) -> Self {
-        self.plain_sftp = plain;
+        self.quirks.plain = plain;
         self
     }
 
     /// Advertise `posix-rename@openssh.com` but answer it with "operation
-    /// unsupported", as some servers do. Embedded backend only, like
-    /// [`plain_sftp`](Self::plain_sftp). Defaults to `false`.
+    /// unsupported", as some servers do. Defaults to `false`.
     pub fn refuse_posix_rename(mut self, refuse: bool) -> Self {
-        self.refuse_posix_rename = refuse;
+        self.quirks.refuse_posix_rename = refuse;
         self
+    }
+
+    /// Answer every plain SFTP RENAME with FAILURE, as some SFTP v3
+    /// servers do (with [`plain_sftp`](Self::plain_sftp), nothing can be
+    /// renamed). Defaults to `false`.
+    pub fn refuse_rename(mut self, refuse: bool) -> Self {
+        self.quirks.refuse_rename = refuse;
+        self
+    }
+
+    /// A hostile server: every folder listing also holds these names (as
+    /// folders), in the middle of the listing: `..`, `/etc`, `x/../..`, an
+    /// empty name. A client must never treat them as paths. Defaults to
+    /// none.
+    pub fn hostile_names<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        self.quirks.extra_names = names.into_iter().map(|n| n.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// A hostile server: every folder holds a folder named `deeper`, which
+    /// holds another, without end. A client must bound its walk. Defaults
+    /// to `false`.
+    pub fn bottomless_tree(mut self, on: bool) -> Self {
+        self.quirks.bottomless = on;
+        self
+    }
+
+    /// Leave the access and modification times out of every attribute
+    /// reply, as some servers do. Defaults to `false`.
+    pub fn omit_times(mut self, on: bool) -> Self {
+        self.quirks.no_times = on;
+        self
+    }
+
+    /// Report every file's size `delta` bytes off: a negative `delta`
+    /// looks like a file that grew since it was listed, a positive one
+    /// like a file that shrank. Defaults to 0.
+    pub fn misreport_size(mut self, delta: i64) -> Self {
+        self.quirks.size_delta = delta;
+        self
+    }
+
+    /// Write `text` on the SFTP channel before the SFTP version, as a
+    /// login shell whose startup files print does. Defaults to none.
+    pub fn text_before_sftp(mut self, text: impl AsRef<[u8]>) -> Self {
+        self.quirks.text_first = Some(text.as_ref().to_vec());
+        self
+    }
+
+    /// A hostile server: after the SFTP version, send a reply to a request
+    /// that was never made. Defaults to `false`.
+    pub fn unsolicited_reply(mut self, on: bool) -> Self {
+        self.quirks.unsolicited = on;
+        self
+    }
+
+    /// Refuse a session channel when `max` are open on the connection, as
+    /// OpenSSH's `MaxSessions` does. Defaults to no limit.
+    pub fn max_channels(mut self, max: usize) -> Self {
+        self.max_channels = Some(max);
+        self
+    }
+
+    /// Allow one session channel per connection and end the connection
+    /// when it closes, as tinysshd does. Defaults to `false`.
+    pub fn one_channel_per_connection(mut self, on: bool) -> Self {
+        self.one_channel_per_connection = on;
+        self
+    }
+
+    /// The receive window the server grants on each channel, in bytes
+    /// (dropbear's is 24 KiB): a client must write within it. Defaults to
+    /// russh's 2 MiB.
+    pub fn window_size(mut self, bytes: u32) -> Self {
+        self.window_size = Some(bytes);
+        self
+    }
+
+    /// Whether a knob only the embedded backend has is set.
+    fn needs_embedded(&self) -> Option<&'static str> {
+        let q = &self.quirks;
+        [
+            (q.plain, "plain_sftp"),
+            (q.refuse_posix_rename, "refuse_posix_rename"),
+            (q.refuse_rename, "refuse_rename"),
+            (!q.extra_names.is_empty(), "hostile_names"),
+            (q.bottomless, "bottomless_tree"),
+            (q.no_times, "omit_times"),
+            (q.size_delta != 0, "misreport_size"),
+            (q.text_first.is_some(), "text_before_sftp"),
+            (q.unsolicited, "unsolicited_reply"),
+            (self.max_channels.is_some(), "max_channels"),
+            (
+                self.one_channel_per_connection,
+                "one_channel_per_connection",
+            ),
+            (self.window_size.is_some(), "window_size"),
+        ]
+        .into_iter()
+        .find_map(|(on, name)| on.then_some(name))
     }
 
     /// Generates keys, starts the server and waits until it accepts
@@ -314,8 +436,8 @@ impl TestServerBuilder {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind) for an
     /// [`authorized_key`](Self::authorized_key) that does not parse, for
     /// [`Backend::OpenSsh`] when `sshd` is not found or with
-    /// [`plain_sftp`](Self::plain_sftp) or
-    /// [`refuse_posix_rename`](Self::refuse_posix_rename), or for a bad
+    /// a knob only the embedded backend has ([`plain_sftp`](Self::plain_sftp)
+    /// and those after it), or for a bad
     /// [`BACKEND_ENV`].
     pub fn start(self) -> Result<TestServer> {
         TestServer::start_with(self)
@@ -413,10 +535,10 @@ impl TestServer {
             })?),
             _ => None,
         };
-        if sshd.is_some() && (b.plain_sftp || b.refuse_posix_rename) {
+        if let (Some(_), Some(knob)) = (&sshd, b.needs_embedded()) {
             return Err(Error::invalid(
-                "testkit plain_sftp",
-                "only the embedded backend serves SFTP without OpenSSH's extensions",
+                "testkit backend",
+                format!("only the embedded backend has the {knob} knob: use Backend::Embedded"),
             ));
         }
         let dir = tempfile::Builder::new()
@@ -497,8 +619,10 @@ impl TestServer {
                     password: b.password.expose_secret().to_string(),
                     refuse_auth: Default::default(),
                     root: sftp_root.clone(),
-                    plain_sftp: b.plain_sftp,
-                    refuse_posix_rename: b.refuse_posix_rename,
+                    quirks: b.quirks.clone(),
+                    max_channels: b.max_channels,
+                    one_channel_per_connection: b.one_channel_per_connection,
+                    window_size: b.window_size,
                 });
                 let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
                     .map_err(io_err("start the embedded test server"))?;

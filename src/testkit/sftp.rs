@@ -1,159 +1,112 @@
-//! The embedded backend's SFTP server: version 3 plus the OpenSSH
-//! extensions the crate uses, over the local file system.
+//! The embedded backend's SFTP server: version 3 and OpenSSH's extensions
+//! over the local file system, on the crate's own packet code
+//! (`sftp::proto`), byte-exact: names that are not UTF-8 are served as
+//! they are on disk.
 //!
 //! Paths behave as with OpenSSH's `internal-sftp -d ROOT`: absolute paths
 //! are local paths, relative ones start at the SFTP root.
+//!
+//! [`Quirks`] make it behave as odd, broken or hostile servers do, for
+//! tests of what the client does then.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use russh_sftp::protocol::{
-    Attrs, Data, File as Entry, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
-    StatusCode, Version,
-};
-use russh_sftp::server::StatusReply;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::sftp::proto::{kind, open as flags, status, Attrs, Encoder, Reader};
 
 /// Entries sent per READDIR reply.
 const DIR_CHUNK: usize = 100;
+/// The largest request taken (OpenSSH's limit).
+const MAX_REQUEST: usize = 256 * 1024 + 1024;
+/// The name of the folder a bottomless tree holds at every level.
+pub(crate) const DEEPER: &str = "deeper";
 
-enum Open {
-    File(File),
-    Dir(Vec<Entry>),
+/// How the server departs from a well-behaved one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Quirks {
+    /// No OpenSSH extensions: none advertised, every one unsupported.
+    pub(crate) plain: bool,
+    /// posix-rename advertised, but answered "unsupported".
+    pub(crate) refuse_posix_rename: bool,
+    /// The plain RENAME always fails (FAILURE), as some servers do.
+    pub(crate) refuse_rename: bool,
+    /// Every listing also holds these names, as folders.
+    pub(crate) extra_names: Vec<Vec<u8>>,
+    /// Every folder also holds the folder [`DEEPER`], without end.
+    pub(crate) bottomless: bool,
+    /// Attributes never carry times.
+    pub(crate) no_times: bool,
+    /// Sizes of files are reported this much off (growth or shrinkage
+    /// the client must catch).
+    pub(crate) size_delta: i64,
+    /// Sent before the VERSION packet, as a login shell that prints.
+    pub(crate) text_first: Option<Vec<u8>>,
+    /// A STATUS reply to a request never made follows the VERSION.
+    pub(crate) unsolicited: bool,
 }
 
-pub(crate) struct SftpHandler {
+enum Open {
+    File(File, PathBuf),
+    Dir(Vec<(Vec<u8>, Attrs)>),
+}
+
+/// One SFTP session's state: its handles.
+pub(crate) struct SftpServer {
     root: PathBuf,
-    /// No OpenSSH extensions: none advertised, every one unsupported.
-    plain: bool,
-    /// posix-rename advertised, but answered "unsupported".
-    refuse_posix_rename: bool,
-    handles: HashMap<String, Open>,
+    quirks: Quirks,
+    handles: HashMap<Vec<u8>, Open>,
     next: u64,
 }
 
-impl SftpHandler {
-    pub(crate) fn new(root: PathBuf, plain: bool, refuse_posix_rename: bool) -> SftpHandler {
-        SftpHandler {
-            root,
-            plain,
-            refuse_posix_rename,
-            handles: HashMap::new(),
-            next: 0,
-        }
-    }
+/// A failed request: its status and message.
+struct Fail(u32, String);
 
-    fn resolve(&self, path: &str) -> PathBuf {
-        if path.is_empty() {
-            self.root.clone()
-        } else if path.starts_with('/') {
-            PathBuf::from(path)
-        } else {
-            self.root.join(path)
-        }
-    }
-
-    fn insert(&mut self, open: Open) -> String {
-        self.next += 1;
-        let handle = self.next.to_string();
-        self.handles.insert(handle.clone(), open);
-        handle
-    }
-
-    fn file(&self, handle: &str) -> Result<&File, StatusReply> {
-        match self.handles.get(handle) {
-            Some(Open::File(f)) => Ok(f),
-            _ => Err(StatusReply::new(StatusCode::Failure).with_message("invalid handle")),
-        }
+impl From<io::Error> for Fail {
+    /// The status for an errno, as OpenSSH's `errno_to_portable` maps it.
+    fn from(e: io::Error) -> Fail {
+        let code = match e.raw_os_error() {
+            // ENOENT, ENOTDIR, EBADF, ELOOP
+            Some(2 | 20 | 9 | 40) => status::NO_SUCH_FILE,
+            // EPERM, EACCES, EFAULT
+            Some(1 | 13 | 14) => status::PERMISSION_DENIED,
+            // ENAMETOOLONG, EINVAL
+            Some(36 | 22) => status::BAD_MESSAGE,
+            // ENOSYS
+            Some(38) => status::OP_UNSUPPORTED,
+            Some(_) => 4,
+            None => match e.kind() {
+                io::ErrorKind::NotFound => status::NO_SUCH_FILE,
+                io::ErrorKind::PermissionDenied => status::PERMISSION_DENIED,
+                _ => 4,
+            },
+        };
+        Fail(code, e.to_string())
     }
 }
 
-fn ok(id: u32) -> Status {
-    Status {
-        id,
-        status_code: StatusCode::Ok,
-        error_message: "Success".into(),
-        language_tag: "en-US".into(),
-    }
+fn failure(msg: &str) -> Fail {
+    Fail(4, msg.to_string())
 }
 
-/// The status for an errno, as OpenSSH's `errno_to_portable` maps it.
-fn fail(e: &io::Error) -> StatusReply {
-    // Linux errno values.
-    let code = match e.raw_os_error() {
-        // ENOENT, ENOTDIR, EBADF, ELOOP
-        Some(2 | 20 | 9 | 40) => StatusCode::NoSuchFile,
-        // EPERM, EACCES, EFAULT
-        Some(1 | 13 | 14) => StatusCode::PermissionDenied,
-        // ENAMETOOLONG, EINVAL
-        Some(36 | 22) => StatusCode::BadMessage,
-        // ENOSYS
-        Some(38) => StatusCode::OpUnsupported,
-        Some(_) => StatusCode::Failure,
-        None => match e.kind() {
-            io::ErrorKind::NotFound => StatusCode::NoSuchFile,
-            io::ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
-            _ => StatusCode::Failure,
-        },
-    };
-    StatusReply::new(code).with_message(e.to_string())
+fn bad_message() -> Fail {
+    Fail(status::BAD_MESSAGE, "bad message".into())
 }
 
-fn attrs(meta: &fs::Metadata) -> FileAttributes {
-    FileAttributes {
-        size: Some(meta.len()),
-        uid: Some(meta.uid()),
-        user: None,
-        gid: Some(meta.gid()),
-        group: None,
-        // st_mode: the file type bits included, as OpenSSH sends them.
-        permissions: Some(meta.mode()),
-        atime: Some(u32::try_from(meta.atime()).unwrap_or(0)),
-        mtime: Some(u32::try_from(meta.mtime()).unwrap_or(0)),
-    }
+fn unsupported() -> Fail {
+    Fail(status::OP_UNSUPPORTED, "operation unsupported".into())
 }
 
-fn set_attrs(path: &Path, file: Option<&File>, a: &FileAttributes) -> io::Result<()> {
-    let owned;
-    let file = match file {
-        Some(f) => Some(f),
-        None if a.size.is_some() || a.mtime.is_some() || a.atime.is_some() => {
-            owned = if a.size.is_some() {
-                OpenOptions::new().write(true).open(path)?
-            } else {
-                File::open(path)?
-            };
-            Some(&owned)
-        }
-        None => None,
-    };
-    if let (Some(size), Some(f)) = (a.size, file) {
-        f.set_len(size)?;
-    }
-    if let Some(mode) = a.permissions {
-        let perms = fs::Permissions::from_mode(mode & 0o7777);
-        match file {
-            Some(f) => f.set_permissions(perms)?,
-            None => fs::set_permissions(path, perms)?,
-        }
-    }
-    if a.uid.is_some() || a.gid.is_some() {
-        std::os::unix::fs::chown(path, a.uid, a.gid)?;
-    }
-    if let (Some(f), true) = (file, a.mtime.is_some() || a.atime.is_some()) {
-        let mut times = FileTimes::new();
-        if let Some(m) = a.mtime {
-            times = times.set_modified(UNIX_EPOCH + Duration::from_secs(m.into()));
-        }
-        if let Some(t) = a.atime {
-            times = times.set_accessed(UNIX_EPOCH + Duration::from_secs(t.into()));
-        }
-        f.set_times(times)?;
-    }
-    Ok(())
+/// The next string field of a request.
+fn string(r: &mut Reader<'_>) -> Result<Vec<u8>, Fail> {
+    r.string().map(<[u8]>::to_vec).ok_or_else(bad_message)
 }
 
 /// `/a/./b/../c` -> `/a/c`, without touching the file system.
@@ -171,298 +124,455 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Reads an SSH string from `data`.
-fn take_string(data: &mut &[u8]) -> Option<String> {
-    let len = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
-    let s = data.get(4..4 + len)?;
-    let s = String::from_utf8(s.to_vec()).ok()?;
-    *data = &data[4 + len..];
-    Some(s)
-}
-
-fn bad_message() -> StatusReply {
-    StatusReply::new(StatusCode::BadMessage)
-}
-
-impl russh_sftp::server::Handler for SftpHandler {
-    type Error = StatusReply;
-
-    fn unimplemented(&self) -> Self::Error {
-        StatusReply::new(StatusCode::OpUnsupported)
-    }
-
-    async fn init(
-        &mut self,
-        _version: u32,
-        _extensions: HashMap<String, String>,
-    ) -> Result<Version, Self::Error> {
-        let mut v = Version::new();
-        if self.plain {
-            return Ok(v);
-        }
-        for ext in [
-            "posix-rename@openssh.com",
-            "fsync@openssh.com",
-            "hardlink@openssh.com",
-        ] {
-            v.extensions.insert(ext.into(), "1".into());
-        }
-        Ok(v)
-    }
-
-    async fn open(
-        &mut self,
-        id: u32,
-        filename: String,
-        pflags: OpenFlags,
-        attrs: FileAttributes,
-    ) -> Result<Handle, Self::Error> {
-        let mut o = OpenOptions::new();
-        let create = pflags.contains(OpenFlags::CREATE);
-        o.read(pflags.contains(OpenFlags::READ))
-            .write(pflags.contains(OpenFlags::WRITE))
-            .append(pflags.contains(OpenFlags::APPEND))
-            .truncate(pflags.contains(OpenFlags::TRUNCATE))
-            .create(create && !pflags.contains(OpenFlags::EXCLUDE))
-            .create_new(create && pflags.contains(OpenFlags::EXCLUDE))
-            .mode(attrs.permissions.map_or(0o644, |m| m & 0o7777));
-        let file = o.open(self.resolve(&filename)).map_err(|e| fail(&e))?;
-        Ok(Handle {
-            id,
-            handle: self.insert(Open::File(file)),
-        })
-    }
-
-    async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
-        match self.handles.remove(&handle) {
-            Some(_) => Ok(ok(id)),
-            None => Err(StatusReply::new(StatusCode::Failure).with_message("invalid handle")),
+impl SftpServer {
+    pub(crate) fn new(root: PathBuf, quirks: Quirks) -> SftpServer {
+        SftpServer {
+            root,
+            quirks,
+            handles: HashMap::new(),
+            next: 0,
         }
     }
 
-    async fn read(
-        &mut self,
-        id: u32,
-        handle: String,
-        offset: u64,
-        len: u32,
-    ) -> Result<Data, Self::Error> {
-        let file = self.file(&handle)?;
-        let mut data = vec![0u8; len.min(256 * 1024) as usize];
-        let mut filled = 0;
-        while filled < data.len() {
-            match file.read_at(&mut data[filled..], offset + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(fail(&e)),
-            }
+    fn resolve(&self, path: &[u8]) -> PathBuf {
+        if path.is_empty() {
+            self.root.clone()
+        } else if path.starts_with(b"/") {
+            PathBuf::from(OsStr::from_bytes(path))
+        } else {
+            self.root.join(OsStr::from_bytes(path))
         }
-        if filled == 0 && len > 0 {
-            return Err(StatusReply::new(StatusCode::Eof));
+    }
+
+    /// Whether `path` is in the endless part of a bottomless tree.
+    fn in_the_deep(&self, path: &Path) -> bool {
+        self.quirks.bottomless && path.components().any(|c| c.as_os_str() == DEEPER)
+    }
+
+    fn attrs(&self, meta: &fs::Metadata) -> Attrs {
+        let mut size = meta.len();
+        if meta.is_file() {
+            size = size.saturating_add_signed(self.quirks.size_delta);
         }
-        data.truncate(filled);
-        Ok(Data { id, data })
-    }
-
-    async fn write(
-        &mut self,
-        id: u32,
-        handle: String,
-        offset: u64,
-        data: Vec<u8>,
-    ) -> Result<Status, Self::Error> {
-        self.file(&handle)?
-            .write_all_at(&data, offset)
-            .map_err(|e| fail(&e))?;
-        Ok(ok(id))
-    }
-
-    async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
-        let meta = fs::symlink_metadata(self.resolve(&path)).map_err(|e| fail(&e))?;
-        Ok(Attrs {
-            id,
-            attrs: attrs(&meta),
-        })
-    }
-
-    async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
-        let meta = fs::metadata(self.resolve(&path)).map_err(|e| fail(&e))?;
-        Ok(Attrs {
-            id,
-            attrs: attrs(&meta),
-        })
-    }
-
-    async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
-        let meta = self.file(&handle)?.metadata().map_err(|e| fail(&e))?;
-        Ok(Attrs {
-            id,
-            attrs: attrs(&meta),
-        })
-    }
-
-    async fn setstat(
-        &mut self,
-        id: u32,
-        path: String,
-        a: FileAttributes,
-    ) -> Result<Status, Self::Error> {
-        set_attrs(&self.resolve(&path), None, &a).map_err(|e| fail(&e))?;
-        Ok(ok(id))
-    }
-
-    async fn fsetstat(
-        &mut self,
-        id: u32,
-        handle: String,
-        a: FileAttributes,
-    ) -> Result<Status, Self::Error> {
-        let file = self.file(&handle)?;
-        // chown needs a path; the others work on the open file.
-        let a = FileAttributes {
-            uid: None,
-            gid: None,
-            ..a
+        let (atime, mtime) = if self.quirks.no_times {
+            (None, None)
+        } else {
+            (
+                Some(u32::try_from(meta.atime()).unwrap_or(0)),
+                Some(u32::try_from(meta.mtime()).unwrap_or(0)),
+            )
         };
-        set_attrs(Path::new(""), Some(file), &a).map_err(|e| fail(&e))?;
-        Ok(ok(id))
+        Attrs {
+            size: Some(size),
+            uid: Some(meta.uid()),
+            gid: Some(meta.gid()),
+            // st_mode: the file type bits included, as OpenSSH sends them.
+            perm: Some(meta.mode()),
+            atime,
+            mtime,
+        }
     }
 
-    async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
-        let dir = self.resolve(&path);
-        let mut entries = Vec::new();
-        for name in [".", ".."] {
-            if let Ok(meta) = fs::metadata(dir.join(name)) {
-                entries.push(Entry::new(name, attrs(&meta)));
+    fn dir_attrs() -> Attrs {
+        Attrs {
+            size: Some(4096),
+            perm: Some(0o040_755),
+            ..Attrs::default()
+        }
+    }
+
+    fn insert(&mut self, open: Open) -> Vec<u8> {
+        self.next += 1;
+        let handle = self.next.to_string().into_bytes();
+        self.handles.insert(handle.clone(), open);
+        handle
+    }
+
+    fn file(&self, handle: &[u8]) -> Result<&File, Fail> {
+        match self.handles.get(handle) {
+            Some(Open::File(f, _)) => Ok(f),
+            _ => Err(failure("invalid handle")),
+        }
+    }
+
+    /// The VERSION packet (and what the quirks send with it).
+    pub(crate) fn hello(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(text) = &self.quirks.text_first {
+            out.extend_from_slice(text);
+        }
+        let mut e = Encoder::packet(&mut out, kind::VERSION).u32(3);
+        if !self.quirks.plain {
+            for (name, data) in [
+                (&b"posix-rename@openssh.com"[..], &b"1"[..]),
+                (b"fsync@openssh.com", b"1"),
+                (b"hardlink@openssh.com", b"1"),
+                (b"limits@openssh.com", b"1"),
+            ] {
+                e = e.str(name).str(data);
             }
         }
-        for entry in fs::read_dir(&dir).map_err(|e| fail(&e))? {
-            let entry = entry.map_err(|e| fail(&e))?;
-            let Ok(meta) = entry.path().symlink_metadata() else {
-                continue;
-            };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            entries.push(Entry::new(name, attrs(&meta)));
+        e.finish();
+        if self.quirks.unsolicited {
+            Encoder::request(&mut out, kind::STATUS, 0x7fff_fff0)
+                .u32(status::OK)
+                .str(b"")
+                .str(b"")
+                .finish();
         }
-        entries.reverse();
-        Ok(Handle {
-            id,
-            handle: self.insert(Open::Dir(entries)),
-        })
+        out
     }
 
-    async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
-        match self.handles.get_mut(&handle) {
-            Some(Open::Dir(entries)) if entries.is_empty() => {
-                Err(StatusReply::new(StatusCode::Eof))
+    /// Answers one request (packet body, type byte on) into `out`.
+    pub(crate) fn handle(&mut self, body: &[u8], out: &mut Vec<u8>) {
+        let mut r = Reader::new(body);
+        let (Some(k), Some(id)) = (r.u8(), r.u32()) else {
+            return;
+        };
+        if let Err(Fail(code, msg)) = self.answer(k, id, &mut r, out) {
+            Encoder::request(out, kind::STATUS, id)
+                .u32(code)
+                .str(msg.as_bytes())
+                .str(b"en")
+                .finish();
+        }
+    }
+
+    fn ok(id: u32, out: &mut Vec<u8>) {
+        Encoder::request(out, kind::STATUS, id)
+            .u32(status::OK)
+            .str(b"Success")
+            .str(b"en")
+            .finish();
+    }
+
+    fn answer(
+        &mut self,
+        k: u8,
+        id: u32,
+        r: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Fail> {
+        match k {
+            kind::OPEN => {
+                let path = string(r)?;
+                let pflags = r.u32().ok_or_else(bad_message)?;
+                let a = r.attrs().ok_or_else(bad_message)?;
+                let create = pflags & flags::CREATE != 0;
+                let excl = pflags & flags::EXCLUSIVE != 0;
+                let local = self.resolve(&path);
+                let file = OpenOptions::new()
+                    .read(pflags & flags::READ != 0)
+                    .write(pflags & flags::WRITE != 0)
+                    .append(pflags & flags::APPEND != 0)
+                    .truncate(pflags & flags::TRUNCATE != 0)
+                    .create(create && !excl)
+                    .create_new(create && excl)
+                    .mode(a.perm.map_or(0o644, |m| m & 0o7777))
+                    .open(&local)?;
+                let handle = self.insert(Open::File(file, local));
+                Encoder::request(out, kind::HANDLE, id)
+                    .str(&handle)
+                    .finish();
             }
-            Some(Open::Dir(entries)) => {
-                let at = entries.len().saturating_sub(DIR_CHUNK);
-                let mut files = entries.split_off(at);
-                files.reverse();
-                Ok(Name { id, files })
+            kind::CLOSE => {
+                let handle = string(r)?;
+                self.handles
+                    .remove(&handle)
+                    .ok_or_else(|| failure("invalid handle"))?;
+                Self::ok(id, out);
             }
-            _ => Err(StatusReply::new(StatusCode::Failure).with_message("invalid handle")),
-        }
-    }
-
-    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
-        fs::remove_file(self.resolve(&filename)).map_err(|e| fail(&e))?;
-        Ok(ok(id))
-    }
-
-    async fn mkdir(
-        &mut self,
-        id: u32,
-        path: String,
-        a: FileAttributes,
-    ) -> Result<Status, Self::Error> {
-        let path = self.resolve(&path);
-        fs::DirBuilder::new()
-            .mode(a.permissions.map_or(0o777, |m| m & 0o7777))
-            .create(&path)
-            .map_err(|e| fail(&e))?;
-        Ok(ok(id))
-    }
-
-    async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
-        fs::remove_dir(self.resolve(&path)).map_err(|e| fail(&e))?;
-        Ok(ok(id))
-    }
-
-    async fn realpath(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
-        let path = self.resolve(&path);
-        let real = fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path));
-        Ok(Name {
-            id,
-            files: vec![Entry::dummy(real.to_string_lossy())],
-        })
-    }
-
-    async fn rename(
-        &mut self,
-        id: u32,
-        oldpath: String,
-        newpath: String,
-    ) -> Result<Status, Self::Error> {
-        // Plain SFTP rename refuses an existing target, as OpenSSH's does.
-        let (from, to) = (self.resolve(&oldpath), self.resolve(&newpath));
-        if fs::symlink_metadata(&to).is_ok() {
-            return Err(StatusReply::new(StatusCode::Failure).with_message("target exists"));
-        }
-        fs::rename(from, to).map_err(|e| fail(&e))?;
-        Ok(ok(id))
-    }
-
-    async fn readlink(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
-        let target = fs::read_link(self.resolve(&path)).map_err(|e| fail(&e))?;
-        Ok(Name {
-            id,
-            files: vec![Entry::dummy(target.to_string_lossy())],
-        })
-    }
-
-    async fn symlink(
-        &mut self,
-        id: u32,
-        linkpath: String,
-        targetpath: String,
-    ) -> Result<Status, Self::Error> {
-        // OpenSSH (and so libssh2) send the target first, then the link:
-        // the reverse of the draft's order, which russh-sftp's names follow.
-        let (target, link) = (linkpath, targetpath);
-        std::os::unix::fs::symlink(target, self.resolve(&link)).map_err(|e| fail(&e))?;
-        Ok(ok(id))
-    }
-
-    async fn extended(
-        &mut self,
-        id: u32,
-        request: String,
-        data: Vec<u8>,
-    ) -> Result<Packet, Self::Error> {
-        if self.plain || (self.refuse_posix_rename && request == "posix-rename@openssh.com") {
-            return Err(self.unimplemented());
-        }
-        let mut rest = data.as_slice();
-        match request.as_str() {
-            "posix-rename@openssh.com" | "hardlink@openssh.com" => {
-                let from = take_string(&mut rest).ok_or_else(bad_message)?;
-                let to = take_string(&mut rest).ok_or_else(bad_message)?;
-                let (from, to) = (self.resolve(&from), self.resolve(&to));
-                if request.starts_with("posix") {
-                    fs::rename(from, to).map_err(|e| fail(&e))?;
+            kind::READ => {
+                let handle = string(r)?;
+                let offset = r.u64().ok_or_else(bad_message)?;
+                let len = r.u32().ok_or_else(bad_message)?;
+                let file = self.file(&handle)?;
+                let mut data = vec![0u8; (len as usize).min(MAX_REQUEST)];
+                let mut filled = 0;
+                while filled < data.len() {
+                    match file.read_at(&mut data[filled..], offset + filled as u64) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if filled == 0 && len > 0 {
+                    return Err(Fail(status::EOF, "end of file".into()));
+                }
+                Encoder::request(out, kind::DATA, id)
+                    .str(&data[..filled])
+                    .finish();
+            }
+            kind::WRITE => {
+                let handle = string(r)?;
+                let offset = r.u64().ok_or_else(bad_message)?;
+                let data = r.string().ok_or_else(bad_message)?;
+                self.file(&handle)?.write_all_at(data, offset)?;
+                Self::ok(id, out);
+            }
+            kind::STAT | kind::LSTAT => {
+                let path = self.resolve(&string(r)?);
+                let a = if self.in_the_deep(&path) {
+                    Self::dir_attrs()
+                } else if k == kind::STAT {
+                    self.attrs(&fs::metadata(&path)?)
                 } else {
-                    fs::hard_link(from, to).map_err(|e| fail(&e))?;
+                    self.attrs(&fs::symlink_metadata(&path)?)
+                };
+                Encoder::request(out, kind::ATTRS, id).attrs(&a).finish();
+            }
+            kind::FSTAT => {
+                let handle = string(r)?;
+                let a = self.attrs(&self.file(&handle)?.metadata()?);
+                Encoder::request(out, kind::ATTRS, id).attrs(&a).finish();
+            }
+            kind::SETSTAT => {
+                let path = self.resolve(&string(r)?);
+                let a = r.attrs().ok_or_else(bad_message)?;
+                set_attrs(&path, None, &a)?;
+                Self::ok(id, out);
+            }
+            kind::FSETSTAT => {
+                let handle = string(r)?;
+                let a = r.attrs().ok_or_else(bad_message)?;
+                let (file, path) = match self.handles.get(&handle) {
+                    Some(Open::File(f, p)) => (f, p.clone()),
+                    _ => return Err(failure("invalid handle")),
+                };
+                set_attrs(&path, Some(file), &a)?;
+                Self::ok(id, out);
+            }
+            kind::OPENDIR => {
+                let path = string(r)?;
+                let entries = self.list(&self.resolve(&path))?;
+                let handle = self.insert(Open::Dir(entries));
+                Encoder::request(out, kind::HANDLE, id)
+                    .str(&handle)
+                    .finish();
+            }
+            kind::READDIR => {
+                let handle = string(r)?;
+                match self.handles.get_mut(&handle) {
+                    Some(Open::Dir(entries)) if entries.is_empty() => {
+                        return Err(Fail(status::EOF, "end of file".into()))
+                    }
+                    Some(Open::Dir(entries)) => {
+                        let at = entries.len().saturating_sub(DIR_CHUNK);
+                        let batch: Vec<_> = entries.split_off(at).into_iter().rev().collect();
+                        let mut e = Encoder::request(out, kind::NAME, id).u32(batch.len() as u32);
+                        for (name, a) in &batch {
+                            e = e.str(name).str(name).attrs(a);
+                        }
+                        e.finish();
+                    }
+                    _ => return Err(failure("invalid handle")),
                 }
             }
-            "fsync@openssh.com" => {
-                let handle = take_string(&mut rest).ok_or_else(bad_message)?;
-                self.file(&handle)?.sync_all().map_err(|e| fail(&e))?;
+            kind::REMOVE => {
+                fs::remove_file(self.resolve(&string(r)?))?;
+                Self::ok(id, out);
             }
-            _ => return Err(self.unimplemented()),
+            kind::MKDIR => {
+                let path = self.resolve(&string(r)?);
+                let a = r.attrs().ok_or_else(bad_message)?;
+                fs::DirBuilder::new()
+                    .mode(a.perm.map_or(0o777, |m| m & 0o7777))
+                    .create(&path)?;
+                Self::ok(id, out);
+            }
+            kind::RMDIR => {
+                fs::remove_dir(self.resolve(&string(r)?))?;
+                Self::ok(id, out);
+            }
+            kind::REALPATH => {
+                let path = self.resolve(&string(r)?);
+                let real = fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path));
+                self.one_name(id, real.as_os_str().as_bytes(), out);
+            }
+            kind::READLINK => {
+                let target = fs::read_link(self.resolve(&string(r)?))?;
+                self.one_name(id, target.as_os_str().as_bytes(), out);
+            }
+            kind::SYMLINK => {
+                // OpenSSH's order: the target first, then the link.
+                let target = string(r)?;
+                let link = string(r)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), self.resolve(&link))?;
+                Self::ok(id, out);
+            }
+            kind::RENAME => {
+                let (from, to) = (self.resolve(&string(r)?), self.resolve(&string(r)?));
+                if self.quirks.refuse_rename {
+                    return Err(failure("rename refused"));
+                }
+                // Plain SFTP rename refuses an existing target, as OpenSSH's
+                // does.
+                if fs::symlink_metadata(&to).is_ok() {
+                    return Err(failure("target exists"));
+                }
+                fs::rename(from, to)?;
+                Self::ok(id, out);
+            }
+            kind::EXTENDED => {
+                let name = string(r)?;
+                self.extended(&name, id, r, out)?;
+            }
+            _ => return Err(unsupported()),
         }
-        Ok(Packet::Status(ok(id)))
+        Ok(())
+    }
+
+    fn one_name(&self, id: u32, name: &[u8], out: &mut Vec<u8>) {
+        Encoder::request(out, kind::NAME, id)
+            .u32(1)
+            .str(name)
+            .str(name)
+            .attrs(&Attrs::default())
+            .finish();
+    }
+
+    fn extended(
+        &mut self,
+        name: &[u8],
+        id: u32,
+        r: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Fail> {
+        if self.quirks.plain
+            || (self.quirks.refuse_posix_rename && name == b"posix-rename@openssh.com")
+        {
+            return Err(unsupported());
+        }
+        match name {
+            b"posix-rename@openssh.com" => {
+                let (from, to) = (self.resolve(&string(r)?), self.resolve(&string(r)?));
+                fs::rename(from, to)?;
+            }
+            b"hardlink@openssh.com" => {
+                let (from, to) = (self.resolve(&string(r)?), self.resolve(&string(r)?));
+                fs::hard_link(from, to)?;
+            }
+            b"fsync@openssh.com" => {
+                let handle = string(r)?;
+                self.file(&handle)?.sync_all()?;
+            }
+            b"limits@openssh.com" => {
+                Encoder::request(out, kind::EXTENDED_REPLY, id)
+                    .u64(MAX_REQUEST as u64)
+                    .u64(255 * 1024)
+                    .u64(255 * 1024)
+                    .u64(0)
+                    .finish();
+                return Ok(());
+            }
+            _ => return Err(unsupported()),
+        }
+        Self::ok(id, out);
+        Ok(())
+    }
+
+    /// The entries of `dir` (with `.` and `..`, as OpenSSH lists them),
+    /// in reverse for `split_off`, and what the quirks add.
+    fn list(&self, dir: &Path) -> Result<Vec<(Vec<u8>, Attrs)>, Fail> {
+        let mut entries = Vec::new();
+        if self.in_the_deep(dir) {
+            for name in [".", "..", DEEPER] {
+                entries.push((name.as_bytes().to_vec(), Self::dir_attrs()));
+            }
+        } else {
+            for name in [".", ".."] {
+                if let Ok(meta) = fs::metadata(dir.join(name)) {
+                    entries.push((name.as_bytes().to_vec(), self.attrs(&meta)));
+                }
+            }
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                let Ok(meta) = entry.path().symlink_metadata() else {
+                    continue;
+                };
+                entries.push((entry.file_name().as_bytes().to_vec(), self.attrs(&meta)));
+            }
+            if self.quirks.bottomless {
+                entries.push((DEEPER.as_bytes().to_vec(), Self::dir_attrs()));
+            }
+        }
+        // Hostile names go in the middle of the listing.
+        let middle = entries.len() / 2;
+        for name in self.quirks.extra_names.iter().rev() {
+            entries.insert(middle, (name.clone(), Self::dir_attrs()));
+        }
+        entries.reverse();
+        Ok(entries)
+    }
+}
+
+fn set_attrs(path: &Path, file: Option<&File>, a: &Attrs) -> io::Result<()> {
+    let owned;
+    let file = match file {
+        Some(f) => Some(f),
+        None if a.size.is_some() || a.mtime.is_some() || a.atime.is_some() => {
+            owned = if a.size.is_some() {
+                OpenOptions::new().write(true).open(path)?
+            } else {
+                File::open(path)?
+            };
+            Some(&owned)
+        }
+        None => None,
+    };
+    if let (Some(size), Some(f)) = (a.size, file) {
+        f.set_len(size)?;
+    }
+    if let Some(mode) = a.perm {
+        let perms = fs::Permissions::from_mode(mode & 0o7777);
+        match file {
+            Some(f) => f.set_permissions(perms)?,
+            None => fs::set_permissions(path, perms)?,
+        }
+    }
+    if let (Some(f), true) = (file, a.mtime.is_some() || a.atime.is_some()) {
+        let mut times = FileTimes::new();
+        if let Some(m) = a.mtime {
+            times = times.set_modified(UNIX_EPOCH + Duration::from_secs(m.into()));
+        }
+        if let Some(t) = a.atime {
+            times = times.set_accessed(UNIX_EPOCH + Duration::from_secs(t.into()));
+        }
+        f.set_times(times)?;
+    }
+    Ok(())
+}
+
+/// Serves SFTP on `stream` until the client closes it.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    mut server: SftpServer,
+) {
+    let mut len = [0u8; 4];
+    let mut out = Vec::new();
+    // INIT first, then VERSION.
+    let mut body = Vec::new();
+    loop {
+        if stream.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let n = u32::from_be_bytes(len) as usize;
+        if n == 0 || n > MAX_REQUEST + 64 {
+            return;
+        }
+        body.resize(n, 0);
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        out.clear();
+        if body[0] == kind::INIT {
+            out = server.hello();
+        } else {
+            server.handle(&body, &mut out);
+        }
+        if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+            return;
+        }
     }
 }
