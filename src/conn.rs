@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use log::debug;
@@ -23,6 +23,24 @@ use crate::session::Transport;
 /// or the disconnect message of `Drop`. A healthy server answers in far
 /// less; a dead link must not hold the caller for a full operation timeout.
 const CLEANUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Where a handle gets its connection: the session's current one, and a
+/// new one in place of one the server ended. Servers that allow one
+/// channel per connection (tinysshd) end the connection when that channel
+/// closes; the next channel then needs a new connection, verified with
+/// the same pins and authenticated with the same credential.
+pub(crate) trait Dialer: Send + Sync {
+    /// The connection in use now.
+    fn current(&self) -> Arc<Conn>;
+
+    /// A connection in place of `dead`: the one another caller made
+    /// already, or a new one.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SessionBuilder::connect`](crate::SessionBuilder::connect).
+    fn redial(&self, dead: &Arc<Conn>) -> crate::Result<Arc<Conn>>;
+}
 
 /// Something that holds channels it could close when idle: an SFTP
 /// session's pool. When the server refuses a channel (its `MaxSessions`),
@@ -109,10 +127,6 @@ impl Conn {
         format!("{}:{}", self.host, self.port)
     }
 
-    pub(crate) fn host(&self) -> &str {
-        &self.host
-    }
-
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
@@ -184,6 +198,39 @@ impl Conn {
             .filter_map(Weak::upgrade)
             .collect();
         holders.iter().any(|h| h.release_idle())
+    }
+
+    /// Opens a channel with `open`; when the server refuses it (`refused`
+    /// says so), asks the holders to close an idle channel and tries
+    /// again, or, when none is idle, waits a little and tries again (the
+    /// server may not have seen a channel we just closed): 750 ms in all
+    /// at most. Call it without the operation lock.
+    ///
+    /// # Errors
+    ///
+    /// The last refusal, or whatever else `open` returns.
+    pub(crate) fn open_with_room<T>(
+        &self,
+        mut open: impl FnMut() -> crate::Result<T>,
+        refused: impl Fn(&crate::Error) -> bool,
+    ) -> crate::Result<T> {
+        let mut waits = [50u64, 100, 200, 400]
+            .into_iter()
+            .map(Duration::from_millis);
+        loop {
+            match open() {
+                Err(e) if refused(&e) => {
+                    if self.release_idle_channel() {
+                        continue;
+                    }
+                    match waits.next() {
+                        Some(wait) => std::thread::sleep(wait),
+                        None => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Says goodbye to the server, once.

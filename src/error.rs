@@ -427,6 +427,22 @@ pub(crate) fn add_note(mut err: Error, note: String) -> Error {
     err
 }
 
+/// Whether the server refused to open a channel: libssh2's
+/// `CHANNEL_FAILURE` behind `err` (OpenSSH's `MaxSessions`, or a server
+/// that allows one channel per connection).
+pub(crate) fn channel_refused(err: &Error) -> bool {
+    let source = match err {
+        Error::Sftp { source, .. } | Error::Exec { source, .. } | Error::Ssh { source, .. } => {
+            source
+        }
+        _ => return false,
+    };
+    source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<ssh2::Error>())
+        .is_some_and(|e| ssh2_code(e) == code::CHANNEL_FAILURE)
+}
+
 /// libssh2's error codes that we branch on (`LIBSSH2_ERROR_*` in libssh2.h).
 pub(crate) mod code {
     pub(crate) const BANNER_RECV: i32 = -2;

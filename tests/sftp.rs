@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    backends, client_key, names_in, random_bytes, sha256_file as sha_file, sshd_with_key,
+    backends, client_key, embedded, names_in, random_bytes, sha256_file as sha_file, sshd_with_key,
     test_server, KeyFormat, KeyKind, Sshd,
 };
-use etl_ssh::testkit::{Backend, TestServer, TestServerBuilder};
+use etl_ssh::testkit::{Backend, TestServer};
 use etl_ssh::{
     Credential, ErrorKind, FileType, Glob, Overwrite, Session, SftpSession, TransferOptions,
     DEFAULT_BUFFER_SIZE,
@@ -747,16 +747,6 @@ fn a_failing_file_in_a_wave_names_itself_and_leaves_nothing_partial() {
             );
         }
     }
-}
-
-/// The embedded server as `builder` sets it up, and an SFTP session on it.
-fn embedded(builder: TestServerBuilder) -> (TestServer, SftpSession) {
-    let server = builder
-        .backend(Backend::Embedded)
-        .start()
-        .expect("embedded server");
-    let sftp = server.session().expect("session").sftp().expect("sftp");
-    (server, sftp)
 }
 
 /// A server with no OpenSSH extensions (no posix-rename, fsync or limits,

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::conn::Locked;
-use crate::error::{code::CHANNEL_FAILURE, ssh2_code};
+use crate::conn::{Conn, Dialer, Locked};
+use crate::error::channel_refused;
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
 
@@ -346,9 +346,9 @@ impl ExecSession {
     pub fn spawn(&self, command: &str) -> Result<ExecChild> {
         let deadline = Instant::now() + self.timeout;
         debug!("spawn on {}: {command}", self.inner.target());
-        let channel = self.start(command, deadline)?.1;
+        let (conn, channel) = self.start(command, deadline)?;
         Ok(ExecChild::new(
-            Arc::clone(&self.inner),
+            conn,
             command.to_string(),
             self.timeout,
             channel,
@@ -366,7 +366,9 @@ impl ExecSession {
     fn run_inner(&self, command: &str, input: Option<&mut dyn Read>) -> Result<ExecOutput> {
         let deadline = Instant::now() + self.timeout;
         debug!("exec on {}: {command}", self.inner.target());
-        let (ssh, mut channel) = self.start(command, deadline)?;
+        let (conn, mut channel) = self.start(command, deadline)?;
+        let mut ssh = conn.lock();
+        ssh.set_nonblocking();
         let result = {
             let ctx = self.ctx(&ssh, command);
             let result = ctx.collect(&mut channel, input, deadline, self.max_output);
@@ -398,63 +400,60 @@ impl ExecSession {
         })
     }
 
-    /// Takes the lock (non-blocking), opens a channel and starts `command`
-    /// on it: environment, PTY, exec. A channel the server refuses (its
-    /// `MaxSessions`) is asked for once more after an idle SFTP channel of
-    /// this connection was closed to make room.
-    fn start(&self, command: &str, deadline: Instant) -> Result<(Locked<'_>, ssh2::Channel)> {
-        let conn = self.inner.conn();
-        let mut ssh = conn.lock();
-        ssh.set_nonblocking();
+    /// Opens a channel and starts `command` on it (environment, PTY,
+    /// exec), on the session's connection, or on a new one when the server
+    /// ended it (servers that allow one channel per connection do). A
+    /// channel the server refuses (its `MaxSessions`) is asked for once
+    /// more after an idle SFTP channel of this connection was closed to
+    /// make room. Nothing is retried once the command may have started.
+    fn start(&self, command: &str, deadline: Instant) -> Result<(Arc<Conn>, ssh2::Channel)> {
         if command.contains('\0') {
-            return Err(self.ctx(&ssh, command).error(
+            return Err(drive::exec_error(
+                &self.inner.target(),
+                command,
                 ErrorKind::InvalidInput,
                 "the command contains a NUL byte",
                 None,
             ));
         }
-        let mut opened = self.open_channel(&ssh, command, deadline);
-        if opened.as_ref().is_err_and(is_refused) {
-            drop(ssh);
-            let made_room = conn.release_idle_channel();
-            ssh = conn.lock();
-            ssh.set_nonblocking();
-            if made_room {
-                opened = self.open_channel(&ssh, command, deadline);
+        let mut conn = self.inner.conn();
+        let mut channel = match self.open_channel(&conn, command, deadline) {
+            Err(e) if e.kind() == ErrorKind::Disconnected => {
+                conn = self.inner.redial(&conn)?;
+                self.open_channel(&conn, command, deadline)?
             }
-        }
-        let mut channel = opened.map_err(|e| {
-            refine(
-                e,
-                "the server refused to open another channel: it may limit channels per \
-                 connection (sshd's MaxSessions; this connection's other channels are busy), \
-                 allow one channel per connection, or not allow sessions for this account",
-            )
-        })?;
-        let started = {
-            let ctx = self.ctx(&ssh, command);
-            let started = self.request(&ctx, &mut channel, deadline);
-            if started.is_err() {
-                ctx.abandon(&mut channel);
-            }
-            started
+            other => other?,
         };
-        match started {
-            Ok(()) => Ok((ssh, channel)),
-            Err(e) => {
-                drop(channel);
-                Err(e)
-            }
+        let mut ssh = conn.lock();
+        ssh.set_nonblocking();
+        let ctx = self.ctx(&ssh, command);
+        let started = self.request(&ctx, &mut channel, deadline);
+        if let Err(e) = started {
+            ctx.abandon(&mut channel);
+            drop(channel);
+            return Err(e);
         }
+        drop(ssh);
+        Ok((conn, channel))
     }
 
-    fn open_channel(
-        &self,
-        ssh: &Locked<'_>,
-        command: &str,
-        deadline: Instant,
-    ) -> Result<ssh2::Channel> {
-        let ctx = self.ctx(ssh, command);
+    /// Opens a session channel on `conn`, making room once if refused.
+    fn open_channel(&self, conn: &Conn, command: &str, deadline: Instant) -> Result<ssh2::Channel> {
+        conn.open_with_room(|| self.try_open(conn, command, deadline), channel_refused)
+            .map_err(|e| {
+                refine(
+                    e,
+                    "the server refused to open another channel: it may limit channels per \
+                 connection (sshd's MaxSessions; this connection's other channels are busy), \
+                 allow one channel per connection, or not allow sessions for this account",
+                )
+            })
+    }
+
+    fn try_open(&self, conn: &Conn, command: &str, deadline: Instant) -> Result<ssh2::Channel> {
+        let mut ssh = conn.lock();
+        ssh.set_nonblocking();
+        let ctx = self.ctx(&ssh, command);
         ctx.retry(deadline, "opening a session channel", || {
             ssh.session()
                 .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None)
@@ -507,12 +506,6 @@ impl ExecSession {
 fn sftp_only(stdout: &[u8], stderr: &[u8], status: &ExitStatus) -> bool {
     const SFTP_ONLY: &[u8] = b"This service allows sftp connections only.";
     status.code == Some(1) && stderr.is_empty() && stdout.trim_ascii_end() == SFTP_ONLY
-}
-
-/// Whether the server refused to open a channel.
-fn is_refused(e: &Error) -> bool {
-    matches!(e, Error::Exec { kind: ErrorKind::Unsupported, source: Some(s), .. }
-        if s.downcast_ref::<ssh2::Error>().is_some_and(|e| ssh2_code(e) == CHANNEL_FAILURE))
 }
 
 /// Replaces the reason of an [`ErrorKind::Unsupported`] exec error with

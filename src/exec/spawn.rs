@@ -11,13 +11,13 @@ use super::drive::{exec_error, timed_out, Ctx};
 /// Longest wait for the socket without the operation lock.
 const POLL_SLICE: Duration = Duration::from_millis(20);
 use super::ExitStatus;
-use crate::conn::Locked;
-use crate::session::SessionInner;
+use crate::conn::{Conn, Locked};
 use crate::{Error, ErrorKind, Result};
 
 /// The channel of a spawned command, shared by the child and its streams.
 struct Shared {
-    inner: Arc<SessionInner>,
+    /// The connection the channel lives on.
+    conn: Arc<Conn>,
     command: String,
     timeout: Duration,
     state: Mutex<State>,
@@ -44,7 +44,7 @@ impl Shared {
 
     fn gone(&self) -> Error {
         exec_error(
-            &self.inner.target(),
+            &self.conn.target(),
             &self.command,
             ErrorKind::InvalidInput,
             "the command has already been waited for",
@@ -59,7 +59,7 @@ impl Shared {
         op: impl FnOnce(&Ctx<'_>, &mut State, Instant) -> Result<T>,
     ) -> Result<T> {
         let deadline = Instant::now() + self.timeout;
-        let mut ssh = self.inner.conn().lock();
+        let mut ssh = self.conn.lock();
         ssh.set_nonblocking();
         let ctx = self.ctx(&ssh);
         let mut state = self.state();
@@ -78,7 +78,7 @@ impl Shared {
         mut op: impl FnMut(&Ctx<'_>, &mut State) -> Result<Option<T>>,
     ) -> Result<T> {
         let deadline = Instant::now() + self.timeout;
-        let conn = self.inner.conn();
+        let conn = &self.conn;
         loop {
             let dirs = {
                 let mut ssh = conn.lock();
@@ -103,7 +103,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(mut channel) = state.channel.take() {
-            let mut ssh = self.inner.conn().lock();
+            let mut ssh = self.conn.lock();
             ssh.set_nonblocking();
             let ctx = Ctx {
                 ssh: &ssh,
@@ -157,13 +157,13 @@ pub struct ExecStderr {
 
 impl ExecChild {
     pub(super) fn new(
-        inner: Arc<SessionInner>,
+        conn: Arc<Conn>,
         command: String,
         timeout: Duration,
         channel: ssh2::Channel,
     ) -> Self {
         let shared = Arc::new(Shared {
-            inner,
+            conn,
             command,
             timeout,
             state: Mutex::new(State {
@@ -331,7 +331,7 @@ macro_rules! debug_as_command {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($t))
                     .field("command", &self.shared.command)
-                    .field("target", &self.shared.inner.target())
+                    .field("target", &self.shared.conn.target())
                     .finish_non_exhaustive()
             }
         }

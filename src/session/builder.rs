@@ -1,7 +1,7 @@
 //! The builder's settings and `connect`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -264,7 +264,7 @@ impl SessionBuilder {
         let settings = self.clone();
         Ok(Session {
             inner: Arc::new(SessionInner {
-                conn: Arc::new(Conn::new(Parts {
+                conn: Mutex::new(Arc::new(Conn::new(Parts {
                     ssh,
                     socket: probe,
                     host: self.host,
@@ -273,7 +273,7 @@ impl SessionBuilder {
                     peer_addr,
                     timeout: self.timeout,
                     keepalive: keepalive_secs > 0,
-                })),
+                }))),
                 settings,
                 user: user.to_string(),
                 host_key,

@@ -18,8 +18,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Dialer};
 use crate::{Credential, Error, ExecSession, HostKey, KnownHost, Result};
+use log::info;
+use std::sync::Mutex;
 pub(crate) use transport::Transport;
 
 /// Default for [`SessionBuilder::port`].
@@ -69,7 +71,8 @@ pub struct Session {
 /// [`Session`] and the SFTP and exec handles opened on it: the connection
 /// ends when the last of them is dropped, or at [`Session::close`].
 pub(crate) struct SessionInner {
-    conn: Arc<Conn>,
+    /// The connection in use (another after a [`Dialer::redial`]).
+    conn: Mutex<Arc<Conn>>,
     /// What this session was built from, to open more like it.
     settings: SessionBuilder,
     user: String,
@@ -81,7 +84,7 @@ pub(crate) struct SessionInner {
 impl fmt::Debug for SessionInner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionInner")
-            .field("target", &self.conn.target())
+            .field("target", &self.conn().target())
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
@@ -93,14 +96,36 @@ impl SessionInner {
         self.settings.clone().connect()
     }
 
-    /// The connection.
-    pub(crate) fn conn(&self) -> &Arc<Conn> {
-        &self.conn
+    /// The connection in use now.
+    pub(crate) fn conn(&self) -> Arc<Conn> {
+        Arc::clone(&self.conn.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// `host:port`, for messages.
     pub(crate) fn target(&self) -> String {
-        self.conn.target()
+        self.conn().target()
+    }
+}
+
+impl Dialer for SessionInner {
+    fn current(&self) -> Arc<Conn> {
+        self.conn()
+    }
+
+    fn redial(&self, dead: &Arc<Conn>) -> Result<Arc<Conn>> {
+        let mut current = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current, dead) {
+            return Ok(Arc::clone(&current));
+        }
+        let fresh = self.settings.clone().connect()?.inner.conn();
+        info!(
+            "{}: the server ended the connection (as servers that allow one channel per \
+             connection do after it closes); connected again from {}",
+            fresh.target(),
+            fresh.local_addr()
+        );
+        *current = Arc::clone(&fresh);
+        Ok(fresh)
     }
 }
 
@@ -193,12 +218,12 @@ impl Session {
 
     /// The host as given to [`Session::builder`].
     pub fn host(&self) -> &str {
-        self.inner.conn.host()
+        &self.inner.settings.host
     }
 
     /// The server's port.
     pub fn port(&self) -> u16 {
-        self.inner.conn.port()
+        self.inner.conn().port()
     }
 
     /// The user we are authenticated as.
@@ -224,12 +249,12 @@ impl Session {
     /// Our end of the TCP connection: the source address a partner's
     /// allow-list sees.
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.conn.local_addr()
+        self.inner.conn().local_addr()
     }
 
     /// The server's address we connected to.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.inner.conn.peer_addr()
+        self.inner.conn().peer_addr()
     }
 
     /// Opens another, separate connection to the same server with the same
@@ -261,7 +286,7 @@ impl Session {
     /// is gone.
     pub fn keepalive(&self) -> Result<()> {
         self.inner
-            .conn
+            .conn()
             .lock()
             .keepalive_now()
             .map_err(|e| Error::ssh(format!("keepalive to {}", self.inner.target()), e))
@@ -269,7 +294,7 @@ impl Session {
 
     /// The deadline for each blocking operation on this session.
     pub fn timeout(&self) -> Duration {
-        self.inner.conn.timeout()
+        self.inner.conn().timeout()
     }
 
     /// The shared connection, for the SFTP and exec handles.
@@ -317,7 +342,7 @@ impl Session {
     /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the
     /// disconnect message could not be sent.
     pub fn close(self) -> Result<()> {
-        self.inner.conn.disconnect().map_err(|e| {
+        self.inner.conn().disconnect().map_err(|e| {
             Error::ssh(
                 format!("cannot close the session with {}", self.inner.target()),
                 e,
@@ -330,14 +355,14 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("Session")
-            .field("host", &i.conn.host())
-            .field("port", &i.conn.port())
+            .field("host", &i.settings.host)
+            .field("port", &i.conn().port())
             .field("user", &i.user)
-            .field("local_addr", &i.conn.local_addr())
-            .field("peer_addr", &i.conn.peer_addr())
+            .field("local_addr", &i.conn().local_addr())
+            .field("peer_addr", &i.conn().peer_addr())
             .field("host_key", &i.host_key)
             .field("auth", &i.auth)
-            .field("timeout", &i.conn.timeout())
+            .field("timeout", &i.conn().timeout())
             .finish_non_exhaustive()
     }
 }

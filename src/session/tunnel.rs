@@ -15,6 +15,7 @@ use log::debug;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use ssh2::BlockDirections;
 
+use crate::conn::Conn;
 use crate::error::{code, ssh2_code, ssh2_kind};
 use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
@@ -27,8 +28,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// Opens a channel from `jump` to `host:port` and returns the socket the
 /// inner session talks through.
 pub(crate) fn open(jump: &Arc<SessionInner>, host: &str, port: u16) -> Result<UnixStream> {
+    let conn = jump.conn();
     let channel = {
-        let ssh = jump.conn().lock();
+        let ssh = conn.lock();
         ssh.session()
             .channel_direct_tcpip(host, port, None)
             .map_err(|e| Error::Ssh {
@@ -47,7 +49,7 @@ pub(crate) fn open(jump: &Arc<SessionInner>, host: &str, port: u16) -> Result<Un
     let io_error = |e| Error::io("cannot create the jump host's socket pair", e);
     let (ours, theirs) = UnixStream::pair().map_err(io_error)?;
     theirs.set_nonblocking(true).map_err(io_error)?;
-    let jump = Arc::clone(jump);
+    let jump = conn;
     let target = format!("{host}:{port}");
     std::thread::Builder::new()
         .name("etl-ssh-jump".into())
@@ -69,7 +71,8 @@ pub(crate) fn open(jump: &Arc<SessionInner>, host: &str, port: u16) -> Result<Un
 }
 
 struct Pump {
-    jump: Arc<SessionInner>,
+    /// The jump host's connection the channel lives on.
+    jump: Arc<Conn>,
     channel: ssh2::Channel,
     socket: UnixStream,
 }
@@ -92,7 +95,7 @@ impl Pump {
         loop {
             let mut moved = false;
             let wants_out = {
-                let jump = Arc::clone(self.jump.conn());
+                let jump = Arc::clone(&self.jump);
                 let mut ssh = jump.lock();
                 ssh.set_nonblocking();
                 let result = self.channel_side(
@@ -205,14 +208,14 @@ impl Pump {
         };
         let mut fds = [
             PollFd::new(&self.socket, socket_events),
-            PollFd::new(self.jump.conn().socket(), jump_events),
+            PollFd::new(self.jump.socket(), jump_events),
         ];
         // EINTR or any other failure: the loop simply looks again.
         let _ = poll(&mut fds, Some(&timeout));
     }
 
     fn close(&mut self) {
-        let jump = Arc::clone(self.jump.conn());
+        let jump = Arc::clone(&self.jump);
         let ssh = jump.lock();
         ssh.cleanup(|| {
             let _ = self.channel.close();

@@ -200,6 +200,8 @@ pub(crate) struct SftpChannel {
     kept: Vec<(u32, Reply)>,
     /// The channel failed: it must not be used again.
     broken: bool,
+    /// What the server said when the stream ended (asked once).
+    last_words: Option<Option<String>>,
 }
 
 impl std::fmt::Debug for SftpChannel {
@@ -302,6 +304,7 @@ impl SftpChannel {
             ignored: HashSet::new(),
             kept: Vec::new(),
             broken: false,
+            last_words: None,
         };
         ch.handshake()?;
         ch.io.started();
@@ -371,16 +374,21 @@ impl SftpChannel {
             }
         }
         seen.truncate(TEXT_SHOWN);
-        let printable = seen
+        // Text up to the first byte no text has (the SFTP version the
+        // server sends after what the shell printed, say).
+        let text = seen
             .iter()
-            .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-            .count();
-        let hint = if printable * 10 >= seen.len() * 9 {
-            "; the account's login shell or its startup files (.bashrc, .profile) print \
-             text, which breaks SFTP: the partner must make the shell produce no output \
-             for non-interactive sessions"
+            .position(|&b| !(b.is_ascii_graphic() || b" \r\n\t".contains(&b) || b >= 0x80))
+            .unwrap_or(seen.len());
+        let (seen, hint) = if text >= 1 {
+            (
+                &seen[..text],
+                "; the account's login shell or its startup files (.bashrc, .profile) print \
+                 text, which breaks SFTP: the partner must make the shell produce no output \
+                 for non-interactive sessions",
+            )
         } else {
-            ""
+            (&seen[..], "")
         };
         sftp_error(
             ErrorKind::Protocol,
@@ -389,7 +397,7 @@ impl SftpChannel {
             b"",
             format!(
                 "the server sent \"{}\" where the SFTP version was due{hint}",
-                escape_bytes(&seen)
+                escape_bytes(seen)
             ),
         )
     }
@@ -398,7 +406,7 @@ impl SftpChannel {
     /// it said on stderr and its exit status.
     fn ended_at_start(&mut self, e: Error) -> Error {
         self.broken = true;
-        match self.io.last_words() {
+        match self.last_words() {
             Some(words) => sftp_error(
                 ErrorKind::Disconnected,
                 "start",
@@ -408,6 +416,15 @@ impl SftpChannel {
             ),
             None => e,
         }
+    }
+
+    /// What the server said when the stream ended, asked of the stream
+    /// once.
+    fn last_words(&mut self) -> Option<String> {
+        if self.last_words.is_none() {
+            self.last_words = Some(self.io.last_words());
+        }
+        self.last_words.clone().flatten()
     }
 
     /// `host:port`.
@@ -649,7 +666,6 @@ impl SftpChannel {
             Ok(0) => {
                 self.broken = true;
                 let words = self
-                    .io
                     .last_words()
                     .map(|w| format!(": {w}"))
                     .unwrap_or_default();

@@ -49,7 +49,7 @@ impl Open {
             super::channel::sftp_error(
                 ErrorKind::InvalidInput,
                 "handle",
-                &self.shared.pool.conn().target(),
+                self.shared.pool.target(),
                 &self.path,
                 "the file is closed",
             )
@@ -334,7 +334,7 @@ impl SftpWriter {
                 let again = super::channel::sftp_error(
                     e.kind(),
                     "write",
-                    &self.file.shared.pool.conn().target(),
+                    self.file.shared.pool.target(),
                     &self.file.path,
                     "an earlier write failed",
                 );

@@ -102,7 +102,7 @@ pub struct SftpSession {
 impl fmt::Debug for SftpSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SftpSession")
-            .field("target", &self.shared.pool.conn().target())
+            .field("target", &self.shared.pool.target())
             .finish_non_exhaustive()
     }
 }
@@ -110,7 +110,7 @@ impl fmt::Debug for SftpSession {
 impl SftpSession {
     /// Opens the SFTP subsystem on `session`. Used by `Session::sftp`.
     pub(crate) fn start(session: Arc<SessionInner>) -> Result<SftpSession> {
-        let pool = Pool::start(Arc::clone(session.conn()))?;
+        let pool = Pool::start(Arc::clone(&session) as Arc<dyn crate::conn::Dialer>)?;
         Ok(SftpSession {
             shared: Arc::new(Shared { pool, session }),
         })
@@ -405,7 +405,7 @@ impl SftpSession {
             return Err(channel::sftp_error(
                 ErrorKind::LimitExceeded,
                 "read",
-                &self.shared.pool.conn().target(),
+                self.shared.pool.target(),
                 path,
                 format!("the file holds more than {max} bytes; stream it with SftpSession::open"),
             ));

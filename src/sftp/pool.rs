@@ -17,9 +17,9 @@ use log::{debug, info};
 
 use super::channel::{sftp_error, ChannelIo, IoFailure, SftpChannel};
 use super::path::escape_bytes;
-use crate::conn::{ChannelHolder, Conn};
+use crate::conn::{ChannelHolder, Conn, Dialer};
 use crate::error::code::{CHANNEL_FAILURE, CHANNEL_REQUEST_DENIED};
-use crate::error::{ssh2_code, ssh2_kind};
+use crate::error::{channel_refused, ssh2_code, ssh2_kind};
 use crate::{ErrorKind, Result};
 
 /// How many SFTP channels one session opens at most: concurrent
@@ -232,7 +232,10 @@ fn with_source(mut err: crate::Error, e: ssh2::Error) -> crate::Error {
 
 /// The channels of one SFTP session.
 pub(crate) struct Pool {
-    conn: Arc<Conn>,
+    /// The session's connection, and a new one when the server ended it.
+    dialer: Arc<dyn Dialer>,
+    /// `host:port`, for messages.
+    target: String,
     state: Mutex<State>,
     /// Signalled when a channel is handed back or closed.
     freed: Condvar,
@@ -241,7 +244,7 @@ pub(crate) struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("target", &self.conn.target())
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
@@ -254,6 +257,9 @@ struct State {
     /// tried until one closes.
     refused: bool,
     next_id: usize,
+    /// The connection this pool last registered with as a
+    /// [`ChannelHolder`].
+    registered: Option<Weak<Conn>>,
 }
 
 struct Slot {
@@ -309,30 +315,59 @@ impl Drop for Lease<'_> {
 
 impl Pool {
     /// Opens the first channel (so that a server without SFTP fails here).
-    pub(crate) fn start(conn: Arc<Conn>) -> Result<Arc<Pool>> {
-        let first = open_channel(&conn)?;
+    pub(crate) fn start(dialer: Arc<dyn Dialer>) -> Result<Arc<Pool>> {
+        let conn = dialer.current();
         let pool = Arc::new(Pool {
-            conn,
+            target: conn.target(),
+            dialer,
             state: Mutex::new(State {
-                slots: vec![Slot {
-                    id: 0,
-                    channel: Some(first),
-                    pinned: 0,
-                }],
+                slots: Vec::new(),
                 opening: 0,
                 refused: false,
-                next_id: 1,
+                next_id: 0,
+                registered: None,
             }),
             freed: Condvar::new(),
         });
-        let holder: Weak<dyn ChannelHolder> = Arc::downgrade(&pool) as Weak<dyn ChannelHolder>;
-        pool.conn.add_holder(holder);
+        let first = pool.open(conn)?;
+        pool.state().slots.push(Slot {
+            id: 0,
+            channel: Some(first),
+            pinned: 0,
+        });
+        pool.state().next_id = 1;
         Ok(pool)
     }
 
-    /// The connection.
-    pub(crate) fn conn(&self) -> &Arc<Conn> {
-        &self.conn
+    /// `host:port`.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Opens a channel on `conn`, or, when the server ended that
+    /// connection, on a new one; registers the pool with the connection
+    /// used, so that a command can ask it to make room.
+    fn open(self: &Arc<Self>, conn: Arc<Conn>) -> Result<SftpChannel> {
+        let refused = channel_refused;
+        let (conn, channel) = match conn.open_with_room(|| open_channel(&conn), refused) {
+            Err(e) if e.kind() == ErrorKind::Disconnected => {
+                let fresh = self.dialer.redial(&conn)?;
+                let channel = fresh.open_with_room(|| open_channel(&fresh), refused)?;
+                (fresh, channel)
+            }
+            other => (conn, other?),
+        };
+        let mut state = self.state();
+        if !state
+            .registered
+            .as_ref()
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&conn)))
+        {
+            state.registered = Some(Arc::downgrade(&conn));
+            let me = Arc::clone(self);
+            conn.add_holder(Arc::downgrade(&(me as Arc<dyn ChannelHolder>)));
+        }
+        Ok(channel)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -345,7 +380,7 @@ impl Pool {
     /// # Errors
     ///
     /// When no channel is open and none can be opened.
-    pub(crate) fn any(&self) -> Result<Lease<'_>> {
+    pub(crate) fn any(self: &Arc<Self>) -> Result<Lease<'_>> {
         let mut state = self.state();
         loop {
             if let Some(slot) = state.slots.iter_mut().find(|s| s.channel.is_some()) {
@@ -361,7 +396,7 @@ impl Pool {
             if may_open {
                 state.opening += 1;
                 drop(state);
-                let opened = open_channel(&self.conn);
+                let opened = self.open(self.dialer.current());
                 state = self.state();
                 state.opening -= 1;
                 match opened {
@@ -385,7 +420,7 @@ impl Pool {
                             info!(
                                 "{}: another SFTP channel was refused ({e}); carrying on over \
                                  the {} open",
-                                self.conn.target(),
+                                self.target,
                                 state.open_count()
                             );
                         }
@@ -411,7 +446,7 @@ impl Pool {
                     return Err(sftp_error(
                         ErrorKind::Disconnected,
                         "handle",
-                        &self.conn.target(),
+                        &self.target,
                         path,
                         "the SFTP channel this file was opened on is closed \
                          (connection lost)",
@@ -488,7 +523,7 @@ impl ChannelHolder for Pool {
         if let Some(mut ch) = slot.channel {
             debug!(
                 "{}: closing an idle SFTP channel to make room for another",
-                self.conn.target()
+                self.target
             );
             ch.shutdown();
         }

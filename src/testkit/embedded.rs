@@ -124,7 +124,7 @@ impl Server for TestSshServer {
             shared: Arc::clone(&self.shared),
             channels: HashMap::new(),
             sftp_channels: HashSet::new(),
-            open_channels: 0,
+            live: Arc::default(),
             opened: 0,
         }
     }
@@ -134,10 +134,32 @@ struct Connection {
     shared: Arc<Shared>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     sftp_channels: HashSet<ChannelId>,
-    /// Session channels open now.
-    open_channels: usize,
+    /// Session channels open now (a command's task takes its own out when
+    /// it closes the channel: the client's close of a channel the server
+    /// closed first never reaches `channel_close`).
+    live: Arc<std::sync::Mutex<HashSet<ChannelId>>>,
     /// Session channels ever opened on this connection.
     opened: usize,
+}
+
+impl Connection {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashSet<ChannelId>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A channel ended: with one channel per connection, so does the
+    /// connection.
+    fn ended(&self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
+        self.live().remove(&channel);
+        if self.shared.one_channel_per_connection {
+            session.disconnect(
+                russh::Disconnect::ByApplication,
+                "one channel per connection",
+                "",
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl Connection {
@@ -202,7 +224,7 @@ impl Handler for Connection {
             (_, true) => Some(1),
             (limit, false) => limit,
         };
-        if limit.is_some_and(|max| self.open_channels >= max)
+        if limit.is_some_and(|max| self.live().len() >= max)
             || (self.shared.one_channel_per_connection && self.opened > 1)
         {
             reply
@@ -210,7 +232,7 @@ impl Handler for Connection {
                 .await;
             return Ok(());
         }
-        self.open_channels += 1;
+        self.live().insert(channel.id());
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())
@@ -223,6 +245,7 @@ impl Handler for Connection {
     ) -> Result<(), Self::Error> {
         if self.sftp_channels.remove(&channel) {
             session.close(channel)?;
+            self.ended(channel, session)?;
         }
         Ok(())
     }
@@ -234,15 +257,7 @@ impl Handler for Connection {
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         self.sftp_channels.remove(&channel);
-        self.open_channels = self.open_channels.saturating_sub(1);
-        if self.shared.one_channel_per_connection {
-            session.disconnect(
-                russh::Disconnect::ByApplication,
-                "one channel per connection",
-                "",
-            )?;
-        }
-        Ok(())
+        self.ended(channel, session)
     }
 
     async fn env_request(
@@ -295,7 +310,25 @@ impl Handler for Connection {
         let command = data.to_vec();
         let root = self.shared.root.clone();
         let handle = session.handle();
-        tokio::spawn(run_command(chan, command, root, handle));
+        let live = Arc::clone(&self.live);
+        let one_channel = self.shared.one_channel_per_connection;
+        tokio::spawn(async move {
+            let id = chan.id();
+            run_command(chan, command, root, handle.clone()).await;
+            live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            if one_channel {
+                // After the client had time to read what the command said
+                // and close its side, as tinysshd ends after the close.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "one channel per connection".into(),
+                        String::new(),
+                    )
+                    .await;
+            }
+        });
         Ok(())
     }
 
@@ -306,6 +339,15 @@ impl Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match (name, self.channels.remove(&channel)) {
+            ("sftp", Some(_)) if self.shared.quirks.fail_start.is_some() => {
+                session.channel_success(channel)?;
+                if let Some((words, status)) = &self.shared.quirks.fail_start {
+                    session.extended_data(channel, 1, words.as_bytes().to_vec())?;
+                    session.exit_status_request(channel, *status)?;
+                }
+                session.eof(channel)?;
+                session.close(channel)?;
+            }
             ("sftp", Some(chan)) => {
                 session.channel_success(channel)?;
                 self.sftp_channels.insert(channel);

@@ -380,6 +380,15 @@ impl TestServerBuilder {
         self
     }
 
+    /// The SFTP subsystem ends at once: it says `words` on the channel's
+    /// stderr and exits with `status`, as one that fails at start does
+    /// (OpenSSH's sshd drops a subsystem's stderr; other servers pass it
+    /// on). Defaults to a working subsystem.
+    pub fn sftp_fails_at_start(mut self, words: impl Into<String>, status: u32) -> Self {
+        self.quirks.fail_start = Some((words.into(), status));
+        self
+    }
+
     /// Refuse a session channel when `max` are open on the connection, as
     /// OpenSSH's `MaxSessions` does. Defaults to no limit.
     pub fn max_channels(mut self, max: usize) -> Self {
@@ -415,6 +424,7 @@ impl TestServerBuilder {
             (q.size_delta != 0, "misreport_size"),
             (q.text_first.is_some(), "text_before_sftp"),
             (q.unsolicited, "unsolicited_reply"),
+            (q.fail_start.is_some(), "sftp_fails_at_start"),
             (self.max_channels.is_some(), "max_channels"),
             (
                 self.one_channel_per_connection,

@@ -51,6 +51,9 @@ pub(crate) struct Quirks {
     pub(crate) text_first: Option<Vec<u8>>,
     /// A STATUS reply to a request never made follows the VERSION.
     pub(crate) unsolicited: bool,
+    /// The subsystem ends at once, saying this on stderr, with this exit
+    /// status (as one that fails at start does).
+    pub(crate) fail_start: Option<(String, u32)>,
 }
 
 enum Open {

@@ -1179,3 +1179,15 @@ pub fn test_server(backend: etl_ssh::testkit::Backend) -> etl_ssh::testkit::Test
         .start()
         .unwrap_or_else(|e| panic!("start {backend} test server: {e}"))
 }
+
+/// The embedded server as `builder` sets it up, and an SFTP session on it.
+pub fn embedded(
+    builder: etl_ssh::testkit::TestServerBuilder,
+) -> (etl_ssh::testkit::TestServer, etl_ssh::SftpSession) {
+    let server = builder
+        .backend(etl_ssh::testkit::Backend::Embedded)
+        .start()
+        .expect("embedded server");
+    let sftp = server.session().expect("session").sftp().expect("sftp");
+    (server, sftp)
+}

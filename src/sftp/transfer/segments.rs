@@ -57,7 +57,7 @@ impl Workers {
                 Err(e) => refused.push(e),
             }
         }
-        let target = shared.pool.conn().target();
+        let target = shared.pool.target();
         if let Some(first) = refused.first() {
             warn!(
                 "{target}: {} of {} extra connections failed ({first}); carrying on with {} \
