@@ -89,28 +89,36 @@
 //! ## SFTP
 //!
 //! [`Session::sftp`] opens an [`SftpSession`]: std-like file operations
-//! (`read_dir`, `metadata`, `create_dir_all`, `rename`, `remove_dir_all`,
-//! ...) with remote paths as plain strings, and transfers.
+//! (`read_dir`, `read_dir_iter`, `metadata`, `create_dir_all`, `rename`,
+//! `remove_dir_all`, `symlink`, `canonicalize`, ...) with remote paths as
+//! bytes (a `&str`, bytes, or a [`RemotePath`]), and transfers.
 //! [`SftpSession::upload`] is atomic: it writes to a hidden temporary name
 //! beside the target, flushes it (`fsync@openssh.com`), checks its size and
 //! renames it into place with `posix-rename@openssh.com`, so the partner
 //! never sees half a file; [`SftpSession::download`] does the same on our
 //! side. [`TransferOptions`] chooses in-place writes, the overwrite policy,
-//! mtime, a progress callback and a [`Glob`] filter for
-//! [`SftpSession::upload_dir`] / [`SftpSession::download_dir`].
-//! [`SftpSession::open`] and [`SftpSession::create`] stream with
-//! megabyte buffers. Errors carry the remote path and map the SFTP status
-//! to [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`] and
-//! [`ErrorKind::AlreadyExists`].
+//! mtime and permissions, resume, a progress callback and a [`Glob`] filter
+//! for [`SftpSession::upload_dir`] / [`SftpSession::download_dir`].
+//! [`SftpSession::open`] and [`SftpSession::create`] stream with read-ahead
+//! and write-behind. Errors carry the server, the remote path and map the
+//! SFTP status to [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`]
+//! and [`ErrorKind::AlreadyExists`].
 //!
-//! Transfers do not wait for each answer: they run on an SFTP channel of
-//! their own where this crate pipelines the requests itself (libssh2's
-//! SFTP layer waits for every call's replies). A session keeps about 8 MB
-//! of requests in flight; a large file is cut into segments that several
-//! sessions move at once ([`TransferOptions::sessions`]); a folder's small
-//! files go 32 at a time per session, in three round trips for an upload
-//! and two for a download. `BENCHMARKS.md` compares this with OpenSSH's
+//! Every SFTP operation runs on this crate's own SFTP version 3 client
+//! (libssh2 provides the SSH channels, not its SFTP layer), which does not
+//! wait for each answer: a session keeps about 8 MB of requests in flight;
+//! a large file is cut into pieces that several sessions move at once
+//! ([`TransferOptions::sessions`]); a folder's small files go 32 at a time
+//! per session, in three round trips for an upload and two for a download.
+//! A server that allows few channels (OpenSSH's `MaxSessions`), or one per
+//! connection, still works. `BENCHMARKS.md` compares this with OpenSSH's
 //! `sftp` on loopback and through a 50 ms delay line.
+//!
+//! The server is trusted for its host key and nothing else: a name in a
+//! listing is checked to be one path component (others are skipped with a
+//! warning), folder walks stop at 64 levels, a file that changes while it
+//! moves fails with [`ErrorKind::Changed`], and a file is never removed
+//! before its replacement is in place.
 //!
 //! ## Exec
 //!
