@@ -8,7 +8,10 @@
 //! switched to non-blocking mode switches back when it is dropped, so the
 //! session is in blocking mode whenever the lock is free.
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -16,8 +19,6 @@ use std::time::{Duration, Instant};
 use log::debug;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use ssh2::{BlockDirections, DisconnectCode};
-
-use crate::session::Transport;
 
 /// How long cleanup waits for the server: closing a handle after a failure,
 /// or the disconnect message of `Drop`. A healthy server answers in far
@@ -40,6 +41,19 @@ pub(crate) trait Dialer: Send + Sync {
     ///
     /// Those of [`SessionBuilder::connect`](crate::SessionBuilder::connect).
     fn redial(&self, dead: &Arc<Conn>) -> crate::Result<Arc<Conn>>;
+
+    /// A separate session to the same server with the same settings, for
+    /// work in parallel.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SessionBuilder::connect`](crate::SessionBuilder::connect).
+    fn another(&self) -> crate::Result<Arc<dyn Dialer>>;
+
+    /// `host:port`, for messages.
+    fn target(&self) -> String {
+        self.current().target()
+    }
 }
 
 /// Something that holds channels it could close when idle: an SFTP
@@ -331,6 +345,39 @@ impl Drop for Locked<'_> {
         if self.nonblocking {
             self.conn.ssh.set_blocking(true);
         }
+    }
+}
+
+/// The socket libssh2 talks through.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// A TCP connection to the server or the HTTP proxy.
+    Tcp(TcpStream),
+    /// Our end of a jump host's tunnel.
+    Tunnel(UnixStream),
+}
+
+impl Transport {
+    pub(crate) fn try_clone(&self) -> io::Result<Transport> {
+        Ok(match self {
+            Transport::Tcp(s) => Transport::Tcp(s.try_clone()?),
+            Transport::Tunnel(s) => Transport::Tunnel(s.try_clone()?),
+        })
+    }
+}
+
+impl AsFd for Transport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Transport::Tcp(s) => s.as_fd(),
+            Transport::Tunnel(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Transport {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
     }
 }
 

@@ -14,7 +14,6 @@ use log::debug;
 
 use crate::conn::{Conn, Dialer, Locked};
 use crate::error::channel_refused;
-use crate::session::SessionInner;
 use crate::{Error, ErrorKind, Result};
 
 use drive::{Ctx, PACKET_SIZE, WINDOW_SIZE};
@@ -56,7 +55,7 @@ pub const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
 /// ```
 #[derive(Clone)]
 pub struct ExecSession {
-    inner: Arc<SessionInner>,
+    inner: Arc<dyn Dialer>,
     timeout: Duration,
     max_output: u64,
     env: Vec<(String, String)>,
@@ -195,8 +194,8 @@ impl fmt::Debug for ExecSession {
 }
 
 impl ExecSession {
-    pub(crate) fn new(inner: Arc<SessionInner>) -> Self {
-        let timeout = inner.conn().timeout();
+    pub(crate) fn new(inner: Arc<dyn Dialer>) -> Self {
+        let timeout = inner.current().timeout();
         ExecSession {
             inner,
             timeout,
@@ -416,7 +415,7 @@ impl ExecSession {
                 None,
             ));
         }
-        let mut conn = self.inner.conn();
+        let mut conn = self.inner.current();
         let mut channel = match self.open_channel(&conn, command, deadline) {
             Err(e) if e.kind() == ErrorKind::Disconnected => {
                 conn = self.inner.redial(&conn)?;

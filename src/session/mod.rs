@@ -18,11 +18,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use crate::conn::Transport;
 use crate::conn::{Conn, Dialer};
 use crate::{Credential, Error, ExecSession, HostKey, KnownHost, Result};
 use log::info;
 use std::sync::Mutex;
-pub(crate) use transport::Transport;
 
 /// Default for [`SessionBuilder::port`].
 pub const DEFAULT_PORT: u16 = 22;
@@ -126,6 +126,10 @@ impl Dialer for SessionInner {
         );
         *current = Arc::clone(&fresh);
         Ok(fresh)
+    }
+
+    fn another(&self) -> Result<Arc<dyn Dialer>> {
+        Ok(self.connect_another()?.inner as Arc<dyn Dialer>)
     }
 }
 
@@ -316,7 +320,7 @@ impl Session {
     /// refuses the `sftp` subsystem; [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected),
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
     pub fn sftp(&self) -> Result<crate::SftpSession> {
-        crate::sftp::SftpSession::start(Arc::clone(&self.inner))
+        crate::sftp::SftpSession::start(Arc::clone(&self.inner) as Arc<dyn Dialer>)
     }
 
     /// Opens the exec side of the session: runs commands on the server.
@@ -328,7 +332,7 @@ impl Session {
     ///
     /// None today; the `Result` leaves room for a check of the server.
     pub fn exec(&self) -> Result<ExecSession> {
-        Ok(ExecSession::new(Arc::clone(&self.inner)))
+        Ok(ExecSession::new(Arc::clone(&self.inner) as Arc<dyn Dialer>))
     }
 
     /// Says goodbye to the server and closes the connection.

@@ -3,8 +3,6 @@
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,6 +11,7 @@ use log::{debug, info};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{tunnel, SessionBuilder};
+use crate::conn::Transport;
 use crate::{Error, ErrorKind, Result};
 
 impl SessionBuilder {
@@ -316,39 +315,6 @@ pub(super) fn peer_closed(probe: &Transport) -> bool {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    }
-}
-
-/// The socket libssh2 talks through.
-#[derive(Debug)]
-pub(crate) enum Transport {
-    /// A TCP connection to the server or the HTTP proxy.
-    Tcp(TcpStream),
-    /// Our end of a jump host's tunnel.
-    Tunnel(UnixStream),
-}
-
-impl Transport {
-    pub(super) fn try_clone(&self) -> io::Result<Transport> {
-        Ok(match self {
-            Transport::Tcp(s) => Transport::Tcp(s.try_clone()?),
-            Transport::Tunnel(s) => Transport::Tunnel(s.try_clone()?),
-        })
-    }
-}
-
-impl AsFd for Transport {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Transport::Tcp(s) => s.as_fd(),
-            Transport::Tunnel(s) => s.as_fd(),
-        }
-    }
-}
-
-impl AsRawFd for Transport {
-    fn as_raw_fd(&self) -> RawFd {
-        self.as_fd().as_raw_fd()
     }
 }
 

@@ -36,7 +36,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::session::SessionInner;
+use crate::conn::Dialer;
 use crate::{ErrorKind, Result};
 use pool::Pool;
 use proto::{kind, open as flags, Attrs};
@@ -59,7 +59,8 @@ pub(crate) use proto::{decode_reply, decode_version};
 /// lives).
 pub(crate) struct Shared {
     pub(crate) pool: Arc<Pool>,
-    pub(crate) session: Arc<SessionInner>,
+    /// The session's connections: the current one, and more like it.
+    pub(crate) dialer: Arc<dyn Dialer>,
 }
 
 /// SFTP on a [`Session`](crate::Session): file operations on the partner's
@@ -108,11 +109,12 @@ impl fmt::Debug for SftpSession {
 }
 
 impl SftpSession {
-    /// Opens the SFTP subsystem on `session`. Used by `Session::sftp`.
-    pub(crate) fn start(session: Arc<SessionInner>) -> Result<SftpSession> {
-        let pool = Pool::start(Arc::clone(&session) as Arc<dyn crate::conn::Dialer>)?;
+    /// Opens the SFTP subsystem on a session's connection. Used by
+    /// `Session::sftp`.
+    pub(crate) fn start(dialer: Arc<dyn Dialer>) -> Result<SftpSession> {
+        let pool = Pool::start(Arc::clone(&dialer))?;
         Ok(SftpSession {
-            shared: Arc::new(Shared { pool, session }),
+            shared: Arc::new(Shared { pool, dialer }),
         })
     }
 

@@ -35,7 +35,7 @@ impl Workers {
         }
         let results: Vec<Result<SftpSession>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (1..wanted)
-                .map(|_| scope.spawn(|| shared.session.connect_another()?.sftp()))
+                .map(|_| scope.spawn(|| SftpSession::start(shared.dialer.another()?)))
                 .collect();
             handles
                 .into_iter()
