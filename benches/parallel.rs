@@ -32,16 +32,15 @@
 mod common;
 mod support;
 
-use support::{bench_sshd, env_num, loadavg, median, time, write_noise};
+use support::{bench_sshd, env_num, loadavg, median, time, write_noise, DelayLine};
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{current_user, ClientKey};
 use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
@@ -55,77 +54,6 @@ fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
 
 fn rounded(v: &[f64]) -> Vec<f64> {
     v.iter().map(|s| (s * 100.0).round() / 100.0).collect()
-}
-
-/// A loopback TCP proxy in front of `target` that delays each direction by
-/// `one_way`, with no limit on the bytes in flight. Runs until the process
-/// exits.
-#[derive(Debug)]
-struct DelayLine {
-    addr: SocketAddr,
-}
-
-impl DelayLine {
-    fn start(target: SocketAddr, one_way: Duration) -> DelayLine {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind delay line");
-        let addr = listener.local_addr().expect("delay line address");
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(target) else {
-                    continue;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
-                    continue;
-                };
-                delay_direction(client, server, one_way);
-                delay_direction(server2, client2, one_way);
-            }
-        });
-        DelayLine { addr }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-}
-
-/// One direction of the delay line: the reader stamps each chunk with the
-/// time it arrived; the writer sends it at that time plus `delay`. The
-/// channel is unbounded, so later chunks keep flowing while earlier ones
-/// wait.
-fn delay_direction(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
-    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => return, // dropping `tx` ends the writer
-                Ok(n) => {
-                    if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
-                        let _ = from.shutdown(Shutdown::Both);
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    thread::spawn(move || {
-        for (arrived, chunk) in rx {
-            let due = arrived + delay;
-            let now = Instant::now();
-            if due > now {
-                thread::sleep(due - now);
-            }
-            if to.write_all(&chunk).is_err() {
-                let _ = to.shutdown(Shutdown::Both);
-                return;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Write);
-    });
 }
 
 /// Checks the delay line itself: the median round trip of one byte through

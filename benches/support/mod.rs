@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::time::Instant;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::common::{client_key, ClientKey, KeyFormat, KeyKind, Sshd};
 
@@ -101,4 +104,75 @@ pub(crate) fn cpu_times() -> (f64, f64) {
     }
     // utime, stime, cutime, cstime (fields 14-17) in ticks of 10 ms.
     ((f[11] + f[12]) / 100.0, (f[13] + f[14]) / 100.0)
+}
+
+/// A loopback TCP proxy in front of `target` that delays each direction by
+/// `one_way`, with no limit on the bytes in flight. Runs until the process
+/// exits.
+#[derive(Debug)]
+pub(crate) struct DelayLine {
+    pub(crate) addr: SocketAddr,
+}
+
+impl DelayLine {
+    pub(crate) fn start(target: SocketAddr, one_way: Duration) -> DelayLine {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind delay line");
+        let addr = listener.local_addr().expect("delay line address");
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                delay_direction(client, server, one_way);
+                delay_direction(server2, client2, one_way);
+            }
+        });
+        DelayLine { addr }
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// One direction of the delay line: the reader stamps each chunk with the
+/// time it arrived; the writer sends it at that time plus `delay`. The
+/// channel is unbounded, so later chunks keep flowing while earlier ones
+/// wait.
+fn delay_direction(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return, // dropping `tx` ends the writer
+                Ok(n) => {
+                    if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                        let _ = from.shutdown(Shutdown::Both);
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    thread::spawn(move || {
+        for (arrived, chunk) in rx {
+            let due = arrived + delay;
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+            if to.write_all(&chunk).is_err() {
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }

@@ -19,10 +19,11 @@ use super::proto::{kind, status};
 use super::Shared;
 use crate::{Error, ErrorKind, Result};
 
-/// Requests a reader keeps in flight: 16 of OpenSSH's 255 KiB, 4 MiB.
-const READ_AHEAD: usize = 16;
-/// Writes a writer keeps unacknowledged.
-const WRITE_BEHIND: usize = 16;
+/// Requests a reader keeps in flight: 32 of OpenSSH's 255 KiB, 8 MiB, as
+/// a transfer keeps on one session.
+const READ_AHEAD: usize = 32;
+/// Writes a writer keeps unacknowledged (the same).
+const WRITE_BEHIND: usize = 32;
 
 /// An open remote file: its channel, handle and path.
 struct Open {
@@ -90,7 +91,7 @@ impl Open {
 /// A remote file open for reading: [`Read`], [`BufRead`] and [`Seek`].
 /// Made by [`SftpSession::open`](super::SftpSession::open).
 ///
-/// It keeps up to 16 read requests (4 MiB with OpenSSH) in flight ahead of
+/// It keeps up to 32 read requests (8 MiB with OpenSSH) in flight ahead of
 /// what was read, so that `std::io::copy` out of it runs near the speed of
 /// [`download`](super::SftpSession::download). A seek outside the data at
 /// hand drops the read-ahead and starts again at the new position.
@@ -271,7 +272,7 @@ impl Drop for SftpReader {
 /// [`SftpSession::append`](super::SftpSession::append).
 ///
 /// Writes are gathered into requests of the server's largest size and up
-/// to 16 of them are in flight unacknowledged, so that `std::io::copy`
+/// to 32 of them are in flight unacknowledged, so that `std::io::copy`
 /// into it runs near the speed of [`upload`](super::SftpSession::upload).
 /// A failed write is reported by a later `write`, by `flush` or by
 /// [`close`](Self::close): call `close` to learn whether everything
