@@ -43,7 +43,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{current_user, ClientKey};
-use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
+use etl_ssh::{SftpSession, TransferOptions};
 
 fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
     std::env::var(name)
@@ -115,16 +115,7 @@ fn check_line(one_way: Duration) -> (f64, f64) {
 }
 
 fn connect(port: u16, host_key: &str, key: &ClientKey) -> SftpSession {
-    Session::builder(common::HOST)
-        .receive_buffer(support::receive_buffer())
-        .port(port)
-        .known_host(KnownHost::public_key(host_key).expect("host key"))
-        .credential(Credential::key_pair(current_user(), &key.path))
-        .timeout(Duration::from_secs(600))
-        .connect()
-        .expect("connect")
-        .sftp()
-        .expect("sftp")
+    support::connect_sftp(port, host_key, &key.path)
 }
 
 /// Runs OpenSSH's `sftp -b` with `batch` against `port`; panics on failure.

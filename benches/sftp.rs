@@ -39,7 +39,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{current_user, ClientKey, Sshd};
-use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
+use etl_ssh::{SftpSession, TransferOptions};
 
 /// Runs OpenSSH's `sftp -b` with `batch`; returns the client's peak RSS
 /// (MiB): the `VmHWM` of `sftp` plus that of the `ssh` it starts (which
@@ -126,15 +126,7 @@ fn connect(server: &Sshd, key: &ClientKey) -> SftpSession {
 }
 
 fn connect_to(port: u16, host_key: &str, key: &Path) -> SftpSession {
-    let session = Session::builder(common::HOST)
-        .receive_buffer(support::receive_buffer())
-        .port(port)
-        .known_host(KnownHost::public_key(host_key).expect("host key"))
-        .credential(Credential::key_pair(current_user(), key))
-        .timeout(Duration::from_secs(300))
-        .connect()
-        .expect("connect");
-    session.sftp().expect("sftp")
+    support::connect_sftp(port, host_key, key)
 }
 
 /// The ways of moving a file whose peak RSS is measured.

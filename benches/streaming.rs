@@ -22,21 +22,12 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{current_user, ClientKey};
-use etl_ssh::{Credential, KnownHost, Session, SftpSession, TransferOptions};
+use common::ClientKey;
+use etl_ssh::{SftpSession, TransferOptions};
 use support::{bench_sshd, env_num, loadavg, median, time, write_noise, DelayLine};
 
 fn connect(port: u16, host_key: &str, key: &ClientKey) -> SftpSession {
-    Session::builder(common::HOST)
-        .receive_buffer(support::receive_buffer())
-        .port(port)
-        .known_host(KnownHost::public_key(host_key).expect("host key"))
-        .credential(Credential::key_pair(current_user(), &key.path))
-        .timeout(Duration::from_secs(300))
-        .connect()
-        .expect("connect")
-        .sftp()
-        .expect("sftp")
+    support::connect_sftp(port, host_key, &key.path)
 }
 
 fn path_str(p: &Path) -> &str {

@@ -28,6 +28,25 @@ pub(crate) fn bench_sshd(cipher: Option<&str>) -> Option<(Sshd, ClientKey)> {
     Some((builder.start_if_available()?, key))
 }
 
+/// An SFTP session to the bench server through `port` (the server's, or a
+/// delay line's), pinned to `host_key`, with `key` for the current user,
+/// the bench's receive buffer and a 600 s operation timeout.
+pub(crate) fn connect_sftp(port: u16, host_key: &str, key: &Path) -> etl_ssh::SftpSession {
+    etl_ssh::Session::builder(crate::common::HOST)
+        .receive_buffer(receive_buffer())
+        .port(port)
+        .known_host(etl_ssh::KnownHost::public_key(host_key).expect("host key"))
+        .credential(etl_ssh::Credential::key_pair(
+            crate::common::current_user(),
+            key,
+        ))
+        .timeout(Duration::from_secs(600))
+        .connect()
+        .expect("connect")
+        .sftp()
+        .expect("sftp")
+}
+
 /// A numeric knob from the environment, or `default`.
 pub(crate) fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
