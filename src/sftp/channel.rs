@@ -847,17 +847,22 @@ impl SftpChannel {
         }
     }
 
-    /// Removes a file we made, best effort; `Err` with the reason when the
-    /// server refused, for the caller to report as a leftover.
+    /// Removes a file we made, best effort (one already gone is fine);
+    /// `Err` with the reason when the server refused, for the caller to
+    /// report as a leftover.
     pub(crate) fn remove_ours(&mut self, path: &[u8]) -> std::result::Result<(), String> {
         if self.broken {
             return Err("the connection is lost".into());
         }
         let id = self.send_str(kind::REMOVE, path);
-        self.status_of(id, "remove", path).map_err(|e| {
-            warn!("cannot remove our temporary file {}: {e}", shown(path));
-            e.to_string()
-        })
+        match self.status_of(id, "remove", path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                warn!("cannot remove our temporary file {}: {e}", shown(path));
+                Err(e.to_string())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 }
 
