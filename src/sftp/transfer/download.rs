@@ -112,14 +112,8 @@ fn download_into(
     let mut ch = shared.pool.any()?;
     let (handle, meta) = stat_and_open(&mut ch, remote)?;
     let total = meta.len();
-    let own_job;
-    let job = match job {
-        Some(job) => job,
-        None => {
-            own_job = Job::new(options, total);
-            &own_job
-        }
-    };
+    let mut own_job = None;
+    let job = Job::or_own(job, &mut own_job, options, total);
     let progress = job.file(local.display().to_string(), total);
     let target = match LocalTarget::create(&mut ch, &handle, remote, local, &meta, options, guard) {
         Ok(t) => t,

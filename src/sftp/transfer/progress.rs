@@ -22,6 +22,19 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// `job`, or a job of one file of `total` bytes kept in `own`.
+    pub(crate) fn or_own(
+        job: Option<&'a Job<'a>>,
+        own: &'a mut Option<Job<'a>>,
+        options: &'a TransferOptions,
+        total: u64,
+    ) -> &'a Job<'a> {
+        match job {
+            Some(job) => job,
+            None => own.insert(Job::new(options, total)),
+        }
+    }
+
     /// The progress of one file of the job, shown as `name`; it reports
     /// once [`FileProgress::start`] says where the file starts.
     pub(crate) fn file(&'a self, name: String, total: u64) -> FileProgress<'a> {

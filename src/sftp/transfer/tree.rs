@@ -82,17 +82,11 @@ pub(crate) fn upload_dir(
         walk_local(&mut ch, local, remote, options)?
     };
     spread(shared, files, options, |shared, work, options, job| {
-        let report = |(local, remote): (PathBuf, Vec<u8>), result| FileReport {
-            local,
-            remote: RemotePath::new(remote),
-            result,
-        };
+        let report =
+            |(local, remote): (PathBuf, Vec<u8>), result| file_report(local, remote, result);
         match work {
             Work::Wave(files) => {
-                let results = match shared.pool.any() {
-                    Ok(mut ch) => upload_wave(&mut ch, &files, options, job),
-                    Err(e) => Err(e),
-                };
+                let results = on_a_channel(shared, |ch| upload_wave(ch, &files, options, job));
                 each(files, results, report)
             }
             Work::One(file) => {
@@ -101,6 +95,20 @@ pub(crate) fn upload_dir(
             }
         }
     })
+}
+
+/// The report of one file.
+fn file_report(local: PathBuf, remote: Vec<u8>, result: Result<Delivery>) -> FileReport {
+    FileReport {
+        local,
+        remote: RemotePath::new(remote),
+        result,
+    }
+}
+
+/// `f` on a channel of `shared`'s.
+fn on_a_channel<T>(shared: &Shared, f: impl FnOnce(&mut SftpChannel) -> Result<T>) -> Result<T> {
+    f(&mut *shared.pool.any()?)
 }
 
 /// The reports of `files` from their `results` (in order), or, when the
@@ -244,17 +252,11 @@ pub(crate) fn download_dir(
         .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
     let files = walk_remote(&mut *shared.pool.any()?, remote, local, options)?;
     spread(shared, files, options, |shared, work, options, job| {
-        let report = |(remote, local): (Vec<u8>, PathBuf), result| FileReport {
-            local,
-            remote: RemotePath::new(remote),
-            result,
-        };
+        let report =
+            |(remote, local): (Vec<u8>, PathBuf), result| file_report(local, remote, result);
         match work {
             Work::Wave(files) => {
-                let results = match shared.pool.any() {
-                    Ok(mut ch) => download_wave(&mut ch, &files, options, job),
-                    Err(e) => Err(e),
-                };
+                let results = on_a_channel(shared, |ch| download_wave(ch, &files, options, job));
                 // Files bigger than a wave takes (`None`) move alone.
                 let (results, bigger): (Vec<_>, Vec<_>) = match results {
                     Ok(results) => {

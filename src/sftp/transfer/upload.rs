@@ -112,14 +112,8 @@ pub(crate) fn upload_file(
 ) -> Result<Delivery> {
     let (source, meta) = open_source(local)?;
     let total = meta.len();
-    let own_job;
-    let job = match job {
-        Some(job) => job,
-        None => {
-            own_job = Job::new(options, total);
-            &own_job
-        }
-    };
+    let mut own_job = None;
+    let job = Job::or_own(job, &mut own_job, options, total);
     let progress = job.file(shown(remote), total);
     let mut source_id = local.as_os_str().as_encoded_bytes().to_vec();
     source_id.extend_from_slice(format!("\0{total}\0{:?}", meta.modified().ok()).as_bytes());
