@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::HostKeyType;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -40,7 +41,7 @@ fn pinned_by_file(server: &TestServer, file: &Path, alias: &str) -> Result<Sessi
 /// `type base64` of the server's first host key.
 fn key_fields(server: &TestServer) -> String {
     let line = server
-        .host_key_line(etl_ssh::testkit::HostKeyType::Ed25519)
+        .host_key_line(HostKeyType::Ed25519)
         .expect("ed25519 host key");
     line.split_whitespace()
         .take(2)
@@ -50,7 +51,7 @@ fn key_fields(server: &TestServer) -> String {
 
 fn fingerprint(server: &TestServer) -> String {
     server
-        .host_key_fingerprint(etl_ssh::testkit::HostKeyType::Ed25519)
+        .host_key_fingerprint(HostKeyType::Ed25519)
         .expect("ed25519 host key")
         .to_string()
 }

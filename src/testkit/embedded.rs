@@ -25,8 +25,8 @@ use super::sftp::SftpHandler;
 pub(crate) struct Shared {
     pub(crate) key_user: String,
     pub(crate) keys: Vec<PublicKey>,
-    pub(crate) password_user: String,
-    pub(crate) password: String,
+    /// The password user and password, when password authentication is on.
+    pub(crate) password: Option<(String, String)>,
     pub(crate) refuse_auth: AtomicBool,
     pub(crate) root: PathBuf,
     /// SFTP without OpenSSH's extensions.
@@ -59,7 +59,9 @@ impl Embedded {
             .build()?;
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::PublicKey);
-        methods.push(MethodKind::Password);
+        if shared.password.is_some() {
+            methods.push(MethodKind::Password);
+        }
         let config = Arc::new(Config {
             server_id: russh::SshId::Standard("SSH-2.0-etl_ssh_testkit".into()),
             methods,
@@ -146,8 +148,12 @@ impl Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if !self.refusing() && user == self.shared.password_user && password == self.shared.password
-        {
+        let accepted = self
+            .shared
+            .password
+            .as_ref()
+            .is_some_and(|(u, p)| !self.refusing() && user == u && password == p);
+        if accepted {
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())
