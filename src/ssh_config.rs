@@ -489,6 +489,37 @@ fn local_user() -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn config_owner_and_mode_as_openssh_checks_them() {
+        let us = rustix::process::getuid().as_raw();
+        let path = Path::new("/etc/etl/ssh_config");
+        for (owner, mode) in [(us, 0o100644), (us, 0o600), (0, 0o644), (0, 0o444)] {
+            assert!(
+                check_config_owner_and_mode(path, owner, mode).is_ok(),
+                "{owner} {mode:o}"
+            );
+        }
+        for (mode, bits) in [(0o100664, "0664"), (0o646, "0646"), (0o620, "0620")] {
+            let err = check_config_owner_and_mode(path, us, mode).expect_err("writable");
+            assert_eq!(err.kind(), crate::ErrorKind::PermissionDenied);
+            let text = err.to_string();
+            assert!(text.contains(bits), "{text}");
+            assert!(text.contains("chmod go-w /etc/etl/ssh_config"), "{text}");
+        }
+        let stranger = if us == 4_000_000_001 {
+            4_000_000_002
+        } else {
+            4_000_000_001
+        };
+        let err = check_config_owner_and_mode(path, stranger, 0o666).expect_err("owner");
+        let text = err.to_string();
+        assert!(text.contains(&format!("owned by uid {stranger}")), "{text}");
+        assert!(
+            text.contains(&format!("chown {us} /etc/etl/ssh_config && chmod go-w")),
+            "{text}"
+        );
+    }
+
     const CONFIG: &str = r#"
 # defaults at the end, specific hosts first, as ssh_config(5) advises
 Host partner-sftp

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) plain_sftp: bool,
     /// posix-rename advertised but refused.
     pub(crate) refuse_posix_rename: bool,
+    /// Exec channels close without an exit status or signal.
+    pub(crate) omit_exit_status: bool,
 }
 
 /// The running server; stops on drop.
@@ -262,7 +264,8 @@ impl Handler for Connection {
         let command = data.to_vec();
         let root = self.shared.root.clone();
         let handle = session.handle();
-        tokio::spawn(run_command(chan, command, root, handle));
+        let report_status = !self.shared.omit_exit_status;
+        tokio::spawn(run_command(chan, command, root, handle, report_status));
         Ok(())
     }
 
@@ -308,12 +311,14 @@ fn signal_name(signal: i32) -> Sig {
 }
 
 /// Runs `sh -c COMMAND` in the SFTP root with the channel as its stdin,
-/// stdout and stderr, then reports the exit status or signal and closes.
+/// stdout and stderr, then reports the exit status or signal (unless
+/// `report_status` is false) and closes.
 async fn run_command(
     chan: Channel<Msg>,
     command: Vec<u8>,
     root: PathBuf,
     handle: russh::server::Handle,
+    report_status: bool,
 ) {
     use std::os::unix::ffi::OsStrExt;
     let id = chan.id();
@@ -396,6 +401,12 @@ async fn run_command(
         let _ = task.await;
     }
     let status = child.wait().await;
+    if !report_status {
+        // As a server that drops the message: output, EOF, close, no status.
+        let _ = write_half.eof().await;
+        let _ = write_half.close().await;
+        return;
+    }
     // The exit status goes before EOF, as OpenSSH sends it: a client may
     // close the channel as soon as it sees EOF.
     match status {

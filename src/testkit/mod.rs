@@ -250,6 +250,7 @@ pub struct TestServerBuilder {
     authorized_keys: Vec<String>,
     plain_sftp: bool,
     refuse_posix_rename: bool,
+    omit_exit_status: bool,
 }
 
 impl Default for TestServerBuilder {
@@ -262,6 +263,7 @@ impl Default for TestServerBuilder {
             authorized_keys: Vec::new(),
             plain_sftp: false,
             refuse_posix_rename: false,
+            omit_exit_status: false,
         }
     }
 }
@@ -332,6 +334,16 @@ impl TestServerBuilder {
         self
     }
 
+    /// Close every exec channel after the command's output and end of file
+    /// without sending its exit status or signal, as some servers do (see
+    /// [`ExitStatus::code`](crate::ExitStatus::code) for what the client
+    /// reads then). Embedded backend only, like
+    /// [`plain_sftp`](Self::plain_sftp). Defaults to `false`.
+    pub fn omit_exit_status(mut self, omit: bool) -> Self {
+        self.omit_exit_status = omit;
+        self
+    }
+
     /// Generates keys, starts the server and waits until it accepts
     /// connections.
     ///
@@ -343,7 +355,8 @@ impl TestServerBuilder {
     /// [`authorized_key`](Self::authorized_key) that does not parse, for
     /// [`Backend::OpenSsh`] when `sshd` is not found or with
     /// [`plain_sftp`](Self::plain_sftp) or
-    /// [`refuse_posix_rename`](Self::refuse_posix_rename), or for a bad
+    /// [`refuse_posix_rename`](Self::refuse_posix_rename) or
+    /// [`omit_exit_status`](Self::omit_exit_status), or for a bad
     /// [`BACKEND_ENV`].
     pub fn start(self) -> Result<TestServer> {
         TestServer::start_with(self)
@@ -434,6 +447,12 @@ impl TestServer {
             return Err(Error::invalid(
                 "testkit plain_sftp",
                 "only the embedded backend serves SFTP without OpenSSH's extensions",
+            ));
+        }
+        if backend == Backend::OpenSsh && b.omit_exit_status {
+            return Err(Error::invalid(
+                "testkit omit_exit_status",
+                "only the embedded backend closes exec channels without an exit status",
             ));
         }
         let dir = process::temp_dir("etl-ssh-testkit-")
@@ -530,6 +549,7 @@ impl TestServer {
                 root: sftp_root.clone(),
                 plain_sftp: b.plain_sftp,
                 refuse_posix_rename: b.refuse_posix_rename,
+                omit_exit_status: b.omit_exit_status,
             });
             let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
                 .map_err(io_err("start the embedded test server"))?;

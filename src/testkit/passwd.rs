@@ -247,3 +247,25 @@ fn sha512_crypt(password: &SecretString) -> io::Result<String> {
     }
     Ok(hash)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_fields_default_to_today_and_no_limits() {
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400);
+        assert_eq!(ShadowAging::default().fields(), format!("{today}::::::"));
+        assert_eq!(ShadowAging::must_change_password().fields(), "0::::::");
+        let aging = ShadowAging {
+            last_change: Some(19_000),
+            max_days: Some(90),
+            warn_days: Some(7),
+            expire_date: Some(20_000),
+            ..ShadowAging::default()
+        };
+        assert_eq!(aging.fields(), "19000::90:7::20000:");
+    }
+}

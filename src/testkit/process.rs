@@ -5,8 +5,8 @@
 //!   standard input is a pipe from this process. `read` returns at end of
 //!   file, which comes when we close the pipe (a normal stop) or when this
 //!   process dies, however it dies; the watchdog then stops the server by
-//!   its pid (`SIGTERM`, `SIGKILL` after 5 s) and removes the server's
-//!   folder. No `unsafe` and no `PR_SET_PDEATHSIG` (which fires when the
+//!   its pid (`SIGTERM`; a normal stop sends `SIGKILL` if that has not
+//!   worked within 8 s), waits for it and removes the server's folder. No `unsafe` and no `PR_SET_PDEATHSIG` (which fires when the
 //!   spawning *thread* exits). The watchdog and its server run in a process
 //!   group of their own, so that a signal to the test's group (Ctrl-C,
 //!   `timeout`) reaches the test process only and the watchdog lives on to
@@ -39,11 +39,8 @@ trap '' INT HUP TERM
 read line || :
 if [ "$line" = keep ]; then dir=; fi
 kill -TERM "$pid" 2>/dev/null
-( sleep 5; kill -KILL "$pid" 2>/dev/null ) &
-killer=$!
 wait "$pid"
 status=$?
-kill "$killer" 2>/dev/null
 if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
 exit "$status"
 "#;
