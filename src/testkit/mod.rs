@@ -718,7 +718,9 @@ impl TestServer {
         self.sftp_root.join(relative).to_string_lossy().into_owned()
     }
 
-    /// The server's own temporary folder (keys, config, log).
+    /// The server's own temporary folder: the client key and the SFTP root
+    /// (OpenSSH's config, host keys and log are in [`Sshd::dir`], see
+    /// [`Self::sshd`]).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
 
+// Not every test binary names all three.
 #[allow(unused_imports)]
 pub use etl_ssh::testkit::{HostKeyType, Sshd, SshdBuilder};
 use tempfile::TempDir;
