@@ -131,6 +131,56 @@ fn concurrent_first_connections_record_one_key() {
 }
 
 #[test]
+fn tofu_waits_for_another_writers_lock() {
+    use std::io::BufRead;
+    let Some(flock) = ["/usr/bin/flock", "/bin/flock"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        common::loud("SKIPPED: flock(1) (util-linux) is not installed");
+        return;
+    };
+    let server = embedded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("known_hosts");
+    fs::write(&file, "").expect("create");
+    // Another writer holds the lock for a second, and writes a pin for
+    // another host meanwhile, without a final newline.
+    let mut holder = std::process::Command::new(flock)
+        .arg(&file)
+        .arg("-c")
+        .arg(format!(
+            "echo locked; sleep 1; printf 'other.partner {}' >> '{}'",
+            key_fields(&server),
+            file.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run flock");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "locked\n");
+    let started = std::time::Instant::now();
+    tofu(&server, &file, "partner").expect("first use is trusted");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "did not wait for the lock: {:?}",
+        started.elapsed()
+    );
+    assert!(holder.wait().expect("flock").success());
+    assert_eq!(
+        fs::read_to_string(&file).expect("read"),
+        format!(
+            "other.partner {}\npartner {}\n",
+            key_fields(&server),
+            key_fields(&server)
+        )
+    );
+}
+
+#[test]
 fn tofu_creates_the_file_0600_and_its_folder_0700() {
     let server = embedded();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -547,10 +547,10 @@ impl HostKeyPolicy {
         use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 
         check_recordable_name(&self.lookup, self.lookup_from)?;
-        let write_error = |source| {
+        let write_error = |source: std::io::Error| {
             Error::io(
                 format!(
-                    "cannot record the host key of {}:{} in known_hosts file {}",
+                    "cannot record the host key of {}:{} in known_hosts file {}: {source}",
                     self.host,
                     self.port,
                     path.display()
@@ -701,7 +701,7 @@ fn lock_exclusive(file: &std::fs::File, path: &Path) -> Result<()> {
             Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {}
             Err(e) => {
                 return Err(Error::io(
-                    format!("cannot lock known_hosts file {}", path.display()),
+                    format!("cannot lock known_hosts file {}: {e}", path.display()),
                     e.into(),
                 ))
             }
