@@ -533,3 +533,18 @@ fn sshd_and_folders_die_with_a_killed_test_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_config_sshd_rejects_is_reported_with_its_words() {
+    if common::require_sshd().is_none() {
+        return;
+    }
+    let err = Sshd::builder()
+        .host_key_types([HostKeyType::Ed25519])
+        .extra_config("NoSuchKeyword yes")
+        .start()
+        .expect_err("sshd -t refuses it");
+    let text = err.to_string();
+    assert!(text.contains("sshd -t rejected the test config"), "{text}");
+    assert!(text.contains("NoSuchKeyword"), "{text}");
+}

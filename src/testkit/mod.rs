@@ -422,7 +422,7 @@ fn current_user() -> String {
 }
 
 fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::io(what.to_string(), e)
+    move |e| Error::io(format!("{what}: {e}"), e)
 }
 
 impl TestServer {

@@ -42,7 +42,7 @@ fn keygen_path() -> Result<PathBuf> {
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
-    move |e| Error::io(what, e)
+    move |e| Error::io(format!("{what}: {e}"), e)
 }
 
 impl HostKeyType {
@@ -279,8 +279,12 @@ fn run_ok(cmd: &mut Command, what: &str) -> Result<()> {
         return Ok(());
     }
     Err(Error::io(
-        format!("{what} failed ({})", out.status),
-        io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        io::Error::other(format!("{what} failed")),
     ))
 }
 
@@ -537,13 +541,13 @@ impl Sshd {
                     .map_err(io_err("run sshd -t"))?;
                 if !out.status.success() {
                     return Err(Error::io(
-                        "sshd -t rejected the test config",
-                        io::Error::other(format!(
-                            "{}{}\n--- sshd_config ---\n{}",
+                        format!(
+                            "sshd -t rejected the test config: {}{}\n--- sshd_config ---\n{}",
                             String::from_utf8_lossy(&out.stdout),
                             String::from_utf8_lossy(&out.stderr),
                             read_lossy(&config_path)
-                        )),
+                        ),
+                        io::Error::other("sshd -t failed"),
                     ));
                 }
             }
@@ -587,10 +591,11 @@ impl Sshd {
                         Failure::Bind => last_failure = log,
                         Failure::Other(why) => {
                             return Err(Error::io(
-                                "test sshd did not start",
-                                io::Error::other(format!(
-                                    "{why}\n--- sshd log ---\n{log}\n--- sshd output ---\n{output}"
-                                )),
+                                format!(
+                                    "test sshd did not start: {why}\n--- sshd log ---\n{log}\n\
+                                     --- sshd output ---\n{output}"
+                                ),
+                                io::Error::other(why),
                             ))
                         }
                     }
@@ -598,10 +603,11 @@ impl Sshd {
             }
         }
         Err(Error::io(
-            "test sshd did not start",
-            io::Error::other(format!(
-                "no free port in {START_ATTEMPTS} attempts; last log:\n{last_failure}"
-            )),
+            format!(
+                "test sshd did not start: no free port in {START_ATTEMPTS} attempts; \
+                 last log:\n{last_failure}"
+            ),
+            io::Error::other("no free port"),
         ))
     }
 
@@ -826,8 +832,8 @@ impl Sshd {
         while self.log().matches(&needle).count() <= before {
             if Instant::now() >= deadline || self.process.has_exited() {
                 return Err(Error::io(
-                    "reload test sshd",
-                    io::Error::other(format!("sshd did not listen again:\n{}", self.log())),
+                    format!("reload test sshd: it did not listen again:\n{}", self.log()),
+                    io::Error::other("sshd did not listen again"),
                 ));
             }
             sleep(Duration::from_millis(20));
