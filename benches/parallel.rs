@@ -32,6 +32,7 @@
 mod common;
 mod support;
 
+use crate::common::HostKeyType;
 use support::{bench_sshd, env_num, loadavg, median, time, write_noise, DelayLine};
 
 use std::fs;
@@ -377,7 +378,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ctx = Ctx {
         key: &key,
-        host_key: server.host_key_public_line("ed25519"),
+        host_key: server
+            .host_key_public_line(HostKeyType::Ed25519)
+            .to_string(),
         dir: dir.path(),
         runs,
         sessions,

@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::ClientKey;
+use common::{ClientKey, HostKeyType};
 use etl_ssh::{SftpSession, TransferOptions};
 use support::{bench_sshd, env_num, loadavg, median, time, write_noise, DelayLine};
 
@@ -44,7 +44,9 @@ fn main() {
     let Some((server, key)) = bench_sshd(None) else {
         return;
     };
-    let host_key = server.host_key_public_line("ed25519");
+    let host_key = server
+        .host_key_public_line(HostKeyType::Ed25519)
+        .to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let src = d.join("src.bin");

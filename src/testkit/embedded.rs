@@ -26,8 +26,8 @@ use super::sftp::{serve, Quirks, SftpServer};
 pub(crate) struct Shared {
     pub(crate) key_user: String,
     pub(crate) keys: Vec<PublicKey>,
-    pub(crate) password_user: String,
-    pub(crate) password: String,
+    /// The password user and password, when password authentication is on.
+    pub(crate) password: Option<(String, String)>,
     pub(crate) refuse_auth: AtomicBool,
     pub(crate) root: PathBuf,
     /// How the SFTP server departs from a well-behaved one.
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) one_channel_per_connection: bool,
     /// The receive window the server grants per channel.
     pub(crate) window_size: Option<u32>,
+    /// Exec channels close without an exit status or signal.
+    pub(crate) omit_exit_status: bool,
 }
 
 /// The running server; stops on drop.
@@ -66,7 +68,9 @@ impl Embedded {
             .build()?;
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::PublicKey);
-        methods.push(MethodKind::Password);
+        if shared.password.is_some() {
+            methods.push(MethodKind::Password);
+        }
         let config = Arc::new(Config {
             server_id: russh::SshId::Standard("SSH-2.0-etl_ssh_testkit".into()),
             methods,
@@ -182,8 +186,12 @@ impl Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if !self.refusing() && user == self.shared.password_user && password == self.shared.password
-        {
+        let accepted = self
+            .shared
+            .password
+            .as_ref()
+            .is_some_and(|(u, p)| !self.refusing() && user == u && password == p);
+        if accepted {
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())
@@ -312,9 +320,10 @@ impl Handler for Connection {
         let handle = session.handle();
         let live = Arc::clone(&self.live);
         let one_channel = self.shared.one_channel_per_connection;
+        let report_status = !self.shared.omit_exit_status;
         tokio::spawn(async move {
             let id = chan.id();
-            run_command(chan, command, root, handle.clone()).await;
+            run_command(chan, command, root, handle.clone(), report_status).await;
             live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             if one_channel {
                 // After the client had time to read what the command said
@@ -379,12 +388,14 @@ fn signal_name(signal: i32) -> Sig {
 }
 
 /// Runs `sh -c COMMAND` in the SFTP root with the channel as its stdin,
-/// stdout and stderr, then reports the exit status or signal and closes.
+/// stdout and stderr, then reports the exit status or signal (unless
+/// `report_status` is false) and closes.
 async fn run_command(
     chan: Channel<Msg>,
     command: Vec<u8>,
     root: PathBuf,
     handle: russh::server::Handle,
+    report_status: bool,
 ) {
     use std::os::unix::ffi::OsStrExt;
     let id = chan.id();
@@ -467,6 +478,12 @@ async fn run_command(
         let _ = task.await;
     }
     let status = child.wait().await;
+    if !report_status {
+        // As a server that drops the message: output, EOF, close, no status.
+        let _ = write_half.eof().await;
+        let _ = write_half.close().await;
+        return;
+    }
     // The exit status goes before EOF, as OpenSSH sends it: a client may
     // close the channel as soon as it sees EOF.
     match status {
