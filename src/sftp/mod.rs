@@ -456,6 +456,39 @@ impl SftpSession {
             .unwrap_or_default()
     }
 
+    /// Removes the temporary files `options` make (see
+    /// [`TransferOptions::temp_name`]) from the remote folder `dir`, when
+    /// they are regular files last modified more than `older_than` ago:
+    /// what failed uploads left on the server when it refused to remove
+    /// them or the connection was cut (a resumable upload's temporary
+    /// file, too, once it is that old). Only names this crate makes are
+    /// touched. Returns what it removed.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let sftp: etl_ssh::SftpSession = todo!();
+    /// use std::time::Duration;
+    /// let options = etl_ssh::TransferOptions::new();
+    /// let removed = sftp.remove_stale_temps("/inbox", Duration::from_secs(24 * 3600), &options)?;
+    /// println!("{} stale temporary files removed", removed.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_dir`](Self::read_dir) and
+    /// [`remove_file`](Self::remove_file) (the first removal refused stops
+    /// it).
+    pub fn remove_stale_temps(
+        &self,
+        dir: impl AsRef<[u8]>,
+        older_than: std::time::Duration,
+        options: &TransferOptions,
+    ) -> Result<Vec<RemotePath>> {
+        self.with(|ch| transfer::stale::remove_remote(ch, dir.as_ref(), older_than, options))
+    }
+
     /// Opens `path` for reading, with read-ahead (see [`SftpReader`]):
     /// `std::io::copy` out of it is fast.
     ///

@@ -436,6 +436,58 @@ impl TestServerBuilder {
         self
     }
 
+    /// A partner inbox whose watcher takes every file written in the SFTP
+    /// root the moment its handle closes (MOVEit-, GoAnywhere- and
+    /// gateway-style inboxes): the file moves into `picked-up/` below the
+    /// root, under the name it had then. Files in folders below the root
+    /// are left alone. Defaults to `false`.
+    pub fn pickup_on_close(mut self, on: bool) -> Self {
+        self.quirks.pickup_on_close = on;
+        self
+    }
+
+    /// Refuse every rename (plain and `posix-rename@openssh.com`) with
+    /// "permission denied", as inboxes that forbid renames do. Defaults to
+    /// `false`.
+    pub fn deny_rename(mut self, on: bool) -> Self {
+        self.quirks.deny_rename = on;
+        self
+    }
+
+    /// Refuse every REMOVE with "permission denied". Defaults to `false`.
+    pub fn deny_remove(mut self, on: bool) -> Self {
+        self.quirks.deny_remove = on;
+        self
+    }
+
+    /// Refuse STAT, LSTAT and FSTAT with "permission denied", as some
+    /// drop boxes do. Defaults to `false`.
+    pub fn deny_stat(mut self, on: bool) -> Self {
+        self.quirks.deny_stat = on;
+        self
+    }
+
+    /// Refuse SETSTAT and FSETSTAT (times, mode) with "permission denied".
+    /// Defaults to `false`.
+    pub fn deny_setstat(mut self, on: bool) -> Self {
+        self.quirks.deny_setstat = on;
+        self
+    }
+
+    /// Allow one open file per SFTP session: a second OPEN fails while one
+    /// is open, as some servers (IBM Sterling) do. Defaults to `false`.
+    pub fn one_open_file(mut self, on: bool) -> Self {
+        self.quirks.one_open_file = on;
+        self
+    }
+
+    /// Accept writes only at the end of what was written, as
+    /// object-storage-backed gateways do. Defaults to `false`.
+    pub fn sequential_writes(mut self, on: bool) -> Self {
+        self.quirks.sequential_writes = on;
+        self
+    }
+
     /// Close every exec channel after the command's output and end of file
     /// without sending its exit status or signal, as some servers do (see
     /// [`ExitStatus::code`](crate::ExitStatus::code) for what the client
@@ -459,6 +511,13 @@ impl TestServerBuilder {
             (q.text_first.is_some(), "text_before_sftp"),
             (q.unsolicited, "unsolicited_reply"),
             (q.fail_start.is_some(), "sftp_fails_at_start"),
+            (q.pickup_on_close, "pickup_on_close"),
+            (q.deny_rename, "deny_rename"),
+            (q.deny_remove, "deny_remove"),
+            (q.deny_stat, "deny_stat"),
+            (q.deny_setstat, "deny_setstat"),
+            (q.one_open_file, "one_open_file"),
+            (q.sequential_writes, "sequential_writes"),
             (self.max_channels.is_some(), "max_channels"),
             (
                 self.one_channel_per_connection,

@@ -54,8 +54,8 @@ pub(crate) struct Quirks {
     /// The subsystem ends at once, saying this on stderr, with this exit
     /// status (as one that fails at start does).
     pub(crate) fail_start: Option<(String, u32)>,
-    /// A watcher takes every file written to the moment its handle
-    /// closes: it moves into [`PICKED_UP`] below the SFTP root.
+    /// A watcher takes every file written in the SFTP root (the inbox) the
+    /// moment its handle closes: it moves into [`PICKED_UP`] below it.
     pub(crate) pickup_on_close: bool,
     /// RENAME and posix-rename are refused (permission denied).
     pub(crate) deny_rename: bool,
@@ -314,7 +314,12 @@ impl SftpServer {
                     .handles
                     .remove(&handle)
                     .ok_or_else(|| failure("invalid handle"))?;
+                let in_inbox = |p: &Path| p.parent() == Some(self.root.as_path());
                 if let (Open::File(_, path, true), true) = (closed, self.quirks.pickup_on_close) {
+                    if !in_inbox(&path) {
+                        Self::ok(id, out);
+                        return Ok(());
+                    }
                     let bin = self.root.join(PICKED_UP);
                     fs::create_dir_all(&bin)?;
                     if let Some(name) = path.file_name() {

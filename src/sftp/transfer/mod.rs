@@ -3,7 +3,8 @@
 //! file up or down (`upload.rs`, `download.rs`), the
 //! pipelines they run on a channel (`pipeline.rs`), the pieces of a large
 //! file over several sessions (`segments.rs`), many small files at once
-//! (`wave.rs`), and folder trees (`tree.rs`).
+//! (`wave.rs`), folder trees (`tree.rs`), and the removal of stale
+//! temporary files (`stale.rs`).
 
 pub(crate) mod download;
 pub(crate) mod options;
@@ -11,6 +12,7 @@ pub(crate) mod outcome;
 pub(crate) mod pipeline;
 pub(crate) mod progress;
 pub(crate) mod segments;
+pub(crate) mod stale;
 pub(crate) mod tree;
 pub(crate) mod upload;
 pub(crate) mod wave;

@@ -458,6 +458,37 @@ impl TransferOptions {
         }
     }
 
+    /// Removes the temporary files these options make (the `temp_name`
+    /// pattern with a `{unique}` part of this crate's, and files a rename
+    /// moved aside) from the local folder `dir` when they are regular files
+    /// of ours last modified more than `older_than` ago: what downloads
+    /// left when they could not clean up. Returns what it removed. See
+    /// [`SftpSession::remove_stale_temps`](crate::SftpSession::remove_stale_temps)
+    /// for the server's side.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// use std::time::Duration;
+    /// let options = etl_ssh::TransferOptions::new();
+    /// for path in options.remove_stale_local_temps("in", Duration::from_secs(24 * 3600))? {
+    ///     eprintln!("removed {}", path.display());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) when the folder cannot be
+    /// listed or a file removed.
+    pub fn remove_stale_local_temps(
+        &self,
+        dir: impl AsRef<std::path::Path>,
+        older_than: std::time::Duration,
+    ) -> crate::Result<Vec<std::path::PathBuf>> {
+        super::stale::remove_local(dir.as_ref(), older_than, self)
+    }
+
     /// Whether an upload to a server with `ext` may write out of order.
     pub(crate) fn any_order(&self, ext: &crate::sftp::channel::Extensions) -> bool {
         match self.write_order {
@@ -476,16 +507,32 @@ impl TransferOptions {
     /// `source_id` (the source's identity: path, size, mtime) makes the
     /// `{unique}` part the same on every attempt.
     pub(crate) fn temp_for(&self, name: &[u8], source_id: &[u8]) -> Vec<u8> {
-        let mut pattern = self.temp_name.clone();
-        if !pattern.contains("{unique}") {
-            pattern.push_str(".{unique}");
-        }
+        let pattern = self.pattern();
         let unique = if self.resume {
             resumable_id(name, source_id)
         } else {
             unique()
         };
         bounded_name(name, &pattern.replace("{unique}", &unique))
+    }
+
+    /// The `temp_name` pattern as used: with `{unique}` appended when it
+    /// has none.
+    fn pattern(&self) -> String {
+        let mut pattern = self.temp_name.clone();
+        if !pattern.contains("{unique}") {
+            pattern.push_str(".{unique}");
+        }
+        pattern
+    }
+
+    /// Whether `name` is one this crate made with these options: a
+    /// temporary file (this `temp_name` pattern and a `{unique}` part of
+    /// ours), or a replaced file moved aside by a rename
+    /// (`.{name}.{unique}.old`).
+    pub(crate) fn is_our_temp(&self, name: &[u8]) -> bool {
+        crate::sftp::path::matches_temp_pattern(name, &self.pattern())
+            || crate::sftp::path::matches_temp_pattern(name, crate::sftp::path::ASIDE_NAME)
     }
 
     /// Where to carry on with a temporary file of `found` bytes for a
