@@ -236,8 +236,8 @@ pub use session::{
 pub use ssh_config::{HostConfig, SshConfig};
 
 pub use sftp::{
-    Delivery, DirEntry, DirReport, FileReport, FileType, Glob, Metadata, Overwrite, Progress,
-    ReadDir, RemotePath, SftpReader, SftpSession, SftpWriter, TransferOptions, Verified,
+    Checksum, Delivery, DirEntry, DirReport, FileReport, FileType, Glob, Metadata, Overwrite,
+    Progress, ReadDir, RemotePath, SftpReader, SftpSession, SftpWriter, TransferOptions, Verified,
     WriteOrder, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
     PIPELINE_BUFFERS,
 };

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{embedded, names_in, random_bytes};
 use etl_ssh::testkit::TestServer;
-use etl_ssh::{ErrorKind, RetryPolicy, TransferOptions, Verified, WriteOrder};
+use etl_ssh::{Checksum, ErrorKind, RetryPolicy, TransferOptions, Verified, WriteOrder};
 
 /// A local folder with `orders.csv` of `len` bytes.
 fn source(len: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
@@ -339,4 +339,81 @@ fn stale_temps_are_found_and_removed() {
             ]
         );
     }
+}
+
+/// `verify_checksum`: where the account runs commands, both sides' SHA-256
+/// match and the delivery carries it (uploads, downloads, folders); on an
+/// SFTP-only account the delivery says why it could not be verified.
+#[test]
+fn checksums_where_the_server_can_and_not_verifiable_where_not() {
+    let options = TransferOptions::new().verify_checksum(true);
+    let (_dir, src, data) = source(3 << 20);
+    let expected = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&data);
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for backend in common::backends() {
+        let server = common::test_server(backend);
+        let sftp = server.session().expect("session").sftp().expect("sftp");
+        let up = sftp
+            .deliver(&src, server.remote_path("c.bin"), &options)
+            .expect("upload");
+        assert_eq!(
+            up.checksum(),
+            &Checksum::Sha256(expected.clone()),
+            "{backend}"
+        );
+        let back = tempfile::tempdir().expect("temp dir");
+        let down = sftp
+            .fetch(
+                server.remote_path("c.bin"),
+                back.path().join("c.bin"),
+                &options,
+            )
+            .expect("download");
+        assert_eq!(
+            down.checksum(),
+            &Checksum::Sha256(expected.clone()),
+            "{backend}"
+        );
+        let (folder, _) = folder(5);
+        let report = sftp
+            .upload_dir_report(folder.path(), server.remote_path("dir"), &options)
+            .expect("folder");
+        assert!(report.is_complete(), "{backend}");
+        for file in report.files() {
+            let d = file.result().expect("delivered");
+            assert!(
+                matches!(d.checksum(), Checksum::Sha256(_)),
+                "{backend}: {d:?}"
+            );
+        }
+    }
+
+    let Some((sshd, key)) =
+        common::sshd_with_key(common::Sshd::builder().extra_config("ForceCommand internal-sftp"))
+    else {
+        return;
+    };
+    let sftp = sshd
+        .session_builder()
+        .credential(key.credential())
+        .connect()
+        .expect("connect")
+        .sftp()
+        .expect("sftp");
+    let remote = tempfile::tempdir().expect("temp dir");
+    let target = remote.path().join("c.bin");
+    let up = sftp
+        .deliver(&src, target.to_str().expect("utf-8"), &options)
+        .expect("delivered on its size");
+    match up.checksum() {
+        Checksum::NotVerifiable(why) => assert!(why.contains("does not run commands"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(fs::read(&target).expect("read") == data);
 }

@@ -47,8 +47,8 @@ pub use handle::{SftpReader, SftpWriter};
 pub use metadata::{DirEntry, FileType, Metadata};
 pub use path::RemotePath;
 pub use transfer::{
-    Delivery, DirReport, FileReport, Overwrite, Progress, TransferOptions, Verified, WriteOrder,
-    DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
+    Checksum, Delivery, DirReport, FileReport, Overwrite, Progress, TransferOptions, Verified,
+    WriteOrder, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
     PIPELINE_BUFFERS,
 };
 

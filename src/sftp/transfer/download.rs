@@ -10,16 +10,19 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, info, warn};
 
+use super::checksum::{self, Checksum};
 use super::options::{Overwrite, Plan, TransferOptions};
 use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Sink};
 use super::progress::Job;
 use super::segments::{download_segments, Workers};
+use crate::conn::Dialer;
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::metadata::Metadata;
 use crate::sftp::proto::{kind, open as flags, Attrs};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
+use std::sync::Arc;
 
 /// Removes a local temporary file when dropped, unless disarmed.
 pub(crate) struct LocalTemp {
@@ -172,7 +175,18 @@ fn download_into(
             )?
         }
     };
-    finish_download(remote, local, target, done, &meta, options, guard, true)
+    let verify_with = options.verify_checksum.then_some(&shared.dialer);
+    finish_download(
+        remote,
+        local,
+        target,
+        done,
+        &meta,
+        options,
+        guard,
+        verify_with,
+        true,
+    )
 }
 
 /// The [`Delivery`] of a download of `bytes` to `local`.
@@ -185,6 +199,7 @@ pub(crate) fn delivered(local: &Path, bytes: u64, options: &TransferOptions) -> 
         } else {
             Verified::NotChecked
         },
+        checksum: Checksum::NotAsked,
         warnings: Vec::new(),
     }
 }
@@ -415,6 +430,7 @@ pub(crate) fn finish_download(
     remote_meta: &Metadata,
     options: &TransferOptions,
     guard: &mut LocalTemp,
+    verify_with: Option<&Arc<dyn Dialer>>,
     sync_dir: bool,
 ) -> Result<Delivery> {
     let LocalTarget {
@@ -450,6 +466,10 @@ pub(crate) fn finish_download(
             format!("size check failed: the server said {total} bytes, received {done}"),
         ));
     }
+    let mut delivery = delivered(local, done, options);
+    if let Some(dialer) = verify_with {
+        delivery.checksum = checksum::verify(dialer, out_path, remote, &target, remote)?;
+    }
     if options.atomic {
         if options.overwrite == Overwrite::Never {
             // hard_link fails if `local` appeared meanwhile: no clobbering.
@@ -476,5 +496,5 @@ pub(crate) fn finish_download(
             sync_folder(&local_dir);
         }
     }
-    Ok(delivered(local, done, options))
+    Ok(delivery)
 }

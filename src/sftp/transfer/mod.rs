@@ -6,6 +6,7 @@
 //! (`wave.rs`), folder trees (`tree.rs`), and the removal of stale
 //! temporary files (`stale.rs`).
 
+pub(crate) mod checksum;
 pub(crate) mod download;
 pub(crate) mod options;
 pub(crate) mod outcome;
@@ -21,4 +22,4 @@ pub use options::{
     Overwrite, TransferOptions, WriteOrder, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT,
     DEFAULT_SESSIONS, DEFAULT_TEMP_NAME, PIPELINE_BUFFERS,
 };
-pub use outcome::{Delivery, DirReport, FileReport, Progress, Verified};
+pub use outcome::{Checksum, Delivery, DirReport, FileReport, Progress, Verified};

@@ -85,6 +85,7 @@ pub struct TransferOptions {
     pub(crate) write_order: WriteOrder,
     pub(crate) open_files: usize,
     pub(crate) continue_on_error: bool,
+    pub(crate) verify_checksum: bool,
     pub(crate) progress: Option<Arc<ProgressFn>>,
     pub(crate) on_progress: Option<Arc<OnProgressFn>>,
     pub(crate) filter: Option<Glob>,
@@ -137,6 +138,7 @@ impl Default for TransferOptions {
             write_order: WriteOrder::Auto,
             open_files: WAVE,
             continue_on_error: false,
+            verify_checksum: false,
             progress: None,
             on_progress: None,
             filter: None,
@@ -167,6 +169,7 @@ impl fmt::Debug for TransferOptions {
             .field("write_order", &self.write_order)
             .field("open_files", &self.open_files)
             .field("continue_on_error", &self.continue_on_error)
+            .field("verify_checksum", &self.verify_checksum)
             .field("progress", &self.progress.as_ref().map(|_| "Fn(u64, u64)"))
             .field(
                 "on_progress",
@@ -405,6 +408,23 @@ impl TransferOptions {
     /// servers that allow one open file per session.
     pub fn open_files(mut self, files: usize) -> Self {
         self.open_files = files.clamp(1, WAVE);
+        self
+    }
+
+    /// Check each file's SHA-256 on both sides before it is put in place
+    /// (an upload's temporary file before the rename, a download's local
+    /// temporary file against the remote file). SFTP has no hash request
+    /// that OpenSSH's server answers, so the server's hash comes from a
+    /// command on the same session (`sha256sum`, else `shasum -a 256`):
+    /// where the account may not run commands, the file is delivered on
+    /// its size check and [`Delivery::checksum`](crate::Delivery::checksum)
+    /// says it could not be verified, and why. A difference fails the
+    /// transfer and nothing is put in place (an upload in place is at the
+    /// target already; the error says so). Defaults to `false`: the server
+    /// reads every file once more, which costs about as long as moving it
+    /// on loopback (BENCHMARKS.md).
+    pub fn verify_checksum(mut self, on: bool) -> Self {
+        self.verify_checksum = on;
         self
     }
 

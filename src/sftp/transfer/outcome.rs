@@ -11,6 +11,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use super::checksum::Checksum;
 use crate::sftp::path::RemotePath;
 use crate::Error;
 
@@ -50,6 +51,7 @@ pub struct Delivery {
     pub(crate) target: String,
     pub(crate) bytes: u64,
     pub(crate) verified: Verified,
+    pub(crate) checksum: Checksum,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -68,6 +70,12 @@ impl Delivery {
     /// How the file was checked before it was put in place.
     pub fn verified(&self) -> Verified {
         self.verified
+    }
+
+    /// The SHA-256 check ([`TransferOptions::verify_checksum`](super::TransferOptions::verify_checksum)):
+    /// not asked for, matched, or not verifiable on this server (and why).
+    pub fn checksum(&self) -> &Checksum {
+        &self.checksum
     }
 
     /// What the server refused that did not stop the delivery, in words

@@ -86,7 +86,9 @@ pub(crate) fn upload_dir(
             |(local, remote): (PathBuf, Vec<u8>), result| file_report(local, remote, result);
         match work {
             Work::Wave(files) => {
-                let results = on_a_channel(shared, |ch| upload_wave(ch, &files, options, job));
+                let results = on_a_channel(shared, |ch| {
+                    upload_wave(ch, &files, options, job, &shared.dialer)
+                });
                 each(files, results, report)
             }
             Work::One(file) => {
@@ -256,7 +258,9 @@ pub(crate) fn download_dir(
             |(remote, local): (Vec<u8>, PathBuf), result| file_report(local, remote, result);
         match work {
             Work::Wave(files) => {
-                let results = on_a_channel(shared, |ch| download_wave(ch, &files, options, job));
+                let results = on_a_channel(shared, |ch| {
+                    download_wave(ch, &files, options, job, &shared.dialer)
+                });
                 // Files bigger than a wave takes (`None`) move alone.
                 let (results, bigger): (Vec<_>, Vec<_>) = match results {
                     Ok(results) => {

@@ -12,11 +12,13 @@ use std::time::UNIX_EPOCH;
 
 use log::{info, warn};
 
+use super::checksum::{self, Checksum};
 use super::options::{Overwrite, Plan, TransferOptions};
 use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Finished, Sink};
 use super::progress::{FileProgress, Job};
 use super::segments::{upload_segments, Workers};
+use crate::conn::Dialer;
 use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::fs::{self as rfs, rename_no_replace, rename_replace};
@@ -24,6 +26,7 @@ use crate::sftp::path::{file_name, join, parent, shown};
 use crate::sftp::proto::{open as flags, Attrs};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
+use std::sync::Arc;
 
 /// The local file an upload reads, and its metadata; a folder is refused.
 pub(crate) fn open_source(local: &Path) -> Result<(File, fs::Metadata)> {
@@ -131,6 +134,7 @@ pub(crate) fn upload_file(
         attrs: finish_attrs(&meta, options),
         options,
         progress: &progress,
+        verify_with: options.verify_checksum.then_some((local, &shared.dialer)),
     };
     let mut ch = shared.pool.any()?;
     let any_order = options.any_order(ch.extensions());
@@ -156,6 +160,9 @@ pub(crate) struct Upload<'a> {
     pub(crate) attrs: Option<Attrs>,
     pub(crate) options: &'a TransferOptions,
     pub(crate) progress: &'a FileProgress<'a>,
+    /// With [`TransferOptions::verify_checksum`]: the local file and the
+    /// session that hashes the remote one.
+    pub(crate) verify_with: Option<(&'a Path, &'a Arc<dyn Dialer>)>,
 }
 
 impl Upload<'_> {
@@ -328,7 +335,8 @@ impl Upload<'_> {
         sent: u64,
         finished: Finished,
     ) -> Result<Delivery> {
-        let delivery = self.verdict(ch, sent, finished)?;
+        let mut delivery = self.verdict(ch, sent, finished)?;
+        self.check_sum(ch, &mut delivery)?;
         if self.options.atomic {
             let renamed = match self.options.overwrite {
                 Overwrite::Replace => rename_replace(ch, self.write_path, self.remote),
@@ -337,6 +345,17 @@ impl Upload<'_> {
             renamed.map_err(|e| self.rename_error(ch, e))?;
         }
         Ok(delivery)
+    }
+
+    /// With [`TransferOptions::verify_checksum`], the SHA-256 of the
+    /// written file against the source's, into `delivery`.
+    pub(crate) fn check_sum(&self, ch: &SftpChannel, delivery: &mut Delivery) -> Result<()> {
+        if let Some((local, dialer)) = self.verify_with {
+            delivery.checksum =
+                checksum::verify(dialer, local, self.write_path, ch.target(), self.remote)
+                    .map_err(|e| self.written_but(e))?;
+        }
+        Ok(())
     }
 
     /// What the finishing requests found, before the rename: how the file
@@ -392,6 +411,7 @@ impl Upload<'_> {
             target: shown(remote),
             bytes: sent,
             verified,
+            checksum: Checksum::NotAsked,
             warnings,
         })
     }

@@ -18,15 +18,18 @@ use super::outcome::Delivery;
 use super::pipeline::{self, FinishIds, Finished, Sink};
 use super::progress::{FileProgress, Job};
 use super::upload::{after_cleanup, finish_attrs, open_source, upload_modes, Upload};
+use crate::conn::Dialer;
 use crate::sftp::channel::{status_code, Reply, SftpChannel};
 use crate::sftp::fs::rename_replace;
 use crate::sftp::metadata::Metadata;
 use crate::sftp::path::{file_name, join, parent, shown};
 use crate::sftp::proto::{kind, open as flags, status, Attrs};
 use crate::{Error, ErrorKind, Result};
+use std::sync::Arc;
 
 /// One upload of a wave.
 struct Up<'a> {
+    local: &'a Path,
     remote: &'a [u8],
     temp: Vec<u8>,
     source: File,
@@ -45,7 +48,11 @@ struct Up<'a> {
 
 impl Up<'_> {
     /// The upload as [`Upload`] sees it, for its checks and messages.
-    fn upload<'b>(&'b self, options: &'b TransferOptions) -> Upload<'b> {
+    fn upload<'b>(
+        &'b self,
+        options: &'b TransferOptions,
+        dialer: &'b Arc<dyn Dialer>,
+    ) -> Upload<'b> {
         Upload {
             source: &self.source,
             remote: self.remote,
@@ -55,6 +62,7 @@ impl Up<'_> {
             attrs: self.attrs,
             options,
             progress: &self.progress,
+            verify_with: options.verify_checksum.then_some((self.local, dialer)),
         }
     }
 }
@@ -67,6 +75,7 @@ pub(crate) fn upload_wave<'a>(
     files: &'a [(PathBuf, Vec<u8>)],
     options: &TransferOptions,
     job: &'a Job<'a>,
+    dialer: &Arc<dyn Dialer>,
 ) -> Result<Vec<Result<Delivery>>> {
     let mut items = Vec::with_capacity(files.len());
     let mut results: Vec<Option<Result<Delivery>>> = Vec::with_capacity(files.len());
@@ -78,6 +87,7 @@ pub(crate) fn upload_wave<'a>(
                     None => join(&parent(remote), &options.temp_for(file_name(remote), b"")),
                 };
                 items.push(Some(Up {
+                    local,
                     remote,
                     temp,
                     source,
@@ -182,7 +192,13 @@ pub(crate) fn upload_wave<'a>(
         .iter_mut()
         .map(|it| match (it.error.take(), it.finished.take()) {
             (Some(e), _) => Some(Err(e)),
-            (None, Some(f)) => Some(it.upload(options).verdict(ch, it.size, f)),
+            (None, Some(f)) => Some({
+                let upload = it.upload(options, dialer);
+                upload.verdict(ch, it.size, f).and_then(|mut d| {
+                    upload.check_sum(ch, &mut d)?;
+                    Ok(d)
+                })
+            }),
             (None, None) => None,
         })
         .collect();
@@ -203,7 +219,7 @@ pub(crate) fn upload_wave<'a>(
             other => other,
         };
         if let Err(e) = renamed {
-            verdicts[i] = Some(Err(it.upload(options).rename_error(ch, e)));
+            verdicts[i] = Some(Err(it.upload(options, dialer).rename_error(ch, e)));
         }
     }
     if !posix {
@@ -212,7 +228,7 @@ pub(crate) fn upload_wave<'a>(
             if let Some(Ok(_)) = verdict {
                 let it = &live[i];
                 if let Err(e) = rename_replace(ch, &it.temp, it.remote) {
-                    *verdict = Some(Err(it.upload(options).rename_error(ch, e)));
+                    *verdict = Some(Err(it.upload(options, dialer).rename_error(ch, e)));
                 }
             }
         }
@@ -370,6 +386,7 @@ pub(crate) fn download_wave<'a>(
     files: &'a [(Vec<u8>, PathBuf)],
     options: &TransferOptions,
     job: &'a Job<'a>,
+    dialer: &Arc<dyn Dialer>,
 ) -> Result<Vec<Option<Result<Delivery>>>> {
     let mut items: Vec<Down<'_>> = files
         .iter()
@@ -511,8 +528,17 @@ pub(crate) fn download_wave<'a>(
                 if !folders.contains(&target.dir) {
                     folders.push(target.dir.clone());
                 }
+                let verify_with = options.verify_checksum.then_some(dialer);
                 finish_download(
-                    remote, local, target, received, &meta, options, &mut guard, false,
+                    remote,
+                    local,
+                    target,
+                    received,
+                    &meta,
+                    options,
+                    &mut guard,
+                    verify_with,
+                    false,
                 )
             }
             _ => Err(ch.error(ErrorKind::Other, "download", remote, "not finished")),
