@@ -417,3 +417,69 @@ fn checksums_where_the_server_can_and_not_verifiable_where_not() {
     }
     assert!(fs::read(&target).expect("read") == data);
 }
+
+/// A login limit per user: a server that turns away one login more makes
+/// a parallel transfer carry on with the sessions it allowed; one that
+/// ends the older login when a new one arrives makes it carry on with one
+/// session (on a new login of the caller's own). Both deliver the file.
+#[test]
+fn login_limits_per_user_still_deliver() {
+    use etl_ssh::testkit::LoginLimit;
+    let (_dir, src, data) = source(40 << 20);
+    let parallel = TransferOptions::new().sessions(4).min_segment_size(8 << 20);
+    for policy in [LoginLimit::RefuseNew, LoginLimit::KickOldest] {
+        let (server, sftp) = embedded(TestServer::builder().login_limit(1, policy));
+        sftp.upload_with(&src, server.remote_path("big.bin"), &parallel)
+            .unwrap_or_else(|e| panic!("{policy:?}: {e}"));
+        assert!(
+            fs::read(server.sftp_root().join("big.bin")).expect("read") == data,
+            "{policy:?}"
+        );
+        let back = tempfile::tempdir().expect("temp dir");
+        sftp.download_with(
+            server.remote_path("big.bin"),
+            back.path().join("b"),
+            &parallel,
+        )
+        .unwrap_or_else(|e| panic!("{policy:?}: download: {e}"));
+        assert!(
+            fs::read(back.path().join("b")).expect("read") == data,
+            "{policy:?}"
+        );
+        assert_eq!(names_in(server.sftp_root()), ["big.bin"], "{policy:?}");
+    }
+}
+
+/// The same inbox on OpenSSH itself: `internal-sftp -P rename,posix-rename`
+/// denies renames (as the partner's sshd can); the default upload fails
+/// naming `atomic(false)` and leaves nothing, in place it delivers.
+#[test]
+fn openssh_with_renames_denied() {
+    let Some((sshd, key)) = common::sshd_with_key(
+        common::Sshd::builder().extra_config("Subsystem sftp internal-sftp -P rename,posix-rename"),
+    ) else {
+        return;
+    };
+    let sftp = sshd
+        .session_builder()
+        .credential(key.credential())
+        .connect()
+        .expect("connect")
+        .sftp()
+        .expect("sftp");
+    let remote = tempfile::tempdir().expect("temp dir");
+    let (_dir, src, data) = source(200_000);
+    let target = remote.path().join("orders.csv");
+    let err = sftp
+        .upload(&src, target.to_str().expect("utf-8"))
+        .expect_err("renames denied");
+    assert!(err.to_string().contains("atomic(false)"), "{err}");
+    assert!(names_in(remote.path()).is_empty(), "nothing left");
+    sftp.upload_with(
+        &src,
+        target.to_str().expect("utf-8"),
+        &TransferOptions::new().atomic(false),
+    )
+    .expect("in place");
+    assert!(fs::read(&target).expect("read") == data);
+}

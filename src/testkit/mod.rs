@@ -231,6 +231,21 @@ impl fmt::Display for Backend {
     }
 }
 
+/// What the embedded server does with a login past
+/// [`TestServerBuilder::login_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LoginLimit {
+    /// The new login is authenticated, then its first channel ends the
+    /// connection with "Too many logins for this user" (as `pam_limits`'
+    /// `maxlogins` does with sshd).
+    RefuseNew,
+    /// The oldest login is disconnected ("logged out: another login of
+    /// this user arrived") and the new one goes on, as some appliances
+    /// and gateways do.
+    KickOldest,
+}
+
 /// A host key type for [`TestServerBuilder::host_key_types`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -262,6 +277,7 @@ pub struct TestServerBuilder {
     one_channel_per_connection: bool,
     window_size: Option<u32>,
     omit_exit_status: bool,
+    login_limit: Option<(usize, LoginLimit)>,
 }
 
 impl Default for TestServerBuilder {
@@ -277,6 +293,7 @@ impl Default for TestServerBuilder {
             one_channel_per_connection: false,
             window_size: None,
             omit_exit_status: false,
+            login_limit: None,
         }
     }
 }
@@ -488,6 +505,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// At most `max` logins of a user at once; one more is turned away or
+    /// ends the oldest, as `policy` says. Defaults to no limit.
+    pub fn login_limit(mut self, max: usize, policy: LoginLimit) -> Self {
+        self.login_limit = Some((max.max(1), policy));
+        self
+    }
+
     /// Close every exec channel after the command's output and end of file
     /// without sending its exit status or signal, as some servers do (see
     /// [`ExitStatus::code`](crate::ExitStatus::code) for what the client
@@ -525,6 +549,7 @@ impl TestServerBuilder {
             ),
             (self.window_size.is_some(), "window_size"),
             (self.omit_exit_status, "omit_exit_status"),
+            (self.login_limit.is_some(), "login_limit"),
         ]
         .into_iter()
         .find_map(|(on, name)| on.then_some(name))
@@ -731,6 +756,9 @@ impl TestServer {
                 one_channel_per_connection: b.one_channel_per_connection,
                 window_size: b.window_size,
                 omit_exit_status: b.omit_exit_status,
+                login_limit: b.login_limit,
+                logins: Default::default(),
+                next_login: Default::default(),
             });
             let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
                 .map_err(io_err("start the embedded test server"))?;

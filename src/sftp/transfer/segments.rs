@@ -70,6 +70,13 @@ impl Workers {
         } else {
             info!("{target}: {wanted} sessions work in parallel");
         }
+        if !extra.is_empty() && !first_login_alive(shared) {
+            warn!(
+                "{target}: the server ended our first login when another arrived (it allows \
+                 fewer logins per user than {wanted}); carrying on with one session"
+            );
+            extra.clear();
+        }
         Workers { extra }
     }
 
@@ -119,6 +126,18 @@ impl Workers {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Whether the caller's session still answers after the extra logins:
+/// some servers end a user's older login when a new one arrives.
+fn first_login_alive(shared: &Shared) -> bool {
+    match shared.pool.any() {
+        Ok(mut ch) => match crate::sftp::fs::realpath(&mut ch, b".") {
+            Ok(_) => true,
+            Err(e) => e.kind() != crate::ErrorKind::Disconnected,
+        },
+        Err(e) => e.kind() != crate::ErrorKind::Disconnected,
     }
 }
 
