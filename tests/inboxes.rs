@@ -26,6 +26,20 @@ fn source(len: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
     (dir, path, data)
 }
 
+/// An sshd with `config` added, and an SFTP session on it; `None` where
+/// sshd is not installed (outside CI).
+fn openssh(config: &str) -> Option<(common::Sshd, etl_ssh::SftpSession)> {
+    let (sshd, key) = common::sshd_with_key(common::Sshd::builder().extra_config(config))?;
+    let sftp = sshd
+        .session_builder()
+        .credential(key.credential())
+        .connect()
+        .expect("connect")
+        .sftp()
+        .expect("sftp");
+    Some((sshd, sftp))
+}
+
 /// A watcher that takes every closed file: the default atomic upload is
 /// taken under its temporary name, and the error says so, names the
 /// options that fit, and is not transient (a retry would deliver twice).
@@ -394,18 +408,9 @@ fn checksums_where_the_server_can_and_not_verifiable_where_not() {
         }
     }
 
-    let Some((sshd, key)) =
-        common::sshd_with_key(common::Sshd::builder().extra_config("ForceCommand internal-sftp"))
-    else {
+    let Some((_sshd, sftp)) = openssh("ForceCommand internal-sftp") else {
         return;
     };
-    let sftp = sshd
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect")
-        .sftp()
-        .expect("sftp");
     let remote = tempfile::tempdir().expect("temp dir");
     let target = remote.path().join("c.bin");
     let up = sftp
@@ -455,18 +460,9 @@ fn login_limits_per_user_still_deliver() {
 /// naming `atomic(false)` and leaves nothing, in place it delivers.
 #[test]
 fn openssh_with_renames_denied() {
-    let Some((sshd, key)) = common::sshd_with_key(
-        common::Sshd::builder().extra_config("Subsystem sftp internal-sftp -P rename,posix-rename"),
-    ) else {
+    let Some((_sshd, sftp)) = openssh("Subsystem sftp internal-sftp -P rename,posix-rename") else {
         return;
     };
-    let sftp = sshd
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect")
-        .sftp()
-        .expect("sftp");
     let remote = tempfile::tempdir().expect("temp dir");
     let (_dir, src, data) = source(200_000);
     let target = remote.path().join("orders.csv");
