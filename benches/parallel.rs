@@ -22,7 +22,10 @@
 //! `1,2,4,8` to compare), `ETL_BENCH_RUNS` (runs per case, median
 //! reported, default 3), `ETL_BENCH_OPENSSH` (0 skips OpenSSH's `sftp`,
 //! default 1), `ETL_BENCH_RCLONE` (0 skips rclone, default 1),
-//! `ETL_BENCH_ONE` (0 skips the one-small-file case, default 1), `ETL_BENCH_RCVBUF` (the sessions' receive
+//! `ETL_BENCH_ONE` (0 skips the one-small-file case, default 1),
+//! `ETL_BENCH_NAMES` (a folder of that many names listed, default 50000;
+//! 0 skips), `ETL_BENCH_TREE` (`folders,files` of 4 KiB downloaded as a
+//! tree, default `20,10`; 0 skips), `ETL_BENCH_RCVBUF` (the sessions' receive
 //! buffer in bytes, 0 for the kernel's own sizing; default: the library's), `ETL_BENCH_LOOPBACK_MB` (the loopback
 //! check, no delay line: `sessions(4)` beside `sessions(1)`, default 256;
 //! 0 skips).
@@ -544,6 +547,150 @@ fn small_files(ctx: &Ctx<'_>, port: u16, files: usize, label: &str) {
     });
 }
 
+/// Times each of `cases` (name, job) `runs` times, the order rotated;
+/// prints a table of median seconds, each etl-ssh case's ratio to each
+/// other case (`their seconds ÷ ours`), and the runs.
+fn alternate(label: &str, what: &str, runs: usize, cases: &[(String, &dyn Fn() -> f64)]) {
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for run in 0..runs {
+        for k in 0..cases.len() {
+            let case = (k + run) % cases.len();
+            let s = (cases[case].1)();
+            eprintln!("  [{label}] {what} run {run}: {} {s:.2} s", cases[case].0);
+            secs[case].push(s);
+        }
+    }
+    let medians: Vec<f64> = secs.iter().map(|r| median(r.clone())).collect();
+    println!("\n### {label}: {what}, {runs} run(s), median");
+    println!("| client | seconds | ratio (their time ÷ ours) | runs (s) |");
+    println!("|---|---|---|---|");
+    for (i, (name, _)) in cases.iter().enumerate() {
+        let ratio = if name.starts_with("etl-ssh") {
+            cases
+                .iter()
+                .zip(&medians)
+                .filter(|((other, _), _)| !other.starts_with("etl-ssh"))
+                .map(|((other, _), m)| format!("{:.2}× vs {other}", m / medians[i]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            "—".into()
+        };
+        println!(
+            "| {name} | {:.2} | {ratio} | {:?} |",
+            medians[i],
+            rounded(&secs[i])
+        );
+    }
+}
+
+/// One folder of `names` empty files listed, whole-process: etl-ssh's
+/// `read_dir` beside OpenSSH's `ls -1` (neither asks for more than the
+/// listing).
+fn listing(ctx: &Ctx<'_>, port: u16, names: usize, label: &str) {
+    let dir = ctx.path(&format!("names-{names}"));
+    if fs::read_dir(&dir).map(|r| r.count()).unwrap_or(0) != names {
+        remove(&dir);
+        fs::create_dir(&dir).expect("mkdir");
+        for i in 0..names {
+            fs::File::create(dir.join(format!("name-{i:06}.csv"))).expect("create");
+        }
+    }
+    let ours = || {
+        time(|| {
+            let got = connect(port, &ctx.host_key, ctx.key)
+                .read_dir(path_str(&dir))
+                .expect("read_dir");
+            assert_eq!(got.len(), names);
+        })
+    };
+    let theirs = || time(|| openssh_sftp(port, ctx.key, &format!("ls -1 {}\n", dir.display())));
+    let mut cases: Vec<(String, &dyn Fn() -> f64)> = vec![("etl-ssh read_dir".into(), &ours)];
+    if ctx.peers.contains(&Peer::OpenSsh) {
+        cases.push(("OpenSSH `ls -1`".into(), &theirs));
+    }
+    alternate(
+        label,
+        &format!("a folder of {names} names listed"),
+        ctx.runs,
+        &cases,
+    );
+}
+
+/// A tree of `folders` folders of `files` files of 4 KiB each downloaded,
+/// whole-process: etl-ssh's `download_dir` beside OpenSSH's `get -r` (and
+/// rclone's `copy --transfers 4`).
+fn tree(ctx: &Ctx<'_>, port: u16, (folders, files): (usize, usize), label: &str) {
+    let src = ctx.path(&format!("tree-{folders}x{files}"));
+    if count_files(&src) != folders * files {
+        remove(&src);
+        for d in 0..folders {
+            let sub = src.join(format!("d{d:04}"));
+            fs::create_dir_all(&sub).expect("mkdir");
+            for f in 0..files {
+                fs::write(sub.join(format!("f{f:04}.csv")), vec![b'x'; 4096]).expect("write");
+            }
+        }
+    }
+    let back = ctx.path("tree-back");
+    let fresh = || {
+        remove(&back);
+    };
+    let check = || {
+        assert_eq!(count_files(&back), folders * files);
+        remove(&back);
+    };
+    let ours = || {
+        fresh();
+        let s = time(|| {
+            connect(port, &ctx.host_key, ctx.key)
+                .download_dir(path_str(&src), &back, &TransferOptions::new())
+                .expect("download_dir")
+        });
+        check();
+        s
+    };
+    let openssh = || {
+        fresh();
+        let s = time(|| {
+            openssh_sftp(
+                port,
+                ctx.key,
+                &format!("get -r {} {}\n", src.display(), back.display()),
+            )
+        });
+        check();
+        s
+    };
+    let rclone_copy = || {
+        fresh();
+        let s = time(|| {
+            rclone(&[
+                "copy",
+                "--transfers",
+                "4",
+                &rclone_path(port, ctx.key, &src),
+                path_str(&back),
+            ])
+        });
+        check();
+        s
+    };
+    let mut cases: Vec<(String, &dyn Fn() -> f64)> = vec![("etl-ssh download_dir".into(), &ours)];
+    if ctx.peers.contains(&Peer::OpenSsh) {
+        cases.push(("OpenSSH `get -r`".into(), &openssh));
+    }
+    if ctx.peers.contains(&Peer::Rclone) {
+        cases.push(("rclone `--transfers 4`".into(), &rclone_copy));
+    }
+    alternate(
+        label,
+        &format!("a tree of {folders} folders × {files} files of 4 KiB downloaded"),
+        ctx.runs,
+        &cases,
+    );
+}
+
 fn main() {
     let rtts = env_list("ETL_BENCH_RTT_MS", &[10, 50, 100]);
     let mb = env_num("ETL_BENCH_MB", 256);
@@ -561,6 +708,12 @@ fn main() {
         .filter_map(|(on, p)| on.then_some(p))
         .collect();
     let loopback_mb = env_num("ETL_BENCH_LOOPBACK_MB", 256);
+    let names = env_num("ETL_BENCH_NAMES", 50_000) as usize;
+    let tree_shape = env_list("ETL_BENCH_TREE", &[20, 10]);
+    let tree_shape = match tree_shape[..] {
+        [folders, files] if folders > 0 && files > 0 => Some((folders as usize, files as usize)),
+        _ => None,
+    };
 
     let Some((server, key)) = bench_sshd(None) else {
         return;
@@ -610,6 +763,12 @@ fn main() {
         }
         if files > 0 {
             small_files(&ctx, line.port(), files, &format!("{rtt} ms RTT"));
+        }
+        if names > 0 {
+            listing(&ctx, line.port(), names, &format!("{rtt} ms RTT"));
+        }
+        if let Some(shape) = tree_shape {
+            tree(&ctx, line.port(), shape, &format!("{rtt} ms RTT"));
         }
     }
 

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use log::{debug, warn};
 
-use super::channel::{status_code, SftpChannel};
+use super::channel::{status_code, Name, SftpChannel};
 use super::metadata::{DirEntry, Metadata};
 use super::path::{check_name, parent, shown, trim_end_slashes, Checked};
 use super::pool::Pool;
 use super::proto::{kind, status, Attrs};
-use crate::{ErrorKind, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// At most this many entries are kept from one listing by
 /// [`read_dir`](super::SftpSession::read_dir); the iterator
@@ -311,53 +311,158 @@ fn opendir(ch: &mut SftpChannel, path: &[u8]) -> Result<Vec<u8>> {
     ch.handle_of(id, "read_dir", path)
 }
 
+/// The entries of one READDIR reply whose names pass `check_name`.
+fn checked(ch: &SftpChannel, dir: &[u8], names: Vec<Name>) -> Vec<DirEntry> {
+    names
+        .into_iter()
+        .filter_map(|n| match check_name(&n.filename, dir, ch.target()) {
+            Checked::Name(name) => Some(DirEntry::new(dir, name, n.attrs)),
+            Checked::Dots | Checked::Suspect => None,
+        })
+        .collect()
+}
+
 /// One READDIR: the next entries (checked names only), or `None` at the
 /// end.
 fn readdir(ch: &mut SftpChannel, handle: &[u8], dir: &[u8]) -> Result<Option<Vec<DirEntry>>> {
     let id = ch.send_str(kind::READDIR, handle);
-    let Some(names) = ch.names_of(id, "read_dir", dir)? else {
-        return Ok(None);
-    };
-    let target = ch.target().to_string();
-    Ok(Some(
-        names
-            .into_iter()
-            .filter_map(|n| match check_name(&n.filename, dir, &target) {
-                Checked::Name(name) => Some(DirEntry::new(dir, name, n.attrs)),
-                Checked::Dots | Checked::Suspect => None,
-            })
-            .collect(),
-    ))
+    Ok(ch
+        .names_of(id, "read_dir", dir)?
+        .map(|names| checked(ch, dir, names)))
 }
+
+/// READDIRs kept in flight on one folder once it proved to hold more than
+/// one reply's worth (OpenSSH sends about a hundred names per reply).
+const READDIRS_IN_FLIGHT: usize = 8;
 
 /// Lists `dir` on `ch`, at most [`MAX_LISTING`] entries.
 pub(crate) fn read_dir(ch: &mut SftpChannel, dir: &[u8]) -> Result<Vec<DirEntry>> {
-    let handle = opendir(ch, dir)?;
-    let mut entries = Vec::new();
-    let listed = loop {
-        match readdir(ch, &handle, dir) {
-            Ok(Some(batch)) => {
-                entries.extend(batch);
-                if entries.len() > MAX_LISTING {
-                    break Err(ch.error(
+    read_dirs(ch, &[dir.to_vec()], MAX_LISTING)
+        .pop()
+        .unwrap_or_else(|| Ok(Vec::new()))
+}
+
+/// Lists each of `dirs` on `ch` at once, each at most `max` entries: the
+/// OPENDIRs go out together, then READDIRs on every open folder, two at
+/// first (a small folder's end comes with its names) and up to
+/// [`READDIRS_IN_FLIGHT`] on a folder that keeps answering, so a tree or a
+/// long listing costs round trips for its depth and length, not one per
+/// request. No request is sent on a folder after its end (EOF); replies
+/// still on their way are read, and an error after the end is ignored
+/// (some servers answer a READDIR past the end with a failure).
+pub(crate) fn read_dirs(
+    ch: &mut SftpChannel,
+    dirs: &[Vec<u8>],
+    max: usize,
+) -> Vec<Result<Vec<DirEntry>>> {
+    struct Listing {
+        handle: Option<Vec<u8>>,
+        entries: Vec<DirEntry>,
+        in_flight: usize,
+        ended: bool,
+        error: Option<Error>,
+    }
+    let mut listings: Vec<Listing> = dirs
+        .iter()
+        .map(|_| Listing {
+            handle: None,
+            entries: Vec::new(),
+            in_flight: 0,
+            ended: false,
+            error: None,
+        })
+        .collect();
+    let opens: Vec<u32> = dirs.iter().map(|d| ch.send_str(kind::OPENDIR, d)).collect();
+    // Replies are read in the order the requests went out.
+    let mut waiting: VecDeque<(u32, usize)> = VecDeque::new();
+    for (i, id) in opens.into_iter().enumerate() {
+        let l = &mut listings[i];
+        match ch.handle_of(id, "read_dir", &dirs[i]) {
+            Ok(handle) => {
+                for _ in 0..2 {
+                    waiting.push_back((ch.send_str(kind::READDIR, &handle), i));
+                }
+                l.in_flight = 2;
+                l.handle = Some(handle);
+            }
+            Err(e) => {
+                l.ended = true;
+                l.error = Some(e);
+            }
+        }
+        if ch.is_broken() {
+            break;
+        }
+    }
+    while let Some((id, i)) = waiting.pop_front() {
+        if ch.is_broken() {
+            break;
+        }
+        let dir = &dirs[i];
+        let reply = ch.names_of(id, "read_dir", dir);
+        let l = &mut listings[i];
+        l.in_flight -= 1;
+        match reply {
+            Ok(Some(names)) => {
+                l.entries.extend(checked(ch, dir, names));
+                if l.entries.len() > max && l.error.is_none() {
+                    l.error = Some(ch.error(
                         ErrorKind::LimitExceeded,
                         "read_dir",
                         dir,
                         format!(
-                            "more than {MAX_LISTING} entries: use SftpSession::read_dir_iter, \
-                             which holds one batch at a time"
+                            "more than {max} entries: use SftpSession::read_dir_iter, which \
+                             holds one batch at a time"
                         ),
                     ));
+                    l.ended = true;
+                }
+                if !l.ended {
+                    // Room for two more: the folder keeps answering.
+                    let more = (l.in_flight + 2).min(READDIRS_IN_FLIGHT) - l.in_flight;
+                    let handle = l.handle.as_deref().unwrap_or_default();
+                    for _ in 0..more {
+                        waiting.push_back((ch.send_str(kind::READDIR, handle), i));
+                    }
+                    l.in_flight += more;
                 }
             }
-            Ok(None) => break Ok(entries),
-            Err(e) => break Err(e),
+            Ok(None) => l.ended = true,
+            Err(e) => {
+                if !l.ended && l.error.is_none() {
+                    l.error = Some(e);
+                }
+                l.ended = true;
+            }
         }
-    };
-    if !ch.is_broken() {
-        ch.close_quietly(&handle, dir);
+        if l.in_flight == 0 {
+            if let Some(handle) = l.handle.take() {
+                if !ch.is_broken() {
+                    let id = ch.send_close(&handle);
+                    ch.ignore([id]);
+                }
+            }
+        }
     }
-    listed
+    if !ch.is_broken() {
+        if let Err(e) = ch.flush("close", b"") {
+            debug!("cannot close listed folders: {e}");
+        }
+    }
+    listings
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| match l.error {
+            Some(e) => Err(e),
+            None if l.in_flight > 0 || !l.ended => Err(ch.error(
+                ErrorKind::Disconnected,
+                "read_dir",
+                &dirs[i],
+                "the connection ended before the listing did",
+            )),
+            None => Ok(l.entries),
+        })
+        .collect()
 }
 
 /// Removes the folder `path` and everything in it, never following a
@@ -489,6 +594,55 @@ mod tests {
     fn bytes(p: &std::path::Path) -> Vec<u8> {
         use std::os::unix::ffi::OsStrExt;
         p.as_os_str().as_bytes().to_vec()
+    }
+
+    /// Several folders listed at once, one of them long (eleven READDIR
+    /// replies and more in flight), one empty, one missing: each listing
+    /// whole and exactly once, the missing one its own error, the channel
+    /// still usable; a cap on entries is an error naming `read_dir_iter`.
+    #[test]
+    fn folders_listed_together_come_back_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let Some(mut ch) = testbed::channel(dir.path()) else {
+            return;
+        };
+        let long = dir.path().join("long");
+        std::fs::create_dir(&long).expect("mkdir");
+        for i in 0..1050 {
+            std::fs::write(long.join(format!("f{i:04}")), b"x").expect("write");
+        }
+        std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
+        std::fs::create_dir(dir.path().join("small")).expect("mkdir");
+        std::fs::write(dir.path().join("small/a"), b"a").expect("write");
+        let dirs: Vec<Vec<u8>> = ["long", "missing", "empty", "small"]
+            .iter()
+            .map(|d| bytes(&dir.path().join(d)))
+            .collect();
+        let mut listed = read_dirs(&mut ch, &dirs, MAX_LISTING).into_iter();
+        let mut names: Vec<String> = listed
+            .next()
+            .expect("long")
+            .expect("long listed")
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect();
+        names.sort();
+        let expected: Vec<String> = (0..1050).map(|i| format!("f{i:04}")).collect();
+        assert_eq!(names, expected);
+        let missing = listed.next().expect("missing").expect_err("missing");
+        assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+        assert!(listed.next().expect("empty").expect("empty").is_empty());
+        let small = listed.next().expect("small").expect("small listed");
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].name(), "a");
+        let capped = read_dirs(&mut ch, &dirs[..1], 500)
+            .pop()
+            .expect("one")
+            .expect_err("over the cap");
+        assert_eq!(capped.kind(), ErrorKind::LimitExceeded);
+        assert!(capped.to_string().contains("read_dir_iter"), "{capped}");
+        // The channel answers in step after all that.
+        assert_eq!(read_dir(&mut ch, &dirs[3]).expect("again").len(), 1);
     }
 
     #[test]

@@ -28,8 +28,8 @@ use super::upload::{remove_orphans, upload_file};
 use super::wave::{download_wave, upload_wave};
 use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
-use crate::sftp::fs::{mkdir, mkdir_all, read_dir, MAX_DEPTH, MAX_LISTING};
-use crate::sftp::metadata::FileType;
+use crate::sftp::fs::{mkdir, mkdir_all, read_dirs, MAX_DEPTH, MAX_LISTING};
+use crate::sftp::metadata::{DirEntry, FileType};
 use crate::sftp::path::{join, shown, trim_end_slashes, RemotePath};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
@@ -313,58 +313,85 @@ fn walk_remote(
     local: &Path,
     options: &TransferOptions,
 ) -> Result<DownFiles> {
-    let mut stack = vec![(remote.to_vec(), local.to_path_buf(), 0usize)];
+    // Level by level, each level's folders listed together.
+    let mut level = vec![(remote.to_vec(), local.to_path_buf())];
+    let mut depth = 0usize;
     let mut files = Vec::new();
     let mut seen = 0usize;
-    while let Some((dir, local_dir, depth)) = stack.pop() {
-        for entry in read_dir(ch, &dir)? {
-            seen += 1;
-            if seen > MAX_LISTING {
-                return Err(too_many(ch, "download_dir", remote));
-            }
-            let target = local_child(&local_dir, entry.name_bytes())?;
-            match entry.file_type() {
-                FileType::Dir => {
-                    if depth + 1 >= MAX_DEPTH {
-                        return Err(too_deep(ch, "download_dir", entry.path().as_bytes()));
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for chunk in level.chunks(FOLDERS_AT_ONCE) {
+            let dirs: Vec<Vec<u8>> = chunk.iter().map(|(dir, _)| dir.clone()).collect();
+            for ((_, local_dir), listing) in chunk.iter().zip(read_dirs(ch, &dirs, MAX_LISTING)) {
+                for entry in listing? {
+                    seen += 1;
+                    if seen > MAX_LISTING {
+                        return Err(too_many(ch, "download_dir", remote));
                     }
-                    match fs::create_dir(&target) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                            // Never follow a local symlink out of the target.
-                            if !fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
-                                return Err(Error::io(
-                                    format!("cannot download into {}", target.display()),
-                                    std::io::Error::new(
-                                        std::io::ErrorKind::AlreadyExists,
-                                        "it exists and is not a folder",
-                                    ),
-                                ));
-                            }
-                        }
-                        Err(e) => {
-                            return Err(Error::io(format!("cannot create {}", target.display()), e))
-                        }
-                    }
-                    stack.push((entry.path().as_bytes().to_vec(), target, depth + 1));
+                    let target = local_child(local_dir, entry.name_bytes())?;
+                    walk_entry(ch, entry, target, depth, options, &mut next, &mut files)?;
                 }
-                FileType::File
-                    if options
-                        .filter
-                        .as_ref()
-                        .is_none_or(|g| g.matches(entry.name())) =>
-                {
-                    files.push(((entry.path().as_bytes().to_vec(), target), entry.len()));
-                }
-                FileType::File => {}
-                other => debug!(
-                    "skipping {} ({other:?}): only files and folders are downloaded",
-                    shown(entry.path().as_bytes())
-                ),
             }
         }
+        level = next;
+        depth += 1;
     }
     Ok(files)
+}
+
+/// Folders listed at once by a folder download's walk.
+const FOLDERS_AT_ONCE: usize = 32;
+
+/// One entry of a folder download's walk at `depth`: a folder is created
+/// at `target` and goes on `next` level; a file the filter takes goes on
+/// `files`; anything else is skipped.
+fn walk_entry(
+    ch: &SftpChannel,
+    entry: DirEntry,
+    target: PathBuf,
+    depth: usize,
+    options: &TransferOptions,
+    next: &mut Vec<(Vec<u8>, PathBuf)>,
+    files: &mut DownFiles,
+) -> Result<()> {
+    match entry.file_type() {
+        FileType::Dir => {
+            if depth + 1 >= MAX_DEPTH {
+                return Err(too_deep(ch, "download_dir", entry.path().as_bytes()));
+            }
+            match fs::create_dir(&target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Never follow a local symlink out of the target.
+                    if !fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                        return Err(Error::io(
+                            format!("cannot download into {}", target.display()),
+                            std::io::Error::new(
+                                std::io::ErrorKind::AlreadyExists,
+                                "it exists and is not a folder",
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => return Err(Error::io(format!("cannot create {}", target.display()), e)),
+            }
+            next.push((entry.path().as_bytes().to_vec(), target));
+        }
+        FileType::File
+            if options
+                .filter
+                .as_ref()
+                .is_none_or(|g| g.matches(entry.name())) =>
+        {
+            files.push(((entry.path().as_bytes().to_vec(), target), entry.len()));
+        }
+        FileType::File => {}
+        other => debug!(
+            "skipping {} ({other:?}): only files and folders are downloaded",
+            shown(entry.path().as_bytes())
+        ),
+    }
+    Ok(())
 }
 
 /// A file of a folder transfer, as its report names it.
