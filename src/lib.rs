@@ -205,6 +205,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+mod algorithms;
 mod conn;
 mod credential;
 mod error;
@@ -213,6 +214,7 @@ mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 mod known_host;
+mod openssh_match;
 mod retry;
 mod session;
 mod sftp;
@@ -221,6 +223,7 @@ mod ssh_config;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use algorithms::{has_sha1_algorithms, AlgorithmFamily};
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
 pub use exec::{

@@ -6,7 +6,10 @@
 //! at some point. What is read: `Host` sections (patterns, `*`, `?`, `!`
 //! negation), `HostName`, `Port`, `User`, `IdentityFile`, `ProxyJump`,
 //! `HostKeyAlias`, `UserKnownHostsFile`, `GlobalKnownHostsFile`,
-//! `ConnectTimeout`. For each keyword the first value obtained wins, except
+//! `ConnectTimeout`, and the algorithm lists `KexAlgorithms`,
+//! `HostKeyAlgorithms`, `Ciphers`, `MACs` (OpenSSH's syntax, applied to
+//! this crate's defaults as [`SessionBuilder::kex_algorithms`] describes).
+//! For each keyword the first value obtained wins, except
 //! `IdentityFile` and the known-hosts files, whose values accumulate in
 //! order. `Match` sections and `Include` are not followed (a warning is
 //! logged); other keywords are ignored.
@@ -66,6 +69,14 @@ pub struct HostConfig {
     pub global_known_hosts_files: Vec<PathBuf>,
     /// `ConnectTimeout`, if set.
     pub connect_timeout: Option<Duration>,
+    /// `KexAlgorithms`, as written (OpenSSH's list syntax), if set.
+    pub kex_algorithms: Option<String>,
+    /// `HostKeyAlgorithms`, as written, if set.
+    pub host_key_algorithms: Option<String>,
+    /// `Ciphers`, as written, if set.
+    pub ciphers: Option<String>,
+    /// `MACs`, as written, if set.
+    pub macs: Option<String>,
 }
 
 impl SshConfig {
@@ -214,6 +225,10 @@ impl SshConfig {
                 .and_then(|a| a.into_iter().next())
                 .and_then(|t| t.parse().ok())
                 .map(Duration::from_secs),
+            kex_algorithms: first("kexalgorithms").and_then(|a| a.into_iter().next()),
+            host_key_algorithms: first("hostkeyalgorithms").and_then(|a| a.into_iter().next()),
+            ciphers: first("ciphers").and_then(|a| a.into_iter().next()),
+            macs: first("macs").and_then(|a| a.into_iter().next()),
             user,
             host_name,
         }
@@ -277,6 +292,18 @@ impl SshConfig {
         }
         if let Some(timeout) = host.connect_timeout {
             builder = builder.connect_timeout(timeout);
+        }
+        if let Some(list) = &host.kex_algorithms {
+            builder = builder.kex_algorithms(list);
+        }
+        if let Some(list) = &host.host_key_algorithms {
+            builder = builder.host_key_algorithms(list);
+        }
+        if let Some(list) = &host.ciphers {
+            builder = builder.ciphers(list);
+        }
+        if let Some(list) = &host.macs {
+            builder = builder.macs(list);
         }
         if let Some(jump) = &host.proxy_jump {
             // Only the first hop of a chain is ours to open; the others are
@@ -419,29 +446,7 @@ fn host_matches(patterns: &[String], alias: &str) -> bool {
 
 /// `*` and `?` globbing.
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star) = (0, 0, None);
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
+    crate::openssh_match::match_pattern(pattern.as_bytes(), text.as_bytes())
 }
 
 /// Expands `~/` and the tokens `%h` (host name), `%r` (remote user), `%u`

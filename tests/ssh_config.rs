@@ -218,3 +218,38 @@ fn sessions_from_aliases_including_a_proxy_jump() {
     eprintln!("error: {err}");
     assert_eq!(err.kind(), ErrorKind::HostKeyUnknown);
 }
+
+#[test]
+fn algorithm_lists_as_ssh_g_reads_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config");
+    std::fs::write(
+        &file,
+        "Host old\n    KexAlgorithms diffie-hellman-group14-sha1,curve25519-sha256\n    \
+         HostKeyAlgorithms ssh-ed25519,rsa-sha2-256\n    Ciphers aes128-ctr\n    \
+         MACs hmac-sha2-256\nHost *\n    Ciphers aes256-ctr\n    MACs +hmac-sha1\n",
+    )
+    .expect("write config");
+    let config = SshConfig::from_file(&file).expect("parse");
+    let ours = config.resolve("old");
+    let theirs = ssh_g(&file, "old");
+    assert_eq!(
+        ours.kex_algorithms.as_deref(),
+        Some(one(&theirs, "kexalgorithms").as_str())
+    );
+    assert_eq!(
+        ours.host_key_algorithms.as_deref(),
+        Some(one(&theirs, "hostkeyalgorithms").as_str())
+    );
+    assert_eq!(
+        ours.ciphers.as_deref(),
+        Some(one(&theirs, "ciphers").as_str())
+    );
+    assert_eq!(ours.macs.as_deref(), Some(one(&theirs, "macs").as_str()));
+    // An appended list: ssh -G shows OpenSSH's defaults with the name at
+    // the end; we keep the list as written and apply it to ours.
+    let other = config.resolve("other");
+    assert_eq!(other.macs.as_deref(), Some("+hmac-sha1"));
+    assert!(one(&ssh_g(&file, "other"), "macs").ends_with(",hmac-sha1"));
+    assert_eq!(other.kex_algorithms, None);
+}

@@ -7,6 +7,8 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use ssh2::{DisconnectCode, MethodType};
 
+use crate::algorithms::{AlgorithmFamily, Offer, Offers};
+
 use super::transport::peer_closed;
 use super::{Session, SessionBuilder, SessionInner, Transport};
 use crate::conn::{millis, Conn, Parts};
@@ -176,6 +178,67 @@ impl SessionBuilder {
         self
     }
 
+    /// Key exchange algorithms, in OpenSSH's `KexAlgorithms` syntax:
+    /// `"+a,b"` appends to the list, `"-a"` removes from it, `"^a"` puts
+    /// first, `"a,b"` replaces it; names may be patterns (`*`, `?`).
+    /// Several calls apply in turn. Defaults to
+    /// [`AlgorithmFamily::Kex.defaults()`](AlgorithmFamily::defaults):
+    /// what this build of libssh2 has, without SHA-1 key exchange.
+    ///
+    /// For a server that offers only SHA-1 key exchange, in a build that
+    /// has it ([`has_sha1_algorithms`](crate::has_sha1_algorithms); README,
+    /// "Old servers"):
+    ///
+    /// ```no_run
+    /// use etl_ssh::{Credential, KnownHost, Session};
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// let session = Session::builder("old-appliance.partner.example")
+    ///     .kex_algorithms("+diffie-hellman-group14-sha1")
+    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
+    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
+    ///     .connect()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A malformed list, or an algorithm this build lacks, is reported by
+    /// [`connect`](Self::connect).
+    pub fn kex_algorithms(mut self, list: impl AsRef<str>) -> Self {
+        self.algorithms.push(AlgorithmFamily::Kex, list.as_ref());
+        self
+    }
+
+    /// Host key (signature) algorithms, in OpenSSH's `HostKeyAlgorithms`
+    /// syntax (see [`kex_algorithms`](Self::kex_algorithms)). Defaults to
+    /// [`AlgorithmFamily::HostKey.defaults()`](AlgorithmFamily::defaults),
+    /// without `ssh-rsa` (RSA with SHA-1) and `ssh-dss`; `+ssh-rsa` opts
+    /// in. Unless the list was given whole (or with `^`), the pinned key
+    /// types still go first, as OpenSSH orders them.
+    pub fn host_key_algorithms(mut self, list: impl AsRef<str>) -> Self {
+        self.algorithms
+            .push(AlgorithmFamily::HostKey, list.as_ref());
+        self
+    }
+
+    /// Ciphers, both directions, in OpenSSH's `Ciphers` syntax (see
+    /// [`kex_algorithms`](Self::kex_algorithms)). Defaults to
+    /// [`AlgorithmFamily::Cipher.defaults()`](AlgorithmFamily::defaults)
+    /// (libssh2's list, CBC modes included, as before).
+    pub fn ciphers(mut self, list: impl AsRef<str>) -> Self {
+        self.algorithms.push(AlgorithmFamily::Cipher, list.as_ref());
+        self
+    }
+
+    /// MACs, both directions, in OpenSSH's `MACs` syntax (see
+    /// [`kex_algorithms`](Self::kex_algorithms)). Defaults to
+    /// [`AlgorithmFamily::Mac.defaults()`](AlgorithmFamily::defaults),
+    /// without `hmac-sha1`; `+hmac-sha1` opts in.
+    pub fn macs(mut self, list: impl AsRef<str>) -> Self {
+        self.algorithms.push(AlgorithmFamily::Mac, list.as_ref());
+        self
+    }
+
     /// `host:port`, for messages.
     pub(crate) fn target(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -216,6 +279,7 @@ impl SessionBuilder {
                 "no credential: call .credential(Credential::key_pair(...)) before .connect()",
             )
         })?;
+        let offers = Offers::resolve(&self.algorithms)?;
         let loaded = credential.load()?;
         let policy = HostKeyPolicy::load(
             &self.pins,
@@ -225,7 +289,7 @@ impl SessionBuilder {
         )?;
 
         let pinned = policy.preferred_key_types();
-        let verified = match self.open_verified(&policy, &pinned, false) {
+        let verified = match self.open_verified(&policy, &offers, &pinned, false) {
             // A fingerprint says nothing of the key type: the server may hold
             // the pinned key under another type than the one it showed
             // first. Ask for each other type in turn, as `ssh-keyscan`
@@ -235,7 +299,7 @@ impl SessionBuilder {
                     Error::HostKeyMismatch { key_type, .. } => key_type.clone(),
                     _ => String::new(),
                 };
-                self.other_key_types(&policy, &shown).ok_or(err)?
+                self.other_key_types(&policy, &offers, &shown).ok_or(err)?
             }
             other => other?,
         };
@@ -310,27 +374,22 @@ impl SessionBuilder {
     fn open_verified(
         &self,
         policy: &HostKeyPolicy,
+        offers: &Offers,
         types: &[String],
         only: bool,
     ) -> Result<Verified> {
+        let host_keys = if only {
+            only_key_types(&offers.host_key, types)
+        } else {
+            host_key_preferences(&offers.host_key, types)
+        };
         let (stream, peer_addr, local_addr) = self.transport()?;
         let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
         let mut ssh =
             ssh2::Session::new().map_err(|e| Error::ssh("cannot create a libssh2 session", e))?;
         ssh.set_timeout(millis(self.connect_timeout));
         ssh.set_tcp_stream(stream);
-        let prefs = if only {
-            types
-                .iter()
-                .flat_map(|t| algorithms_for_key_type(t))
-                .collect::<Vec<_>>()
-                .join(",")
-        } else {
-            host_key_preferences(&ssh, types)
-        };
-        debug!("host key algorithms offered: {prefs}");
-        ssh.method_pref(MethodType::HostKey, &prefs)
-            .map_err(|e| Error::ssh("cannot set host key algorithm preferences", e))?;
+        offers.apply(&ssh, &host_keys)?;
 
         ssh.handshake()
             .map_err(|e| self.handshake_error(e, &probe, local_addr))?;
@@ -371,19 +430,25 @@ impl SessionBuilder {
 
     /// For fingerprint pins: asks the server for each key type other than
     /// `shown`, one connection each; the first whose key matches.
-    fn other_key_types(&self, policy: &HostKeyPolicy, shown: &str) -> Option<Verified> {
+    fn other_key_types(
+        &self,
+        policy: &HostKeyPolicy,
+        offers: &Offers,
+        shown: &str,
+    ) -> Option<Verified> {
         KEY_TYPES
             .iter()
             .filter(|t| **t != shown)
-            .find_map(
-                |family| match self.open_verified(policy, &[(*family).to_string()], true) {
+            .filter(|t| !only_key_types(&offers.host_key, &[(**t).to_string()]).is_empty())
+            .find_map(|family| {
+                match self.open_verified(policy, offers, &[(*family).to_string()], true) {
                     Ok(verified) => Some(verified),
                     Err(e) => {
                         debug!("{}: no matching {family} key: {e}", self.target());
                         None
                     }
-                },
-            )
+                }
+            })
     }
 
     fn handshake_error(&self, err: ssh2::Error, probe: &Transport, local: SocketAddr) -> Error {
@@ -433,20 +498,41 @@ impl SessionBuilder {
     }
 }
 
-/// The host key algorithms to offer: those of the pinned key types first,
-/// then the rest libssh2 supports. Certificate algorithms are left out:
-/// libssh2 cannot check a host certificate, and a server that has one then
-/// presents its plain key.
-fn host_key_preferences(ssh: &ssh2::Session, pinned_types: &[String]) -> String {
-    let supported = ssh.supported_algs(MethodType::HostKey).unwrap_or_default();
-    let mut list: Vec<&str> = Vec::new();
-    let pinned = pinned_types.iter().flat_map(|t| algorithms_for_key_type(t));
-    for alg in pinned.chain(supported.iter().copied()) {
-        if supported.contains(&alg) && !alg.contains("-cert-") && !list.contains(&alg) {
-            list.push(alg);
+/// The host key algorithms to offer: `offer` with the algorithms of the
+/// pinned key types first (unless the caller chose the order).
+/// Certificate algorithms are left out: a server that has a certificate
+/// then presents its plain key.
+fn host_key_preferences(offer: &Offer, pinned_types: &[String]) -> Vec<String> {
+    let allowed: Vec<&String> = offer
+        .names
+        .iter()
+        .filter(|a| !a.contains("-cert-"))
+        .collect();
+    let mut list: Vec<String> = Vec::new();
+    if !offer.explicit_order {
+        for alg in pinned_types.iter().flat_map(|t| algorithms_for_key_type(t)) {
+            if allowed.iter().any(|a| *a == alg) && !list.iter().any(|l| l == alg) {
+                list.push(alg.to_string());
+            }
         }
     }
-    list.join(",")
+    for alg in allowed {
+        if !list.contains(alg) {
+            list.push(alg.clone());
+        }
+    }
+    list
+}
+
+/// The host key algorithms of the key `types` alone, as far as `offer`
+/// allows them (for fingerprint pins, one type per connection).
+fn only_key_types(offer: &Offer, types: &[String]) -> Vec<String> {
+    types
+        .iter()
+        .flat_map(|t| algorithms_for_key_type(t))
+        .filter(|alg| offer.names.iter().any(|a| a == alg))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The signature algorithms a host key of `key_type` can be presented with.
@@ -475,6 +561,7 @@ fn log_algorithms(ssh: &ssh2::Session) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algorithms::Algorithms;
 
     #[test]
     fn rsa_pin_prefers_sha2_signatures() {
@@ -487,11 +574,32 @@ mod tests {
 
     #[test]
     fn pinned_types_come_first_and_certificates_never() {
-        let ssh = ssh2::Session::new().expect("session");
-        let prefs = host_key_preferences(&ssh, &["ecdsa-sha2-nistp256".to_string()]);
-        assert!(prefs.starts_with("ecdsa-sha2-nistp256,"), "{prefs}");
-        assert!(!prefs.contains("-cert-"), "{prefs}");
-        assert!(prefs.contains("ssh-ed25519"), "{prefs}");
+        let offer = Offers::resolve(&Algorithms::default())
+            .expect("defaults")
+            .host_key;
+        let prefs = host_key_preferences(&offer, &["ecdsa-sha2-nistp256".to_string()]);
+        assert_eq!(prefs[0], "ecdsa-sha2-nistp256", "{prefs:?}");
+        assert!(!prefs.iter().any(|p| p.contains("-cert-")), "{prefs:?}");
+        assert!(prefs.iter().any(|p| p == "ssh-ed25519"), "{prefs:?}");
+        let rsa = host_key_preferences(&offer, &["ssh-rsa".to_string()]);
+        assert_eq!(rsa[..2], ["rsa-sha2-512", "rsa-sha2-256"], "{rsa:?}");
+        assert!(
+            !rsa.iter().any(|p| p == "ssh-rsa"),
+            "no SHA-1 unless asked: {rsa:?}"
+        );
+    }
+
+    #[test]
+    fn an_explicit_order_is_kept() {
+        let mut algorithms = Algorithms::default();
+        algorithms.push(AlgorithmFamily::HostKey, "ssh-ed25519,ecdsa-sha2-nistp256");
+        let offer = Offers::resolve(&algorithms).expect("offer").host_key;
+        let prefs = host_key_preferences(&offer, &["ecdsa-sha2-nistp256".to_string()]);
+        assert_eq!(prefs, ["ssh-ed25519", "ecdsa-sha2-nistp256"]);
+        assert_eq!(
+            only_key_types(&offer, &["ssh-rsa".to_string()]),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

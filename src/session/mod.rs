@@ -197,6 +197,7 @@ pub struct SessionBuilder {
     timeout: Duration,
     bind_address: Option<IpAddr>,
     receive_buffer: Option<usize>,
+    algorithms: crate::algorithms::Algorithms,
 }
 
 impl Session {
@@ -217,6 +218,7 @@ impl Session {
             timeout: DEFAULT_TIMEOUT,
             bind_address: None,
             receive_buffer: Some(DEFAULT_RECEIVE_BUFFER),
+            algorithms: crate::algorithms::Algorithms::default(),
         }
     }
 
