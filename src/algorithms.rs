@@ -417,28 +417,38 @@ impl Offers {
 /// The error for legacy algorithms asked for that this build lacks.
 pub(crate) fn not_in_this_build(family: AlgorithmFamily, missing: &[&Legacy]) -> crate::Error {
     let names: Vec<&str> = missing.iter().map(|l| l.name).collect();
+    crate::Error::Ssh {
+        kind: crate::ErrorKind::Unsupported,
+        context: format!(
+            "{family} algorithm {} is not in this build of libssh2 (it needs {}): \
+             build etl-ssh with {} (README, \"Old servers\")",
+            names.join(", "),
+            flags(missing).join(" "),
+            build_recipe(missing)
+        ),
+        source: None,
+    }
+}
+
+/// `CFLAGS="..."` that adds `legacy` to libssh2's build: the three SHA-1
+/// macros for SHA-1 algorithms, else the macros they need.
+pub(crate) fn build_recipe(legacy: &[&Legacy]) -> String {
+    if legacy.iter().all(|l| l.sha1) {
+        format!("CFLAGS=\"{SHA1_CFLAGS}\"")
+    } else {
+        format!("CFLAGS=\"{}\"", flags(legacy).join(" "))
+    }
+}
+
+fn flags(legacy: &[&Legacy]) -> Vec<String> {
     let mut flags: Vec<String> = Vec::new();
-    for l in missing {
+    for l in legacy {
         let flag = format!("-D{}", l.flag);
         if !flags.contains(&flag) {
             flags.push(flag);
         }
     }
-    let recipe = if missing.iter().all(|l| l.sha1) {
-        format!("CFLAGS=\"{SHA1_CFLAGS}\"")
-    } else {
-        format!("CFLAGS=\"{}\"", flags.join(" "))
-    };
-    crate::Error::Ssh {
-        kind: crate::ErrorKind::Unsupported,
-        context: format!(
-            "{family} algorithm {} is not in this build of libssh2 (it needs {}): \
-             build etl-ssh with {recipe} (README, \"Old servers\")",
-            names.join(", "),
-            flags.join(" ")
-        ),
-        source: None,
-    }
+    flags
 }
 
 /// Applies one list in OpenSSH's syntax to `current` (OpenSSH's

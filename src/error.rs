@@ -234,6 +234,29 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The server and we have no algorithm of one family in common: the
+    /// handshake cannot agree a key exchange, host key, cipher or MAC.
+    #[error("{}", negotiation_message(host, *port, family.as_ref(), ours, theirs, note))]
+    #[non_exhaustive]
+    Negotiation {
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The family with nothing in common, when the server's offer
+        /// could be read.
+        family: Option<crate::AlgorithmFamily>,
+        /// What we offered in that family, in our order.
+        ours: Vec<String>,
+        /// What the server offered in that family, in its order.
+        theirs: Vec<String>,
+        /// What to do (opt in to legacy algorithms, the build that has
+        /// them), or why the family is not known.
+        note: String,
+        /// libssh2's error.
+        source: Option<BoxError>,
+    },
+
     /// The server refused our credential.
     #[error(
         "authentication as {user} on {host}:{port} failed (tried {}); the server allows: {}",
@@ -390,6 +413,25 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+fn negotiation_message(
+    host: &str,
+    port: u16,
+    family: Option<&crate::AlgorithmFamily>,
+    ours: &[String],
+    theirs: &[String],
+    note: &str,
+) -> String {
+    match family {
+        Some(family) => format!(
+            "no common {family} algorithm with {host}:{port}: the server offers {}; \
+             we offer {}{note}",
+            theirs.join(","),
+            ours.join(",")
+        ),
+        None => format!("no common algorithm with {host}:{port}: the SSH handshake failed{note}"),
+    }
+}
+
 fn key_name(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) => p.display().to_string(),
@@ -407,6 +449,7 @@ impl Error {
             Error::HostKeyUnknown { .. } => ErrorKind::HostKeyUnknown,
             Error::HostKeyRevoked { .. } => ErrorKind::HostKeyRevoked,
             Error::Disconnected { .. } => ErrorKind::Disconnected,
+            Error::Negotiation { .. } => ErrorKind::Protocol,
             Error::Auth { .. } => ErrorKind::Auth,
             Error::KeyFile { .. } => ErrorKind::KeyFile,
             Error::Passphrase { .. } => ErrorKind::Passphrase,

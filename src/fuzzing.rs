@@ -122,3 +122,19 @@ pub fn sftp_version(body: &[u8]) -> std::result::Result<(u32, Vec<Vec<u8>>), Str
         })
         .map_err(|e| e.to_string())
 }
+
+/// The name-lists of a server's KEXINIT payload, as a failed handshake
+/// reads them (key exchange without its extension markers, host key,
+/// ciphers and MACs each way), or why it was refused.
+pub fn kexinit(payload: &[u8]) -> std::result::Result<[Vec<String>; 6], String> {
+    crate::session::fuzz_parse_kexinit(payload).map(|k| {
+        [
+            k.kex,
+            k.host_key,
+            k.cipher_cs,
+            k.cipher_sc,
+            k.mac_cs,
+            k.mac_sc,
+        ]
+    })
+}

@@ -86,6 +86,20 @@
 //! (`ProxyJump`); [`SshConfig`] builds sessions from `Host` aliases of an
 //! OpenSSH client config, as `ssh` resolves them.
 //!
+//! ## Algorithms
+//!
+//! Each session sets the key exchange, host key, cipher and MAC lists it
+//! offers: this build's algorithms without the SHA-1-era ones
+//! ([`AlgorithmFamily::defaults`]). [`SessionBuilder::kex_algorithms`],
+//! [`host_key_algorithms`](SessionBuilder::host_key_algorithms),
+//! [`ciphers`](SessionBuilder::ciphers) and [`macs`](SessionBuilder::macs)
+//! change them in OpenSSH's syntax (`"+diffie-hellman-group14-sha1"`
+//! appends, `"-name"` removes, `"^name"` puts first, `"a,b"` replaces), as
+//! do the same keywords in an [`SshConfig`]. A server with nothing in
+//! common fails with [`Error::Negotiation`]: the family, the server's
+//! offer, ours, and what to do. SHA-1 algorithms need a libssh2 built with
+//! them ([`has_sha1_algorithms`]; README, "Old servers").
+//!
 //! ## SFTP
 //!
 //! [`Session::sftp`] opens an [`SftpSession`]: std-like file operations

@@ -140,3 +140,34 @@ fn malformed_lists_are_refused_before_connecting() {
         assert!(text.contains("algorithms"), "{text}");
     }
 }
+
+#[test]
+fn a_failed_negotiation_names_the_family_and_both_offers() {
+    let Some((server, key)) = start(Sshd::builder().extra_config("Ciphers aes256-ctr,aes192-ctr"))
+    else {
+        return;
+    };
+    let err = server
+        .session_builder()
+        .credential(key.credential())
+        .ciphers("aes128-ctr,aes128-gcm@openssh.com")
+        .connect()
+        .expect_err("no common cipher");
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    let text = err.to_string();
+    for words in [
+        format!(
+            "no common cipher algorithm with 127.0.0.1:{}",
+            server.port()
+        ),
+        "the server offers aes256-ctr,aes192-ctr".to_string(),
+        "we offer aes128-ctr,aes128-gcm@openssh.com".to_string(),
+    ] {
+        assert!(text.contains(&words), "{text:?} lacks {words:?}");
+    }
+    assert!(
+        !text.contains("SHA-1") && !text.contains("allow-list"),
+        "{text}"
+    );
+    assert!(!err.is_transient(), "retrying cannot help: {text}");
+}

@@ -9,6 +9,7 @@ use ssh2::{DisconnectCode, MethodType};
 
 use crate::algorithms::{AlgorithmFamily, Offer, Offers};
 
+use super::negotiate::OfferedLists;
 use super::transport::peer_closed;
 use super::{Session, SessionBuilder, SessionInner, Transport};
 use crate::conn::{millis, Conn, Parts};
@@ -391,8 +392,14 @@ impl SessionBuilder {
         ssh.set_tcp_stream(stream);
         offers.apply(&ssh, &host_keys)?;
 
-        ssh.handshake()
-            .map_err(|e| self.handshake_error(e, &probe, local_addr))?;
+        ssh.handshake().map_err(|e| {
+            self.handshake_error(
+                e,
+                &probe,
+                local_addr,
+                &OfferedLists::new(offers, &host_keys),
+            )
+        })?;
         log_algorithms(&ssh);
         let banner = ssh.banner().map(str::to_string);
 
@@ -451,7 +458,18 @@ impl SessionBuilder {
             })
     }
 
-    fn handshake_error(&self, err: ssh2::Error, probe: &Transport, local: SocketAddr) -> Error {
+    fn handshake_error(
+        &self,
+        err: ssh2::Error,
+        probe: &Transport,
+        local: SocketAddr,
+        offered: &OfferedLists,
+    ) -> Error {
+        if ssh2_code(&err) == code::KEX_FAILURE {
+            // Before the hang-up check: the server closes as soon as it
+            // finds no common algorithm either.
+            return self.negotiation_error(offered, err);
+        }
         let kind = ssh2_kind(&err);
         if kind == ErrorKind::Timeout {
             return Error::Timeout {

@@ -5,12 +5,17 @@
 //!   pinned key types preferred, host-key check before authentication;
 //! - `transport.rs`: reaching the server: resolve, TCP (bound, through an
 //!   HTTP proxy), the socket libssh2 talks through;
+//! - `negotiate.rs`: the server's algorithm offer, read when a handshake
+//!   finds nothing in common;
 //! - `tunnel.rs`: a jump host's `direct-tcpip` tunnel;
 //! - `auth.rs`: offering the credential.
 
 mod auth;
 mod builder;
+mod negotiate;
 mod transport;
+#[cfg(feature = "fuzzing")]
+pub(crate) use negotiate::parse_kexinit as fuzz_parse_kexinit;
 mod tunnel;
 
 use std::fmt;
