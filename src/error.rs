@@ -257,12 +257,8 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
-    /// The server refused our credential.
-    #[error(
-        "authentication as {user} on {host}:{port} failed (tried {}); the server allows: {}",
-        tried.join(", "),
-        if allowed.is_empty() { "nothing more".to_string() } else { allowed.join(", ") }
-    )]
+    /// The server refused our credential, or wants more than it holds.
+    #[error("{}", auth_message(user, host, *port, tried, allowed, accepted))]
     #[non_exhaustive]
     Auth {
         /// The user name.
@@ -271,10 +267,16 @@ pub enum Error {
         host: String,
         /// The port.
         port: u16,
-        /// What we tried (`publickey SHA256:...`, `password`, ...).
+        /// What we tried last and the server refused (`publickey
+        /// SHA256:...`, `password`, ...); empty when every factor we had
+        /// was accepted and the server wants another.
         tried: Vec<String>,
         /// The methods the server said can continue.
         allowed: Vec<String>,
+        /// The factors the server accepted before (partial success), in
+        /// order: a multi-factor login (`AuthenticationMethods
+        /// publickey,password`) that did not complete.
+        accepted: Vec<String>,
         /// The underlying error, if any.
         source: Option<BoxError>,
     },
@@ -411,6 +413,42 @@ fn from_local(local: Option<SocketAddr>) -> String {
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
+}
+
+fn auth_message(
+    user: &str,
+    host: &str,
+    port: u16,
+    tried: &[String],
+    allowed: &[String],
+    accepted: &[String],
+) -> String {
+    let allows = if allowed.is_empty() {
+        "nothing more".to_string()
+    } else {
+        allowed.join(", ")
+    };
+    if accepted.is_empty() {
+        return format!(
+            "authentication as {user} on {host}:{port} failed (tried {}); the server allows: \
+             {allows}",
+            tried.join(", ")
+        );
+    }
+    let accepted = accepted.join(", then ");
+    if tried.is_empty() {
+        format!(
+            "authentication as {user} on {host}:{port} is incomplete: the server accepted \
+             {accepted} (partial success) and wants another factor: {allows}; give every \
+             factor in the order the server asks for them with Credential::all([...])"
+        )
+    } else {
+        format!(
+            "authentication as {user} on {host}:{port} failed: the server accepted {accepted} \
+             (partial success), then refused {}; it allows: {allows}",
+            tried.join(", ")
+        )
+    }
 }
 
 fn negotiation_message(

@@ -38,8 +38,9 @@
 //! [`ErrorKind::Passphrase`], never a puzzling authentication failure.
 //! Also: several keys tried in order ([`Credential::key_pairs`], for key
 //! rotation), an ssh-agent ([`Credential::agent`]), keyboard-interactive
-//! answered by a callback ([`Credential::keyboard_interactive`]) and
-//! OpenSSH user certificates ([`KeyPair::with_certificate`]).
+//! answered by a callback ([`Credential::keyboard_interactive`]),
+//! OpenSSH user certificates ([`KeyPair::with_certificate`]), and
+//! multi-factor logins ([`Credential::all`]: a key, then a password).
 //!
 //! ## Host keys
 //!

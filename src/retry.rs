@@ -262,6 +262,7 @@ mod tests {
                 port: 22,
                 tried: vec![],
                 allowed: vec![],
+                accepted: vec![],
                 source: None,
             },
             Error::HostKeyMismatch {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use secrecy::{ExposeSecret, SecretString};
 use ssh2::{KeyboardInteractivePrompt, Prompt};
 
@@ -28,25 +28,82 @@ impl SessionBuilder {
         }
     }
 
+    /// Authenticates as `user` with `loaded`, one step after another for
+    /// a [`Credential::all`](crate::Credential::all): each step but the
+    /// last must end in partial success (the server accepts it and wants
+    /// more). The methods accepted, in order.
     pub(super) fn authenticate(
         &self,
         ssh: &ssh2::Session,
         user: &str,
         loaded: &Loaded,
         local: SocketAddr,
-    ) -> Result<AuthMethod> {
+    ) -> Result<Vec<AuthMethod>> {
         // The `none` request: the server answers with the methods it allows.
         let allowed = ssh
             .auth_methods(user)
             .map_err(|e| self.auth_stage_error(e, local))?;
         if ssh.authenticated() {
-            return Ok(AuthMethod::None);
+            return Ok(vec![AuthMethod::None]);
         }
-        let allowed = split_methods(allowed);
+        let mut allowed = split_methods(allowed);
         debug!("{}:{} allows: {}", self.host, self.port, allowed.join(","));
-        let offers = |m: &str| allowed.iter().any(|a| a == m);
-
+        let steps: Vec<&Loaded> = match loaded {
+            Loaded::All(steps) => steps.iter().collect(),
+            one => vec![one],
+        };
+        let mut accepted: Vec<AuthMethod> = Vec::new();
         let mut tried = Vec::new();
+        for step in steps {
+            match self.offer(ssh, user, step, &allowed, local, &mut tried)? {
+                Offered::In(method) => {
+                    accepted.push(method);
+                    return Ok(accepted);
+                }
+                Offered::Partial(method, now) => {
+                    info!(
+                        "{}:{} accepted {method} (partial success); it wants more: {}",
+                        self.host,
+                        self.port,
+                        now.join(",")
+                    );
+                    accepted.push(method);
+                    allowed = now;
+                    // What was tried for this factor was accepted.
+                    tried.clear();
+                }
+                Offered::Refused => break,
+            }
+        }
+        Err(Error::Auth {
+            user: user.to_string(),
+            host: self.host.clone(),
+            port: self.port,
+            tried,
+            allowed,
+            accepted: accepted.iter().map(ToString::to_string).collect(),
+            source: None,
+        })
+    }
+
+    /// Offers one credential (one step of a multi-factor one).
+    fn offer(
+        &self,
+        ssh: &ssh2::Session,
+        user: &str,
+        loaded: &Loaded,
+        allowed: &[String],
+        local: SocketAddr,
+        tried: &mut Vec<String>,
+    ) -> Result<Offered> {
+        let offers = |m: &str| allowed.iter().any(|a| a == m);
+        // After a refusal: a changed list of methods is a partial success.
+        let settle = |result, key: Option<&LoadedKey>, method: AuthMethod| {
+            if self.settle(ssh, result, key, local)? {
+                return Ok(Offered::In(method));
+            }
+            self.partial(ssh, user, allowed, local, method)
+        };
         match loaded {
             Loaded::Keys(keys) if offers("publickey") => {
                 for (index, key) in keys.iter().enumerate() {
@@ -57,35 +114,40 @@ impl SessionBuilder {
                         &key.private,
                         key.passphrase.as_ref().map(|p| p.expose_secret()),
                     );
-                    if self.settle(ssh, result, Some(key), local)? {
-                        if index > 0 {
-                            warn!(
-                                "{}:{} still accepts only an older key: {} ({}); refused: {}",
-                                self.host,
-                                self.port,
-                                key.label,
-                                key.describe(),
-                                keys[..index]
-                                    .iter()
-                                    .map(|k| k.label.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            );
-                        }
-                        return Ok(AuthMethod::PublicKey {
-                            fingerprint: key.fingerprint.clone(),
-                            label: key.label.clone(),
-                        });
+                    let method = AuthMethod::PublicKey {
+                        fingerprint: key.fingerprint.clone(),
+                        label: key.label.clone(),
+                    };
+                    let outcome = settle(result, Some(key), method)?;
+                    if matches!(outcome, Offered::Refused) {
+                        continue;
                     }
+                    if index > 0 {
+                        warn!(
+                            "{}:{} still accepts only an older key: {} ({}); refused: {}",
+                            self.host,
+                            self.port,
+                            key.label,
+                            key.describe(),
+                            keys[..index]
+                                .iter()
+                                .map(|k| k.label.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                    return Ok(outcome);
                 }
+                Ok(Offered::Refused)
             }
-            Loaded::Keys(keys) => tried.extend(keys.iter().map(LoadedKey::describe)),
+            Loaded::Keys(keys) => {
+                tried.extend(keys.iter().map(LoadedKey::describe));
+                Ok(Offered::Refused)
+            }
             Loaded::Password(pw) if offers("password") => {
                 tried.push("password".to_string());
                 let result = ssh.userauth_password(user, pw.expose_secret());
-                if self.settle(ssh, result, None, local)? {
-                    return Ok(AuthMethod::Password);
-                }
+                settle(result, None, AuthMethod::Password)
             }
             Loaded::Password(pw) if offers("keyboard-interactive") => {
                 tried.push("keyboard-interactive (password)".to_string());
@@ -94,15 +156,12 @@ impl SessionBuilder {
                     rounds: 0,
                 };
                 let result = ssh.userauth_keyboard_interactive(user, &mut prompter);
-                if self.settle(ssh, result, None, local)? {
-                    return Ok(AuthMethod::KeyboardInteractive);
-                }
+                settle(result, None, AuthMethod::KeyboardInteractive)
             }
             Loaded::Agent(socket) if offers("publickey") => {
-                if let Some(method) =
-                    self.auth_agent(ssh, user, socket.as_deref(), local, &mut tried)?
-                {
-                    return Ok(method);
+                match self.auth_agent(ssh, user, socket.as_deref(), local, tried)? {
+                    Some(method) => Ok(Offered::In(method)),
+                    None => self.partial(ssh, user, allowed, local, agent_method(tried)),
                 }
             }
             Loaded::KeyboardInteractive(responder) if offers("keyboard-interactive") => {
@@ -111,25 +170,53 @@ impl SessionBuilder {
                     responder: responder.as_ref(),
                 };
                 let result = ssh.userauth_keyboard_interactive(user, &mut prompter);
-                if self.settle(ssh, result, None, local)? {
-                    return Ok(AuthMethod::KeyboardInteractive);
-                }
+                settle(result, None, AuthMethod::KeyboardInteractive)
             }
             // The server does not offer what we have.
-            Loaded::Password(_) => tried.push("password".to_string()),
-            Loaded::Agent(_) => tried.push("publickey (ssh-agent)".to_string()),
-            Loaded::KeyboardInteractive(_) => tried.push("keyboard-interactive".to_string()),
+            Loaded::Password(_) => {
+                tried.push("password".to_string());
+                Ok(Offered::Refused)
+            }
+            Loaded::Agent(_) => {
+                tried.push("publickey (ssh-agent)".to_string());
+                Ok(Offered::Refused)
+            }
+            Loaded::KeyboardInteractive(_) => {
+                tried.push("keyboard-interactive".to_string());
+                Ok(Offered::Refused)
+            }
+            Loaded::All(_) => Err(Error::invalid(
+                "credential",
+                "Credential::all inside Credential::all (flattened when made)",
+            )),
         }
-        // Ask again: the list may have changed after a partial success.
-        let allowed = ssh.auth_methods(user).map(split_methods).unwrap_or(allowed);
-        Err(Error::Auth {
-            user: user.to_string(),
-            host: self.host.clone(),
-            port: self.port,
-            tried,
-            allowed,
-            source: None,
-        })
+    }
+
+    /// After a refusal: asks the server again which methods it allows.
+    /// A list that changed means it accepted `method` as one factor and
+    /// wants another (partial success, which libssh2 reports as a plain
+    /// failure); the same list, a refusal.
+    fn partial(
+        &self,
+        ssh: &ssh2::Session,
+        user: &str,
+        allowed: &[String],
+        local: SocketAddr,
+        method: AuthMethod,
+    ) -> Result<Offered> {
+        let now = match ssh.auth_methods(user) {
+            Ok(list) => split_methods(list),
+            Err(e) if ssh2_kind(&e) == ErrorKind::Auth => return Ok(Offered::Refused),
+            Err(e) => return Err(self.auth_stage_error(e, local)),
+        };
+        if ssh.authenticated() {
+            return Ok(Offered::In(method));
+        }
+        if now.as_slice() == allowed {
+            Ok(Offered::Refused)
+        } else {
+            Ok(Offered::Partial(method, now))
+        }
     }
 
     /// Tries every identity the agent holds, in the agent's order.
@@ -202,6 +289,29 @@ impl SessionBuilder {
                 }
             }
         }
+    }
+}
+
+/// What became of one authentication step.
+enum Offered {
+    /// We are in.
+    In(AuthMethod),
+    /// Accepted as one factor (partial success); the server now allows
+    /// these methods for the next.
+    Partial(AuthMethod, Vec<String>),
+    /// Refused, or not offered by the server.
+    Refused,
+}
+
+/// The agent identity tried last, as an [`AuthMethod`] (for a partial
+/// success by an agent key).
+fn agent_method(tried: &[String]) -> AuthMethod {
+    AuthMethod::PublicKey {
+        fingerprint: None,
+        label: tried
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "ssh-agent".to_string()),
     }
 }
 

@@ -317,8 +317,14 @@ impl SessionBuilder {
         let user = self.user.as_deref().unwrap_or(credential.user());
         let auth = self.authenticate(&ssh, user, &loaded, local_addr)?;
         info!(
-            "authenticated to {}:{} as {} with {auth}",
-            self.host, self.port, user
+            "authenticated to {}:{} as {} with {}",
+            self.host,
+            self.port,
+            user,
+            auth.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", then ")
         );
         // Keepalives only once authenticated: OpenSSH takes a global request
         // before authentication for a protocol error.

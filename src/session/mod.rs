@@ -83,7 +83,8 @@ pub(crate) struct SessionInner {
     user: String,
     host_key: HostKey,
     banner: Option<String>,
-    auth: AuthMethod,
+    /// The methods accepted, in order (several for a multi-factor login).
+    auth: Vec<AuthMethod>,
 }
 
 impl fmt::Debug for SessionInner {
@@ -98,6 +99,20 @@ impl fmt::Debug for SessionInner {
 impl SessionInner {
     /// See [`Session::connect_another`].
     pub(crate) fn connect_another(&self) -> Result<Session> {
+        if let Some(credential) = &self.settings.credential {
+            if credential.responder_forbids_extra_sessions() {
+                return Err(Error::Ssh {
+                    kind: crate::ErrorKind::Unsupported,
+                    context: format!(
+                        "no extra session to {}: it would ask the keyboard-interactive \
+                         responder again (a one-time code would be spent); allow it with \
+                         Credential::with_extra_sessions(true)",
+                        self.target()
+                    ),
+                    source: None,
+                });
+            }
+        }
         self.settings.clone().connect()
     }
 
@@ -252,8 +267,16 @@ impl Session {
         self.inner.banner.as_deref()
     }
 
-    /// How the server accepted us.
+    /// How the server accepted us: the method that completed the login
+    /// (the last factor of a multi-factor one).
     pub fn auth_method(&self) -> &AuthMethod {
+        self.inner.auth.last().unwrap_or(&AuthMethod::None)
+    }
+
+    /// Every method the server accepted, in order: one for most logins,
+    /// each factor of a multi-factor one
+    /// ([`Credential::all`](crate::Credential::all)).
+    pub fn auth_factors(&self) -> &[AuthMethod] {
         &self.inner.auth
     }
 
@@ -279,7 +302,10 @@ impl Session {
     ///
     /// As [`SessionBuilder::connect`]; a server that limits connections
     /// (OpenSSH's `MaxStartups`, `MaxSessions`) may refuse it with
-    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected);
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) when the
+    /// credential's keyboard-interactive responder may not be asked again
+    /// ([`Credential::with_extra_sessions`](crate::Credential::with_extra_sessions)).
     pub fn connect_another(&self) -> Result<Session> {
         self.inner.connect_another()
     }
