@@ -34,6 +34,10 @@ pub enum ErrorKind {
     HostKeyUnknown,
     /// The server's host key is marked `@revoked` in a `known_hosts` file.
     HostKeyRevoked,
+    /// The server's host certificate is not valid: expired or not yet
+    /// valid, for another host, not a host certificate, or signed by a CA
+    /// that is not pinned.
+    HostCertificate,
     /// The server refused our credential.
     Auth,
     /// A private key could not be read or parsed.
@@ -75,6 +79,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::HostKeyMismatch => "host key mismatch",
             ErrorKind::HostKeyUnknown => "host key unknown",
             ErrorKind::HostKeyRevoked => "host key revoked",
+            ErrorKind::HostCertificate => "host certificate",
             ErrorKind::Auth => "authentication",
             ErrorKind::KeyFile => "key file",
             ErrorKind::Passphrase => "passphrase",
@@ -211,6 +216,20 @@ pub enum Error {
         seen: String,
         /// Where the `@revoked` line is (`path:line`).
         revoked_by: String,
+    },
+
+    /// The server presented a host certificate that is not valid for it.
+    #[error("host certificate of {host}:{port} is not valid: {reason} ({certificate})")]
+    #[non_exhaustive]
+    HostCertificate {
+        /// The host name the pins were matched against.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The certificate: its type, its key's fingerprint and its CA's.
+        certificate: String,
+        /// Why it is not valid, and what to do.
+        reason: String,
     },
 
     /// The server closed the connection before authentication was done.
@@ -486,6 +505,7 @@ impl Error {
             Error::HostKeyMismatch { .. } => ErrorKind::HostKeyMismatch,
             Error::HostKeyUnknown { .. } => ErrorKind::HostKeyUnknown,
             Error::HostKeyRevoked { .. } => ErrorKind::HostKeyRevoked,
+            Error::HostCertificate { .. } => ErrorKind::HostCertificate,
             Error::Disconnected { .. } => ErrorKind::Disconnected,
             Error::Negotiation { .. } => ErrorKind::Protocol,
             Error::Auth { .. } => ErrorKind::Auth,

@@ -97,6 +97,16 @@ pub fn host_key_from_blob(blob: &[u8]) -> Result<HostKey> {
     HostKey::from_blob(blob)
 }
 
+/// The key a server's host key blob carries, as the handshake reads it:
+/// a plain key, or the key inside an OpenSSH host certificate.
+///
+/// # Errors
+///
+/// A protocol error if the blob is neither.
+pub fn presented_host_key(blob: &[u8]) -> Result<HostKey> {
+    known_host::Presented::from_blob(blob).map(|p| p.key().clone())
+}
+
 /// What the SFTP client makes of a packet body from a server: the decoded
 /// reply's request id and how many names it holds (0 for other replies),
 /// or why it was refused. The decoder must never panic nor allocate more

@@ -52,6 +52,12 @@
 //! never sent to a server whose key did not match. There is no default that
 //! accepts any key. The pinned key types are offered first in the handshake,
 //! so a server with several host keys presents the pinned one.
+//! Host certificates: a partner that signs its host keys with a CA gives
+//! us an `@cert-authority` line (or [`KnownHost::cert_authority`]); the
+//! certificate is then asked for first and checked here before any
+//! authentication (signed by the pinned CA, not `@revoked`, a host
+//! certificate naming the host, within its validity window), with
+//! [`ErrorKind::HostCertificate`] saying what is wrong.
 //! [`SessionBuilder::host_key_alias`] looks pins up under a name of our
 //! choosing, so a server that moves to a new address keeps its pin;
 //! [`KnownHost::trust_on_first_use`] is the explicit, recorded alternative

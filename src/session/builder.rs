@@ -14,7 +14,7 @@ use super::transport::peer_closed;
 use super::{Session, SessionBuilder, SessionInner, Transport};
 use crate::conn::{millis, Conn, Parts};
 use crate::error::{code, ssh2_code, ssh2_kind, BoxError};
-use crate::known_host::HostKeyPolicy;
+use crate::known_host::{HostKeyPolicy, Presented};
 use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
 
 impl SessionBuilder {
@@ -295,7 +295,9 @@ impl SessionBuilder {
             // the pinned key under another type than the one it showed
             // first. Ask for each other type in turn, as `ssh-keyscan`
             // does, before calling it a mismatch.
-            Err(err @ Error::HostKeyMismatch { .. }) if pinned.is_empty() => {
+            Err(err @ Error::HostKeyMismatch { .. })
+                if pinned.is_empty() && !policy.has_cert_authorities() =>
+            {
                 let shown = match &err {
                     Error::HostKeyMismatch { key_type, .. } => key_type.clone(),
                     _ => String::new(),
@@ -388,7 +390,7 @@ impl SessionBuilder {
         let host_keys = if only {
             only_key_types(&offers.host_key, types)
         } else {
-            host_key_preferences(&offers.host_key, types)
+            host_key_preferences(&offers.host_key, types, policy.has_cert_authorities())
         };
         let (stream, peer_addr, local_addr) = self.transport()?;
         let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
@@ -414,8 +416,12 @@ impl SessionBuilder {
             context: format!("{}:{} presented no host key", self.host, self.port),
             source: None,
         })?;
-        let host_key = HostKey::from_blob(blob)?;
-        if let Err(e) = policy.check(&host_key) {
+        let presented = Presented::from_blob(blob)?;
+        let host_key = presented.key().clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(e) = policy.check_presented(&presented, now) {
             warn!(
                 "host key of {}:{} not trusted ({host_key}): disconnecting before authentication",
                 self.host, self.port
@@ -427,10 +433,16 @@ impl SessionBuilder {
             );
             return Err(e);
         }
-        info!(
-            "host key of {}:{} verified: {host_key}",
-            self.host, self.port
-        );
+        match &presented {
+            Presented::Certificate(cert) => info!(
+                "host certificate of {}:{} verified: {cert}",
+                self.host, self.port
+            ),
+            Presented::Plain(_) => info!(
+                "host key of {}:{} verified: {host_key}",
+                self.host, self.port
+            ),
+        }
         Ok(Verified {
             ssh,
             probe,
@@ -522,18 +534,27 @@ impl SessionBuilder {
     }
 }
 
-/// The host key algorithms to offer: `offer` with the algorithms of the
-/// pinned key types first (unless the caller chose the order).
-/// Certificate algorithms are left out: a server that has a certificate
-/// then presents its plain key.
-fn host_key_preferences(offer: &Offer, pinned_types: &[String]) -> Vec<String> {
+/// The host key algorithms to offer: `offer` with, unless the caller
+/// chose the order, the certificate algorithms first when a certificate
+/// authority is pinned (`certs`), then those of the pinned key types.
+/// Without a CA the certificate algorithms are left out: a server that has
+/// a certificate then presents its plain key.
+fn host_key_preferences(offer: &Offer, pinned_types: &[String], certs: bool) -> Vec<String> {
     let allowed: Vec<&String> = offer
         .names
         .iter()
-        .filter(|a| !a.contains("-cert-"))
+        .filter(|a| certs || !a.contains("-cert-"))
         .collect();
     let mut list: Vec<String> = Vec::new();
     if !offer.explicit_order {
+        if certs {
+            list.extend(
+                allowed
+                    .iter()
+                    .filter(|a| a.contains("-cert-"))
+                    .map(|a| (*a).clone()),
+            );
+        }
         for alg in pinned_types.iter().flat_map(|t| algorithms_for_key_type(t)) {
             if allowed.iter().any(|a| *a == alg) && !list.iter().any(|l| l == alg) {
                 list.push(alg.to_string());
@@ -601,11 +622,11 @@ mod tests {
         let offer = Offers::resolve(&Algorithms::default())
             .expect("defaults")
             .host_key;
-        let prefs = host_key_preferences(&offer, &["ecdsa-sha2-nistp256".to_string()]);
+        let prefs = host_key_preferences(&offer, &["ecdsa-sha2-nistp256".to_string()], false);
         assert_eq!(prefs[0], "ecdsa-sha2-nistp256", "{prefs:?}");
         assert!(!prefs.iter().any(|p| p.contains("-cert-")), "{prefs:?}");
         assert!(prefs.iter().any(|p| p == "ssh-ed25519"), "{prefs:?}");
-        let rsa = host_key_preferences(&offer, &["ssh-rsa".to_string()]);
+        let rsa = host_key_preferences(&offer, &["ssh-rsa".to_string()], false);
         assert_eq!(rsa[..2], ["rsa-sha2-512", "rsa-sha2-256"], "{rsa:?}");
         assert!(
             !rsa.iter().any(|p| p == "ssh-rsa"),
@@ -614,11 +635,27 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_ca_asks_for_certificates_first() {
+        let offer = Offers::resolve(&Algorithms::default())
+            .expect("defaults")
+            .host_key;
+        let prefs = host_key_preferences(&offer, &["ssh-ed25519".to_string()], true);
+        assert!(prefs[0].ends_with("-cert-v01@openssh.com"), "{prefs:?}");
+        let first_plain = prefs
+            .iter()
+            .position(|p| !p.contains("-cert-"))
+            .expect("plain algorithms too");
+        assert_eq!(prefs[first_plain], "ssh-ed25519", "{prefs:?}");
+        assert!(prefs[first_plain..].iter().all(|p| !p.contains("-cert-")));
+        assert!(!prefs.iter().any(|p| p == "ssh-rsa-cert-v01@openssh.com"));
+    }
+
+    #[test]
     fn an_explicit_order_is_kept() {
         let mut algorithms = Algorithms::default();
         algorithms.push(AlgorithmFamily::HostKey, "ssh-ed25519,ecdsa-sha2-nistp256");
         let offer = Offers::resolve(&algorithms).expect("offer").host_key;
-        let prefs = host_key_preferences(&offer, &["ecdsa-sha2-nistp256".to_string()]);
+        let prefs = host_key_preferences(&offer, &["ecdsa-sha2-nistp256".to_string()], true);
         assert_eq!(prefs, ["ssh-ed25519", "ecdsa-sha2-nistp256"]);
         assert_eq!(
             only_key_types(&offer, &["ssh-rsa".to_string()]),
