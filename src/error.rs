@@ -40,6 +40,9 @@ pub enum ErrorKind {
     HostCertificate,
     /// The server refused our credential.
     Auth,
+    /// The password is right but has expired: the server asks for a new
+    /// one. Not transient: a person (or the partner) must change it.
+    PasswordExpired,
     /// A private key could not be read or parsed.
     KeyFile,
     /// A private key is encrypted and its passphrase is missing or wrong.
@@ -81,6 +84,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::HostKeyRevoked => "host key revoked",
             ErrorKind::HostCertificate => "host certificate",
             ErrorKind::Auth => "authentication",
+            ErrorKind::PasswordExpired => "password expired",
             ErrorKind::KeyFile => "key file",
             ErrorKind::Passphrase => "passphrase",
             ErrorKind::NotFound => "not found",
@@ -233,12 +237,12 @@ pub enum Error {
     },
 
     /// The server closed the connection before authentication was done.
-    #[error(
-        "{host}:{port} closed the connection during {stage}{}; \
-         if the partner allow-lists source addresses, ask them to allow {}",
-        from_local(*local),
-        local.map(|a| a.ip().to_string()).unwrap_or_else(|| "our public address".into())
-    )]
+    /// The message names the likely causes for the stage it happened in:
+    /// before the server's identification line, a source-address
+    /// allow-list or a server refusing new connections under load
+    /// (OpenSSH's `MaxStartups`); during authentication, a limit on logins
+    /// per user.
+    #[error("{}", disconnected_message(host, *port, *local, stage))]
     #[non_exhaustive]
     Disconnected {
         /// The host name as given.
@@ -247,7 +251,10 @@ pub enum Error {
         port: u16,
         /// Our end of the TCP connection.
         local: Option<SocketAddr>,
-        /// What we were doing ("ssh handshake", "authentication").
+        /// What we were doing: [`STAGE_TCP`](Error::STAGE_TCP),
+        /// [`STAGE_IDENTIFICATION`](Error::STAGE_IDENTIFICATION),
+        /// [`STAGE_HANDSHAKE`](Error::STAGE_HANDSHAKE),
+        /// [`STAGE_AUTHENTICATION`](Error::STAGE_AUTHENTICATION).
         stage: &'static str,
         /// The underlying error.
         source: Option<BoxError>,
@@ -276,8 +283,29 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The password is right but has expired: the server asked for a new
+    /// one (keyboard-interactive "New password:" prompts through PAM, or
+    /// `SSH_MSG_USERAUTH_PASSWD_CHANGEREQ`).
+    #[error(
+        "the password of {user} on {host}:{port} has expired: the server asks for a new one{}; \
+         change it in an interactive login (ssh {user}@{host}) or ask the partner to reset \
+         it: this crate does not change passwords",
+        said_note(said)
+    )]
+    #[non_exhaustive]
+    PasswordExpired {
+        /// The user name.
+        user: String,
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// What the server said (its prompts and instructions).
+        said: Vec<String>,
+    },
+
     /// The server refused our credential, or wants more than it holds.
-    #[error("{}", auth_message(user, host, *port, tried, allowed, accepted))]
+    #[error("{}{}", auth_message(user, host, *port, tried, allowed, accepted), said_note(said))]
     #[non_exhaustive]
     Auth {
         /// The user name.
@@ -296,6 +324,9 @@ pub enum Error {
         /// order: a multi-factor login (`AuthenticationMethods
         /// publickey,password`) that did not complete.
         accepted: Vec<String>,
+        /// What the server said: its banner (`SSH_MSG_USERAUTH_BANNER`),
+        /// keyboard-interactive instructions and prompt texts.
+        said: Vec<String>,
         /// The underlying error, if any.
         source: Option<BoxError>,
     },
@@ -434,6 +465,86 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+impl Error {
+    /// [`Error::Disconnected`] stage: the TCP connection was reset right
+    /// after it was accepted.
+    pub const STAGE_TCP: &'static str = "the TCP connection";
+    /// [`Error::Disconnected`] stage: closed before the server sent its
+    /// identification line (`SSH-2.0-...`).
+    pub const STAGE_IDENTIFICATION: &'static str = "the identification exchange";
+    /// [`Error::Disconnected`] stage: closed during the key exchange.
+    pub const STAGE_HANDSHAKE: &'static str = "the SSH handshake";
+    /// [`Error::Disconnected`] stage: closed during authentication, after
+    /// the key exchange and the host key check succeeded.
+    pub const STAGE_AUTHENTICATION: &'static str = "authentication";
+}
+
+fn disconnected_message(host: &str, port: u16, local: Option<SocketAddr>, stage: &str) -> String {
+    let ours = local.map_or_else(|| "our public address".to_string(), |a| a.ip().to_string());
+    let head = format!(
+        "{host}:{port} closed the connection during {stage}{}",
+        from_local(local)
+    );
+    match stage {
+        Error::STAGE_AUTHENTICATION => format!(
+            "{head}, after the key exchange and the host key check succeeded: the server may \
+             limit logins per user (another login of this user is open: pam_limits \
+             maxlogins, appliances that allow one session), allow this user only from some \
+             addresses (AllowUsers user@address; then ask the partner to allow {ours}), or \
+             drop clients after failed attempts"
+        ),
+        Error::STAGE_IDENTIFICATION => format!(
+            "{head}, before sending its SSH identification line; likely causes: a \
+             source-address allow-list (if the partner allow-lists addresses, ask them to \
+             allow {ours}); a server refusing new connections under load (OpenSSH's \
+             MaxStartups, 10:30:100 by default, drops unauthenticated connections past its \
+             limit when many sessions start at once: retry with backoff (RetryPolicy) and \
+             open fewer sessions at once); or a ban after failed logins (fail2ban, \
+             PerSourcePenalties)"
+        ),
+        _ => format!(
+            "{head}; if the partner allow-lists source addresses, ask them to allow {ours}; \
+             a server under load (OpenSSH's MaxStartups) or a ban (fail2ban) does the same: \
+             retry with backoff (RetryPolicy)"
+        ),
+    }
+}
+
+/// `; the server said: "..."` for what a server said, cleaned of control
+/// characters and cut short; empty when it said nothing.
+pub(crate) fn said_note(said: &[String]) -> String {
+    let text: Vec<String> = said
+        .iter()
+        .map(|s| printable(s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    if text.is_empty() {
+        return String::new();
+    }
+    format!("; the server said: \"{}\"", text.join(" / "))
+}
+
+/// `text` on one line, control characters dropped, at most 300
+/// characters: what a server sends is shown, never obeyed.
+pub(crate) fn printable(text: &str) -> String {
+    const MAX: usize = 300;
+    let mut out = String::new();
+    for word in text.split_whitespace() {
+        let word: String = word.chars().filter(|c| !c.is_control()).collect();
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&word);
+    }
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX).collect::<String>() + "...";
+    }
+    out
+}
+
 fn auth_message(
     user: &str,
     host: &str,
@@ -509,6 +620,7 @@ impl Error {
             Error::Disconnected { .. } => ErrorKind::Disconnected,
             Error::Negotiation { .. } => ErrorKind::Protocol,
             Error::Auth { .. } => ErrorKind::Auth,
+            Error::PasswordExpired { .. } => ErrorKind::PasswordExpired,
             Error::KeyFile { .. } => ErrorKind::KeyFile,
             Error::Passphrase { .. } => ErrorKind::Passphrase,
             Error::KnownHostsFile { source, .. } => io_kind(source.kind()),
@@ -571,6 +683,7 @@ pub(crate) mod code {
     pub(crate) const TIMEOUT: i32 = -9;
     pub(crate) const SOCKET_DISCONNECT: i32 = -13;
     pub(crate) const PROTO: i32 = -14;
+    pub(crate) const PASSWORD_EXPIRED: i32 = -15;
     pub(crate) const FILE: i32 = -16;
     pub(crate) const AUTHENTICATION_FAILED: i32 = -18;
     pub(crate) const PUBLICKEY_UNVERIFIED: i32 = -19;
@@ -669,7 +782,9 @@ impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         let kind = match err.kind() {
             ErrorKind::NotFound => io::ErrorKind::NotFound,
-            ErrorKind::PermissionDenied | ErrorKind::Auth => io::ErrorKind::PermissionDenied,
+            ErrorKind::PermissionDenied | ErrorKind::Auth | ErrorKind::PasswordExpired => {
+                io::ErrorKind::PermissionDenied
+            }
             ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::Disconnected => io::ErrorKind::ConnectionAborted,
@@ -734,12 +849,50 @@ mod tests {
     }
 
     #[test]
+    fn disconnected_names_the_causes_of_its_stage() {
+        let at = |stage| {
+            Error::Disconnected {
+                host: "h".into(),
+                port: 22,
+                local: Some("10.0.0.5:40000".parse().expect("addr")),
+                stage,
+                source: None,
+            }
+            .to_string()
+        };
+        let ident = at(Error::STAGE_IDENTIFICATION);
+        for words in [
+            "identification line",
+            "allow 10.0.0.5",
+            "MaxStartups",
+            "RetryPolicy",
+        ] {
+            assert!(ident.contains(words), "{ident}");
+        }
+        let auth = at(Error::STAGE_AUTHENTICATION);
+        assert!(auth.contains("limit logins per user"), "{auth}");
+        assert!(auth.contains("host key check succeeded"), "{auth}");
+        assert!(!auth.contains("source-address allow-list"), "{auth}");
+    }
+
+    #[test]
+    fn what_a_server_says_is_shown_on_one_line_and_cut_short() {
+        assert_eq!(printable("a\n\tb\u{1b}[2J  c"), "a b[2J c");
+        assert!(printable(&"x".repeat(1000)).ends_with("..."));
+        assert_eq!(said_note(&[]), "");
+        assert_eq!(
+            said_note(&["Moving on 1 May.\n".into(), String::new()]),
+            "; the server said: \"Moving on 1 May.\""
+        );
+    }
+
+    #[test]
     fn disconnected_hints_at_allow_list_with_our_address() {
         let err = Error::Disconnected {
             host: "h".into(),
             port: 22,
             local: Some("10.0.0.5:40000".parse().expect("addr")),
-            stage: "ssh handshake",
+            stage: Error::STAGE_HANDSHAKE,
             source: None,
         };
         let text = err.to_string();

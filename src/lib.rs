@@ -170,9 +170,22 @@
 //! One [`Error`] type with a [`kind`](Error::kind) to branch on
 //! ([`ErrorKind`]). Messages carry host, port, path and user (never a
 //! secret) and say what to do where we know: a changed host key names the
-//! expected and the seen fingerprints; a server that hangs up before
-//! authentication names our source address, since partners often allow-list
-//! addresses; an authentication failure lists the methods the server allows.
+//! expected and the seen fingerprints; a server that hangs up before its
+//! identification line names our source address (partners often
+//! allow-list addresses) and a server refusing connections under load
+//! (`MaxStartups`, which [`RetryPolicy`] rides out); one that hangs up
+//! during authentication or at the first channel names a limit on logins
+//! per user; an authentication failure lists the methods the server
+//! allows and quotes what it said (its banner, keyboard-interactive
+//! texts); an expired password is [`ErrorKind::PasswordExpired`].
+//!
+//! What the server says is kept where libssh2 lets us have it:
+//! [`Session::auth_banner`] (the `Banner` text) and
+//! [`Session::identification`] (`SSH-2.0-...`). The reason a server gives
+//! when it disconnects (`SSH_MSG_DISCONNECT`, e.g. "Too many logins for
+//! this user") is read by libssh2 but reaches us only through a callback
+//! that `ssh2` 0.9.6 does not expose without `unsafe`: the errors name the
+//! likely causes instead, and the partner's server log has the reason.
 //!
 //! ## Timeouts
 //!
@@ -209,7 +222,8 @@
 //!
 //! Through the [`log`] crate, target `etl_ssh::*`:
 //! - `info`: the address connected to and from, the verified host key
-//!   fingerprint, the user and the authentication method that succeeded;
+//!   fingerprint (or host certificate), the user and the authentication
+//!   methods that succeeded, the server's banner text;
 //! - `warn`: an untrusted host key (before disconnecting), a `known_hosts`
 //!   line that cannot be parsed (file and line number);
 //! - `debug`: resolved addresses, offered and negotiated algorithms, the

@@ -263,6 +263,7 @@ mod tests {
                 tried: vec![],
                 allowed: vec![],
                 accepted: vec![],
+                said: vec![],
                 source: None,
             },
             Error::HostKeyMismatch {

@@ -9,7 +9,7 @@ use ssh2::{KeyboardInteractivePrompt, Prompt};
 
 use super::{AuthMethod, SessionBuilder};
 use crate::credential::{Loaded, LoadedKey};
-use crate::error::ssh2_kind;
+use crate::error::{code, ssh2_code, ssh2_kind};
 use crate::{AuthPrompt, Error, ErrorKind, HostKey, Result};
 
 impl SessionBuilder {
@@ -20,7 +20,7 @@ impl SessionBuilder {
                 operation: format!("authentication on {}:{}", self.host, self.port),
                 timeout: self.timeout,
             },
-            ErrorKind::Disconnected => self.disconnected("authentication", local, err),
+            ErrorKind::Disconnected => self.disconnected(Error::STAGE_AUTHENTICATION, local, err),
             _ => Error::ssh(
                 format!("authentication on {}:{} failed", self.host, self.port),
                 err,
@@ -54,8 +54,9 @@ impl SessionBuilder {
         };
         let mut accepted: Vec<AuthMethod> = Vec::new();
         let mut tried = Vec::new();
+        let mut said = Vec::new();
         for step in steps {
-            match self.offer(ssh, user, step, &allowed, local, &mut tried)? {
+            match self.offer(ssh, user, step, &allowed, local, &mut tried, &mut said)? {
                 Offered::In(method) => {
                     accepted.push(method);
                     return Ok(accepted);
@@ -75,6 +76,9 @@ impl SessionBuilder {
                 Offered::Refused => break,
             }
         }
+        if let Some(banner) = auth_banner(ssh) {
+            said.insert(0, banner);
+        }
         Err(Error::Auth {
             user: user.to_string(),
             host: self.host.clone(),
@@ -82,11 +86,24 @@ impl SessionBuilder {
             tried,
             allowed,
             accepted: accepted.iter().map(ToString::to_string).collect(),
+            said,
             source: None,
         })
     }
 
-    /// Offers one credential (one step of a multi-factor one).
+    fn password_expired(&self, user: &str, said: Vec<String>) -> Error {
+        Error::PasswordExpired {
+            user: user.to_string(),
+            host: self.host.clone(),
+            port: self.port,
+            said,
+        }
+    }
+
+    /// Offers one credential (one step of a multi-factor one); what was
+    /// tried goes to `tried`, what the server said in keyboard-interactive
+    /// rounds to `said`.
+    #[allow(clippy::too_many_arguments)] // the state of one authentication
     fn offer(
         &self,
         ssh: &ssh2::Session,
@@ -95,6 +112,7 @@ impl SessionBuilder {
         allowed: &[String],
         local: SocketAddr,
         tried: &mut Vec<String>,
+        said: &mut Vec<String>,
     ) -> Result<Offered> {
         let offers = |m: &str| allowed.iter().any(|a| a == m);
         // After a refusal: a changed list of methods is a partial success.
@@ -147,6 +165,13 @@ impl SessionBuilder {
             Loaded::Password(pw) if offers("password") => {
                 tried.push("password".to_string());
                 let result = ssh.userauth_password(user, pw.expose_secret());
+                if let Err(e) = &result {
+                    // SSH_MSG_USERAUTH_PASSWD_CHANGEREQ, which libssh2
+                    // answers with this code when given no new password.
+                    if ssh2_code(e) == code::PASSWORD_EXPIRED {
+                        return Err(self.password_expired(user, vec![e.message().to_string()]));
+                    }
+                }
                 settle(result, None, AuthMethod::Password)
             }
             Loaded::Password(pw) if offers("keyboard-interactive") => {
@@ -154,8 +179,13 @@ impl SessionBuilder {
                 let mut prompter = PasswordPrompter {
                     password: pw,
                     rounds: 0,
+                    heard: Heard::default(),
                 };
                 let result = ssh.userauth_keyboard_interactive(user, &mut prompter);
+                if prompter.heard.expired {
+                    return Err(self.password_expired(user, prompter.heard.said));
+                }
+                said.append(&mut prompter.heard.said);
                 settle(result, None, AuthMethod::KeyboardInteractive)
             }
             Loaded::Agent(socket) if offers("publickey") => {
@@ -168,8 +198,13 @@ impl SessionBuilder {
                 tried.push("keyboard-interactive".to_string());
                 let mut prompter = CallbackPrompter {
                     responder: responder.as_ref(),
+                    heard: Heard::default(),
                 };
                 let result = ssh.userauth_keyboard_interactive(user, &mut prompter);
+                if prompter.heard.expired {
+                    return Err(self.password_expired(user, prompter.heard.said));
+                }
+                said.append(&mut prompter.heard.said);
                 settle(result, None, AuthMethod::KeyboardInteractive)
             }
             // The server does not offer what we have.
@@ -315,21 +350,54 @@ fn agent_method(tried: &[String]) -> AuthMethod {
     }
 }
 
+/// What the server said in keyboard-interactive rounds: instructions and
+/// prompt texts (for errors), and whether it asked for a new password.
+#[derive(Debug, Default)]
+struct Heard {
+    said: Vec<String>,
+    expired: bool,
+}
+
+impl Heard {
+    /// Records a round; true when it asks for a new password (PAM's
+    /// "You are required to change your password immediately", "New
+    /// password:"): then nothing is answered.
+    fn round(&mut self, instructions: &str, prompts: &[Prompt<'_>]) -> bool {
+        let texts = std::iter::once(instructions).chain(prompts.iter().map(|p| p.text.as_ref()));
+        for text in texts.clone() {
+            let text = crate::error::printable(text);
+            if !text.is_empty() && !self.said.contains(&text) {
+                self.said.push(text);
+            }
+        }
+        let expired = texts.map(str::to_ascii_lowercase).any(|t| {
+            t.contains("new password")
+                || (t.contains("password") && (t.contains("expired") || t.contains("change")))
+        });
+        self.expired |= expired;
+        expired
+    }
+}
+
 /// Answers the password to the first round of echo-off prompts; later
 /// rounds (a second factor, say) get empty answers, so the password is
-/// never sent twice.
+/// never sent twice; a round that asks for a new password gets none.
 struct PasswordPrompter<'a> {
     password: &'a SecretString,
     rounds: u32,
+    heard: Heard,
 }
 
 impl KeyboardInteractivePrompt for PasswordPrompter<'_> {
     fn prompt<'b>(
         &mut self,
         _username: &str,
-        _instructions: &str,
+        instructions: &str,
         prompts: &[Prompt<'b>],
     ) -> Vec<String> {
+        if self.heard.round(instructions, prompts) {
+            return vec![String::new(); prompts.len()];
+        }
         let answer = self.rounds == 0 && prompts.iter().any(|p| !p.echo);
         if answer {
             self.rounds += 1;
@@ -347,9 +415,11 @@ impl KeyboardInteractivePrompt for PasswordPrompter<'_> {
     }
 }
 
-/// Hands each keyboard-interactive round to the caller's responder.
+/// Hands each keyboard-interactive round to the caller's responder,
+/// except one that asks for a new password.
 struct CallbackPrompter<'a> {
     responder: &'a crate::credential::Responder,
+    heard: Heard,
 }
 
 impl KeyboardInteractivePrompt for CallbackPrompter<'_> {
@@ -359,6 +429,9 @@ impl KeyboardInteractivePrompt for CallbackPrompter<'_> {
         instructions: &str,
         prompts: &[Prompt<'b>],
     ) -> Vec<String> {
+        if self.heard.round(instructions, prompts) {
+            return vec![String::new(); prompts.len()];
+        }
         let ours: Vec<AuthPrompt> = prompts
             .iter()
             .map(|p| AuthPrompt::new(p.text.to_string(), p.echo))
@@ -374,6 +447,19 @@ impl KeyboardInteractivePrompt for CallbackPrompter<'_> {
             })
             .collect()
     }
+}
+
+/// The server's `SSH_MSG_USERAUTH_BANNER` text (sshd's `Banner`), as
+/// libssh2 kept it from the first authentication exchange, without
+/// control characters other than line breaks and tabs.
+pub(super) fn auth_banner(ssh: &ssh2::Session) -> Option<String> {
+    let banner = ssh.userauth_banner().ok().flatten()?;
+    let clean: String = banner
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect();
+    let clean = clean.trim_end().to_string();
+    (!clean.trim().is_empty()).then_some(clean)
 }
 
 fn split_methods(list: &str) -> Vec<String> {

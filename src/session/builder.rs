@@ -10,7 +10,6 @@ use ssh2::{DisconnectCode, MethodType};
 use crate::algorithms::{AlgorithmFamily, Offer, Offers};
 
 use super::negotiate::OfferedLists;
-use super::transport::peer_closed;
 use super::{Session, SessionBuilder, SessionInner, Transport};
 use crate::conn::{millis, Conn, Parts};
 use crate::error::{code, ssh2_code, ssh2_kind, BoxError};
@@ -318,6 +317,15 @@ impl SessionBuilder {
         ssh.set_timeout(millis(self.timeout));
         let user = self.user.as_deref().unwrap_or(credential.user());
         let auth = self.authenticate(&ssh, user, &loaded, local_addr)?;
+        let auth_banner = super::auth::auth_banner(&ssh);
+        if let Some(text) = &auth_banner {
+            info!(
+                "{}:{} banner: {}",
+                self.host,
+                self.port,
+                crate::error::printable(text)
+            );
+        }
         info!(
             "authenticated to {}:{} as {} with {}",
             self.host,
@@ -351,6 +359,7 @@ impl SessionBuilder {
                 user: user.to_string(),
                 host_key,
                 banner,
+                auth_banner,
                 auth,
             }),
         })
@@ -401,12 +410,9 @@ impl SessionBuilder {
         offers.apply(&ssh, &host_keys)?;
 
         ssh.handshake().map_err(|e| {
-            self.handshake_error(
-                e,
-                &probe,
-                local_addr,
-                &OfferedLists::new(offers, &host_keys),
-            )
+            let identified = ssh.banner_bytes().is_some();
+            let offered = OfferedLists::new(offers, &host_keys);
+            self.handshake_error(e, &probe, local_addr, identified, &offered)
         })?;
         log_algorithms(&ssh);
         let banner = ssh.banner().map(str::to_string);
@@ -476,11 +482,13 @@ impl SessionBuilder {
             })
     }
 
+    /// `identified`: whether the server sent its identification line.
     fn handshake_error(
         &self,
         err: ssh2::Error,
         probe: &Transport,
         local: SocketAddr,
+        identified: bool,
         offered: &OfferedLists,
     ) -> Error {
         if ssh2_code(&err) == code::KEX_FAILURE {
@@ -495,8 +503,13 @@ impl SessionBuilder {
                 timeout: self.connect_timeout,
             };
         }
-        if peer_closed(probe) {
-            return self.disconnected("the SSH handshake", local, err);
+        let stage = if identified {
+            Error::STAGE_HANDSHAKE
+        } else {
+            Error::STAGE_IDENTIFICATION
+        };
+        if probe.peer_closed() {
+            return self.disconnected(stage, local, err);
         }
         if ssh2_code(&err) == code::BANNER_RECV {
             // The connection is still open: what came was not a banner.
@@ -510,7 +523,7 @@ impl SessionBuilder {
             };
         }
         if kind == ErrorKind::Disconnected {
-            return self.disconnected("the SSH handshake", local, err);
+            return self.disconnected(stage, local, err);
         }
         Error::ssh(
             format!("SSH handshake with {}:{} failed", self.host, self.port),

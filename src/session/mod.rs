@@ -83,6 +83,8 @@ pub(crate) struct SessionInner {
     user: String,
     host_key: HostKey,
     banner: Option<String>,
+    /// The text the server showed before login (`SSH_MSG_USERAUTH_BANNER`).
+    auth_banner: Option<String>,
     /// The methods accepted, in order (several for a multi-factor login).
     auth: Vec<AuthMethod>,
 }
@@ -262,9 +264,31 @@ impl Session {
         &self.inner.host_key
     }
 
-    /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
-    pub fn banner(&self) -> Option<&str> {
+    /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1
+    /// Debian-2`: its software and version, sent before the key exchange.
+    /// Not the text it shows before login: that is
+    /// [`auth_banner`](Self::auth_banner).
+    pub fn identification(&self) -> Option<&str> {
         self.inner.banner.as_deref()
+    }
+
+    /// The server's identification string: [`identification`](Self::identification).
+    #[deprecated(
+        since = "0.1.0",
+        note = "this is the identification string (`SSH-2.0-...`): call identification(); \
+                the text a server shows before login is auth_banner()"
+    )]
+    pub fn banner(&self) -> Option<&str> {
+        self.identification()
+    }
+
+    /// The text the server showed before login (`SSH_MSG_USERAUTH_BANNER`,
+    /// sshd's `Banner` file: often "authorized use only", sometimes "this
+    /// server moves to ... on ..."), without control characters other
+    /// than line breaks; `None` when it sent none. Also logged at `info`,
+    /// and quoted in authentication errors.
+    pub fn auth_banner(&self) -> Option<&str> {
+        self.inner.auth_banner.as_deref()
     }
 
     /// How the server accepted us: the method that completed the login

@@ -71,7 +71,7 @@ impl SessionBuilder {
             host: self.host.clone(),
             port: self.port,
             local,
-            stage: "the TCP connection",
+            stage: Error::STAGE_TCP,
             source: Some(Box::new(source)),
         }
     }
@@ -302,20 +302,6 @@ fn is_reset(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::NotConnected
     )
-}
-
-/// Whether the server has closed its end: a peek sees end-of-file or a reset.
-pub(super) fn peer_closed(probe: &Transport) -> bool {
-    let socket = socket2::SockRef::from(probe);
-    if socket.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match socket.peek(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    }
 }
 
 #[cfg(test)]

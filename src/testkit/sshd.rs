@@ -386,7 +386,16 @@ fn render_config(b: &SshdBuilder, dir: &Path, port: u16, users: &[&str]) -> Stri
         }
     }
     c.push_str(&format!("LogLevel {}\n", b.log_level));
-    c.push_str("MaxStartups 100\nMaxSessions 100\nUseDNS no\n");
+    // sshd keeps the last MaxStartups, not the first: written only when
+    // the test sets none.
+    if !head
+        .iter()
+        .chain(&tail)
+        .any(|l| keyword(l) == "maxstartups")
+    {
+        c.push_str("MaxStartups 100\n");
+    }
+    c.push_str("MaxSessions 100\nUseDNS no\n");
     c.push_str("PrintMotd no\nPrintLastLog no\n");
     for line in &tail {
         c.push_str(line);
