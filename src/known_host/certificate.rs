@@ -155,6 +155,17 @@ impl HostCertificate {
     }
 }
 
+/// The key an OpenSSH certificate (its base64 field, as in a
+/// `-cert.pub` file) certifies, as `type base64`; `None` when it is not
+/// one.
+pub(crate) fn certified_key(base64: &str) -> Option<String> {
+    use base64::Engine as _;
+    let blob = super::BASE64_ANY_PADDING.decode(base64.trim()).ok()?;
+    parse_certificate(&blob)
+        .ok()
+        .map(|cert| cert.key.to_openssh())
+}
+
 impl Presented {
     /// Reads the blob libssh2 returns for the server's host key: a plain
     /// key or a certificate.

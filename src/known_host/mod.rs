@@ -29,7 +29,7 @@ mod known_hosts;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use certificate::Presented;
+pub(crate) use certificate::{certified_key, Presented};
 use keys::{looks_like_key_type, parse_blob, parse_key_fields};
 use known_hosts::{hosts_match, lookup_name, next_field, parse_known_hosts_line, quote, Marker};
 
