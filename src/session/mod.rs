@@ -1,8 +1,11 @@
 //! [`Session`]: one verified, authenticated SSH connection, and its
 //! [`SessionBuilder`].
 //!
-//! - `builder.rs`: the builder's settings and `connect`: handshake with the
-//!   pinned key types preferred, host-key check before authentication;
+//! - `config.rs`: [`SessionBuilder`], the settings as a plain value, and
+//!   their setters;
+//! - `connect.rs`: one connection recipe (transport → handshake → verify
+//!   → authenticate → connection) and what a session's connections share:
+//!   the loaded credential, the pins, the jump host's connection;
 //! - `transport.rs`: reaching the server: resolve, TCP (bound, through an
 //!   HTTP proxy), the socket libssh2 talks through;
 //! - `negotiate.rs`: the server's algorithm offer, read when a handshake
@@ -11,7 +14,8 @@
 //! - `auth.rs`: offering the credential.
 
 mod auth;
-mod builder;
+mod config;
+mod connect;
 mod negotiate;
 mod transport;
 #[cfg(feature = "fuzzing")]
@@ -19,13 +23,15 @@ pub(crate) use negotiate::parse_kexinit as fuzz_parse_kexinit;
 mod tunnel;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use crate::conn::Transport;
+pub use config::SessionBuilder;
+
 use crate::conn::{Conn, Dialer};
-use crate::{Credential, Error, ExecSession, HostKey, KnownHost, Result};
+use crate::{Error, ExecSession, HostKey, Result};
 use log::info;
 use std::sync::Mutex;
 
@@ -78,8 +84,9 @@ pub struct Session {
 pub(crate) struct SessionInner {
     /// The connection in use (another after a [`Dialer::redial`]).
     conn: Mutex<Arc<Conn>>,
-    /// What this session was built from, to open more like it.
-    settings: SessionBuilder,
+    /// What this session was built from, and what its connections share,
+    /// to open more like it.
+    prepared: Arc<connect::Prepared>,
     user: String,
     host_key: HostKey,
     banner: Option<String>,
@@ -87,6 +94,10 @@ pub(crate) struct SessionInner {
     auth_banner: Option<String>,
     /// The methods accepted, in order (several for a multi-factor login).
     auth: Vec<AuthMethod>,
+    /// The jump host's session this connection rides on: kept open while
+    /// the connection lives.
+    #[allow(dead_code)] // held, never read
+    jump: Option<Arc<SessionInner>>,
 }
 
 impl fmt::Debug for SessionInner {
@@ -101,7 +112,7 @@ impl fmt::Debug for SessionInner {
 impl SessionInner {
     /// See [`Session::connect_another`].
     pub(crate) fn connect_another(&self) -> Result<Session> {
-        if let Some(credential) = &self.settings.credential {
+        if let Some(credential) = &self.prepared.settings.credential {
             if credential.responder_forbids_extra_sessions() {
                 return Err(Error::Ssh {
                     kind: crate::ErrorKind::Unsupported,
@@ -115,7 +126,7 @@ impl SessionInner {
                 });
             }
         }
-        self.settings.clone().connect()
+        self.prepared.connect()
     }
 
     /// The connection in use now.
@@ -139,7 +150,7 @@ impl Dialer for SessionInner {
         if !Arc::ptr_eq(&current, dead) {
             return Ok(Arc::clone(&current));
         }
-        let fresh = self.settings.clone().connect()?.inner.conn();
+        let fresh = self.prepared.connect()?.inner.conn();
         info!(
             "{}: the server ended the connection (as servers that allow one channel per \
              connection do after it closes); connected again from {}",
@@ -195,58 +206,10 @@ impl fmt::Display for AuthMethod {
     }
 }
 
-/// Builds a [`Session`]: where to connect, as whom, and which host keys to trust.
-///
-/// Only the host is required to start; [`SessionBuilder::connect`] needs a
-/// credential. Without any [`known_host`](SessionBuilder::known_host) pin
-/// the connection is refused after the handshake with
-/// [`ErrorKind::HostKeyUnknown`](crate::ErrorKind::HostKeyUnknown), whose message carries the fingerprint the
-/// server presented: there is no default that trusts any key.
-#[derive(Debug, Clone)]
-pub struct SessionBuilder {
-    host: String,
-    port: u16,
-    credential: Option<Credential>,
-    pins: Vec<KnownHost>,
-    host_key_alias: Option<String>,
-    http_proxy: Option<(String, u16)>,
-    jump: Option<Arc<SessionInner>>,
-    /// A jump host still to connect (from an ssh config's `ProxyJump`).
-    jump_via: Option<Box<SessionBuilder>>,
-    user: Option<String>,
-    keepalive: Duration,
-    connect_timeout: Duration,
-    timeout: Duration,
-    bind_address: Option<IpAddr>,
-    receive_buffer: Option<usize>,
-    algorithms: crate::algorithms::Algorithms,
-}
-
 impl Session {
-    /// Starts building a session to `host`: a DNS name or an IP address.
-    pub fn builder(host: impl Into<String>) -> SessionBuilder {
-        SessionBuilder {
-            host: host.into(),
-            port: DEFAULT_PORT,
-            credential: None,
-            pins: Vec::new(),
-            host_key_alias: None,
-            http_proxy: None,
-            jump: None,
-            jump_via: None,
-            user: None,
-            keepalive: DEFAULT_KEEPALIVE,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            timeout: DEFAULT_TIMEOUT,
-            bind_address: None,
-            receive_buffer: Some(DEFAULT_RECEIVE_BUFFER),
-            algorithms: crate::algorithms::Algorithms::default(),
-        }
-    }
-
     /// The host as given to [`Session::builder`].
     pub fn host(&self) -> &str {
-        &self.inner.settings.host
+        &self.inner.prepared.settings.host
     }
 
     /// The server's port.
@@ -416,7 +379,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("Session")
-            .field("host", &i.settings.host)
+            .field("host", &i.prepared.settings.host)
             .field("port", &i.conn().port())
             .field("user", &i.user)
             .field("local_addr", &i.conn().local_addr())

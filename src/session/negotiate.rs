@@ -202,9 +202,14 @@ impl SessionBuilder {
     /// The error for a handshake that found no common algorithm: a probe
     /// connection reads the server's offer, and the family that failed is
     /// named with both lists.
-    pub(super) fn negotiation_error(&self, ours: &OfferedLists, source: ssh2::Error) -> Error {
+    pub(super) fn negotiation_error(
+        &self,
+        ours: &OfferedLists,
+        source: ssh2::Error,
+        jump: Option<&std::sync::Arc<super::SessionInner>>,
+    ) -> Error {
         let probe = self
-            .transport()
+            .transport(jump)
             .map_err(|e| e.to_string())
             .and_then(|(stream, _, _)| {
                 read_server_kexinit(stream, self.connect_timeout).map_err(|e| e.to_string())

@@ -16,14 +16,13 @@ use crate::{Error, ErrorKind, Result};
 
 impl SessionBuilder {
     /// The byte stream to the server: a TCP connection (direct or through
-    /// an HTTP proxy) or a tunnel through the jump host; with the addresses
-    /// of the TCP connection it rides on.
-    pub(super) fn transport(&self) -> Result<(Transport, SocketAddr, SocketAddr)> {
-        let via = match (&self.jump, &self.jump_via) {
-            (None, Some(via)) => Some(via.as_ref().clone().connect()?.inner),
-            _ => None,
-        };
-        if let Some(jump) = self.jump.as_ref().or(via.as_ref()) {
+    /// an HTTP proxy) or a tunnel through the `jump` host; with the
+    /// addresses of the TCP connection it rides on.
+    pub(super) fn transport(
+        &self,
+        jump: Option<&std::sync::Arc<super::SessionInner>>,
+    ) -> Result<(Transport, SocketAddr, SocketAddr)> {
+        if let Some(jump) = jump {
             let socket = tunnel::open(jump, &self.host, self.port)?;
             info!(
                 "connected to {}:{} through jump host {}",

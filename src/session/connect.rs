@@ -1,249 +1,28 @@
-//! The builder's settings and `connect`.
+//! One connection recipe: transport → handshake → verify → authenticate
+//! → connection. [`Prepared`] holds what every connection of a session
+//! shares, made once: the loaded credential (a key file read and
+//! decrypted once), the pins (`known_hosts` read once), the algorithm
+//! lists, and the bastion connection of an ssh config's `ProxyJump`;
+//! extra sessions ([`Session::connect_another`]) and reconnections use it
+//! again.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use log::{debug, info, warn};
 use ssh2::{DisconnectCode, MethodType};
 
-use crate::algorithms::{AlgorithmFamily, Offer, Offers};
-
+use super::config::Jump;
 use super::negotiate::OfferedLists;
 use super::{Session, SessionBuilder, SessionInner, Transport};
+use crate::algorithms::{Offer, Offers};
 use crate::conn::{millis, Conn, Parts};
+use crate::credential::Loaded;
 use crate::error::{code, ssh2_code, ssh2_kind, BoxError};
 use crate::known_host::{HostKeyPolicy, Presented};
-use crate::{Credential, Error, ErrorKind, HostKey, KnownHost, Result};
+use crate::{Error, ErrorKind, HostKey, Result};
 
 impl SessionBuilder {
-    /// The server's port. Defaults to 22.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// Who we are. Required; a second call replaces the first.
-    pub fn credential(mut self, credential: Credential) -> Self {
-        self.credential = Some(credential);
-        self
-    }
-
-    /// Logs in as `user` whatever the credential says. Defaults to the
-    /// credential's user.
-    pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// A pin on the server's host key. May be called several times: a host
-    /// key that matches any pin is accepted, unless a `known_hosts` file
-    /// marks it `@revoked`.
-    ///
-    /// The pinned key types are also offered first in the handshake, as
-    /// OpenSSH does, so a server holding several host keys presents the
-    /// pinned one.
-    pub fn known_host(mut self, pin: KnownHost) -> Self {
-        self.pins.push(pin);
-        self
-    }
-
-    /// Looks host key pins up under `name` instead of the host and port,
-    /// like OpenSSH's `HostKeyAlias`: a `known_hosts` line `name ssh-ed25519
-    /// AAAA...` then holds wherever the partner's server moves (a new IP
-    /// address, another port). Defaults to the host (`[host]:port` for a
-    /// port other than 22).
-    ///
-    /// ```no_run
-    /// use etl_ssh::{Credential, KnownHost, Session};
-    ///
-    /// # fn main() -> Result<(), etl_ssh::Error> {
-    /// let session = Session::builder("203.0.113.7")
-    ///     .host_key_alias("partner-sftp")
-    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
-    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
-    ///     .connect()?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn host_key_alias(mut self, name: impl Into<String>) -> Self {
-        self.host_key_alias = Some(name.into());
-        self
-    }
-
-    /// Reaches the server through an HTTP proxy (`CONNECT host:port`), for
-    /// networks whose only way out is a web proxy. The proxy must allow
-    /// CONNECT to the server's port. The host key is still checked end to
-    /// end: the proxy sees only encrypted traffic. Defaults to a direct
-    /// connection.
-    ///
-    /// [`bind_address`](Self::bind_address) then applies to the connection
-    /// to the proxy.
-    pub fn http_proxy(mut self, host: impl Into<String>, port: u16) -> Self {
-        self.http_proxy = Some((host.into(), port));
-        self
-    }
-
-    /// Reaches the server through `jump`, an authenticated session on a
-    /// bastion host, as OpenSSH's `ProxyJump` does: a `direct-tcpip`
-    /// channel on the jump session carries this session's SSH connection.
-    /// Both hops are verified: `jump` checked its own host key when it
-    /// connected, and this builder's pins are checked against the final
-    /// server, end to end (the bastion sees only encrypted bytes).
-    ///
-    /// The jump session's connection stays open while this session needs
-    /// it. [`bind_address`](Self::bind_address) and
-    /// [`http_proxy`](Self::http_proxy) do not apply: the jump session has
-    /// its own.
-    ///
-    /// ```no_run
-    /// use etl_ssh::{Credential, KnownHost, Session};
-    ///
-    /// # fn main() -> Result<(), etl_ssh::Error> {
-    /// let bastion = Session::builder("bastion.partner.example")
-    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
-    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
-    ///     .connect()?;
-    /// let sftp_host = Session::builder("10.1.2.3")
-    ///     .host_key_alias("partner-internal-sftp")
-    ///     .jump_host(&bastion)
-    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
-    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
-    ///     .connect()?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn jump_host(mut self, jump: &Session) -> Self {
-        self.jump = Some(Arc::clone(&jump.inner));
-        self
-    }
-
-    /// Connects `jump` first and reaches the server through it, as
-    /// [`jump_host`](Self::jump_host) does with a session already open.
-    pub(crate) fn jump_via(mut self, jump: SessionBuilder) -> Self {
-        self.jump_via = Some(Box::new(jump));
-        self
-    }
-
-    /// Interval of SSH keepalives (`keepalive@openssh.com`, reply
-    /// requested) during long transfers and commands, and for
-    /// [`Session::keepalive`] on an idle session: they keep NATs and
-    /// firewalls from dropping a quiet connection. TCP keepalive is on as
-    /// well. Defaults to 15 seconds; `Duration::ZERO` turns SSH keepalives
-    /// off; libssh2 counts anything under 2 seconds as 2.
-    pub fn keepalive(mut self, interval: Duration) -> Self {
-        self.keepalive = interval;
-        self
-    }
-
-    /// Deadline for each step of reaching the server: DNS resolution, the
-    /// TCP connection (shared by all addresses of the host) and the SSH
-    /// handshake. Defaults to 30 seconds. A zero duration counts as one
-    /// millisecond: there is no infinite wait.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Deadline for each blocking operation once the handshake is done:
-    /// authentication, and every SFTP and exec call on the session.
-    /// Defaults to 60 seconds. A zero duration counts as one millisecond:
-    /// there is no infinite wait.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The local address to connect from, for partners that allow-list our
-    /// source address. Defaults to the one the operating system picks.
-    pub fn bind_address(mut self, address: IpAddr) -> Self {
-        self.bind_address = Some(address);
-        self
-    }
-
-    /// The TCP receive buffer (`SO_RCVBUF`) of the connection, set before
-    /// it connects. Defaults to 4 MiB where the system grants that much
-    /// (`net.core.rmem_max` on Linux; elsewhere, and where the limit is
-    /// lower, nothing is set). `None` leaves it to the kernel.
-    ///
-    /// Linux grows a new connection's receive buffer only slowly under
-    /// libssh2's reads: without a fixed one, downloads on a new connection
-    /// ran at about half speed here for their first hundreds of megabytes
-    /// (BENCHMARKS.md, "Receive buffer"). A fixed buffer turns that growth
-    /// off; 4 MiB (which Linux doubles for its bookkeeping) still carries
-    /// more than a transfer keeps in flight per session at 100 ms round
-    /// trip. The jump host's and HTTP proxy's connections get it too.
-    pub fn receive_buffer(mut self, bytes: Option<usize>) -> Self {
-        self.receive_buffer = bytes;
-        self
-    }
-
-    /// Key exchange algorithms, in OpenSSH's `KexAlgorithms` syntax:
-    /// `"+a,b"` appends to the list, `"-a"` removes from it, `"^a"` puts
-    /// first, `"a,b"` replaces it; names may be patterns (`*`, `?`).
-    /// Several calls apply in turn. Defaults to
-    /// [`AlgorithmFamily::Kex.defaults()`](AlgorithmFamily::defaults):
-    /// what this build of libssh2 has, without SHA-1 key exchange.
-    ///
-    /// For a server that offers only SHA-1 key exchange, in a build that
-    /// has it ([`has_sha1_algorithms`](crate::has_sha1_algorithms); README,
-    /// "Old servers"):
-    ///
-    /// ```no_run
-    /// use etl_ssh::{Credential, KnownHost, Session};
-    ///
-    /// # fn main() -> Result<(), etl_ssh::Error> {
-    /// let session = Session::builder("old-appliance.partner.example")
-    ///     .kex_algorithms("+diffie-hellman-group14-sha1")
-    ///     .credential(Credential::key_pair("etl", "/keys/id_ed25519"))
-    ///     .known_host(KnownHost::known_hosts_file("/etc/etl/known_hosts"))
-    ///     .connect()?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// A malformed list, or an algorithm this build lacks, is reported by
-    /// [`connect`](Self::connect).
-    pub fn kex_algorithms(mut self, list: impl AsRef<str>) -> Self {
-        self.algorithms.push(AlgorithmFamily::Kex, list.as_ref());
-        self
-    }
-
-    /// Host key (signature) algorithms, in OpenSSH's `HostKeyAlgorithms`
-    /// syntax (see [`kex_algorithms`](Self::kex_algorithms)). Defaults to
-    /// [`AlgorithmFamily::HostKey.defaults()`](AlgorithmFamily::defaults),
-    /// without `ssh-rsa` (RSA with SHA-1) and `ssh-dss`; `+ssh-rsa` opts
-    /// in. Unless the list was given whole (or with `^`), the pinned key
-    /// types still go first, as OpenSSH orders them.
-    pub fn host_key_algorithms(mut self, list: impl AsRef<str>) -> Self {
-        self.algorithms
-            .push(AlgorithmFamily::HostKey, list.as_ref());
-        self
-    }
-
-    /// Ciphers, both directions, in OpenSSH's `Ciphers` syntax (see
-    /// [`kex_algorithms`](Self::kex_algorithms)). Defaults to
-    /// [`AlgorithmFamily::Cipher.defaults()`](AlgorithmFamily::defaults)
-    /// (libssh2's list, CBC modes included, as before).
-    pub fn ciphers(mut self, list: impl AsRef<str>) -> Self {
-        self.algorithms.push(AlgorithmFamily::Cipher, list.as_ref());
-        self
-    }
-
-    /// MACs, both directions, in OpenSSH's `MACs` syntax (see
-    /// [`kex_algorithms`](Self::kex_algorithms)). Defaults to
-    /// [`AlgorithmFamily::Mac.defaults()`](AlgorithmFamily::defaults),
-    /// without `hmac-sha1`; `+hmac-sha1` opts in.
-    pub fn macs(mut self, list: impl AsRef<str>) -> Self {
-        self.algorithms.push(AlgorithmFamily::Mac, list.as_ref());
-        self
-    }
-
-    /// `host:port`, for messages.
-    pub(crate) fn target(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
     /// Connects, checks the host key, and authenticates.
     ///
     /// In order: the credential is loaded (a key file is read and its
@@ -273,23 +52,103 @@ impl SessionBuilder {
     /// - [`ErrorKind::Protocol`] when no common algorithm is found or the
     ///   server speaks garbage.
     pub fn connect(self) -> Result<Session> {
-        let credential = self.credential.as_ref().ok_or_else(|| {
+        Arc::new(Prepared::new(self)?).connect()
+    }
+}
+
+/// What every connection of one session shares, made once from the
+/// settings.
+pub(crate) struct Prepared {
+    pub(super) settings: SessionBuilder,
+    /// The user we log in as.
+    user: String,
+    credential: Loaded,
+    policy: HostKeyPolicy,
+    offers: Offers,
+    /// The bastion session: the caller's, or one connected from the
+    /// settings the first time it is needed (again if it died).
+    jump: Mutex<Option<Arc<SessionInner>>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("target", &self.settings.target())
+            .field("user", &self.user)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Checks the settings, loads the credential (reads and decrypts a key
+    /// file) and reads the pins.
+    fn new(settings: SessionBuilder) -> Result<Prepared> {
+        let credential = settings.credential.as_ref().ok_or_else(|| {
             Error::invalid(
                 "session",
                 "no credential: call .credential(Credential::key_pair(...)) before .connect()",
             )
         })?;
-        let offers = Offers::resolve(&self.algorithms)?;
+        let offers = Offers::resolve(&settings.algorithms)?;
+        let user = settings
+            .user
+            .clone()
+            .unwrap_or_else(|| credential.user().to_string());
         let loaded = credential.load()?;
         let policy = HostKeyPolicy::load(
-            &self.pins,
-            &self.host,
-            self.port,
-            self.host_key_alias.as_deref(),
+            &settings.pins,
+            &settings.host,
+            settings.port,
+            settings.host_key_alias.as_deref(),
         )?;
+        let jump = match &settings.jump {
+            Some(Jump::Session(inner)) => Some(Arc::clone(inner)),
+            _ => None,
+        };
+        Ok(Prepared {
+            settings,
+            user,
+            credential: loaded,
+            policy,
+            offers,
+            jump: Mutex::new(jump),
+        })
+    }
 
+    /// The bastion session, connected now if need be: once for every
+    /// connection of the session, again only after it ended.
+    pub(super) fn jump(&self) -> Result<Option<Arc<SessionInner>>> {
+        let mut jump = self.jump.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(inner) = jump.as_ref() {
+            let dead = matches!(self.settings.jump, Some(Jump::Config(_)))
+                && inner.conn().socket().peer_closed();
+            if !dead {
+                return Ok(Some(Arc::clone(inner)));
+            }
+            info!(
+                "{}: the jump host {} ended its connection; connecting it again",
+                self.settings.target(),
+                inner.target()
+            );
+        }
+        let Some(Jump::Config(via)) = &self.settings.jump else {
+            return Ok(None);
+        };
+        let inner = via.as_ref().clone().connect()?.inner;
+        *jump = Some(Arc::clone(&inner));
+        Ok(Some(inner))
+    }
+
+    /// One connection: transport, handshake, host key check (before any
+    /// authentication), authentication.
+    pub(crate) fn connect(self: &Arc<Self>) -> Result<Session> {
+        let this = &self.settings;
+        let jump = self.jump()?;
+        let jump = jump.as_ref();
+        let (policy, offers) = (&self.policy, &self.offers);
         let pinned = policy.preferred_key_types();
-        let verified = match self.open_verified(&policy, &offers, &pinned, false) {
+        let verified = match this.open_verified(policy, offers, &pinned, false, jump) {
             // A fingerprint says nothing of the key type: the server may hold
             // the pinned key under another type than the one it showed
             // first. Ask for each other type in turn, as `ssh-keyscan`
@@ -301,7 +160,8 @@ impl SessionBuilder {
                     Error::HostKeyMismatch { key_type, .. } => key_type.clone(),
                     _ => String::new(),
                 };
-                self.other_key_types(&policy, &offers, &shown).ok_or(err)?
+                this.other_key_types(policy, offers, &shown, jump)
+                    .ok_or(err)?
             }
             other => other?,
         };
@@ -314,22 +174,22 @@ impl SessionBuilder {
             banner,
         } = verified;
 
-        ssh.set_timeout(millis(self.timeout));
-        let user = self.user.as_deref().unwrap_or(credential.user());
-        let auth = self.authenticate(&ssh, user, &loaded, local_addr)?;
+        ssh.set_timeout(millis(this.timeout));
+        let user = self.user.as_str();
+        let auth = this.authenticate(&ssh, user, &self.credential, local_addr)?;
         let auth_banner = super::auth::auth_banner(&ssh);
         if let Some(text) = &auth_banner {
             info!(
                 "{}:{} banner: {}",
-                self.host,
-                self.port,
+                this.host,
+                this.port,
                 crate::error::printable(text)
             );
         }
         info!(
             "authenticated to {}:{} as {} with {}",
-            self.host,
-            self.port,
+            this.host,
+            this.port,
             user,
             auth.iter()
                 .map(ToString::to_string)
@@ -338,29 +198,29 @@ impl SessionBuilder {
         );
         // Keepalives only once authenticated: OpenSSH takes a global request
         // before authentication for a protocol error.
-        let keepalive_secs = u32::try_from(self.keepalive.as_secs()).unwrap_or(u32::MAX);
+        let keepalive_secs = u32::try_from(this.keepalive.as_secs()).unwrap_or(u32::MAX);
         if keepalive_secs > 0 {
             ssh.set_keepalive(true, keepalive_secs);
         }
-        let settings = self.clone();
         Ok(Session {
             inner: Arc::new(SessionInner {
                 conn: Mutex::new(Arc::new(Conn::new(Parts {
                     ssh,
                     socket: probe,
-                    host: self.host,
-                    port: self.port,
+                    host: this.host.clone(),
+                    port: this.port,
                     local_addr,
                     peer_addr,
-                    timeout: self.timeout,
+                    timeout: this.timeout,
                     keepalive: keepalive_secs > 0,
                 }))),
-                settings,
+                prepared: Arc::clone(self),
                 user: user.to_string(),
                 host_key,
                 banner,
                 auth_banner,
                 auth,
+                jump: jump.cloned(),
             }),
         })
     }
@@ -395,13 +255,14 @@ impl SessionBuilder {
         offers: &Offers,
         types: &[String],
         only: bool,
+        jump: Option<&Arc<SessionInner>>,
     ) -> Result<Verified> {
         let host_keys = if only {
             only_key_types(&offers.host_key, types)
         } else {
             host_key_preferences(&offers.host_key, types, policy.has_cert_authorities())
         };
-        let (stream, peer_addr, local_addr) = self.transport()?;
+        let (stream, peer_addr, local_addr) = self.transport(jump)?;
         let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
         let mut ssh =
             ssh2::Session::new().map_err(|e| Error::ssh("cannot create a libssh2 session", e))?;
@@ -412,7 +273,7 @@ impl SessionBuilder {
         ssh.handshake().map_err(|e| {
             let identified = ssh.banner_bytes().is_some();
             let offered = OfferedLists::new(offers, &host_keys);
-            self.handshake_error(e, &probe, local_addr, identified, &offered)
+            self.handshake_error(e, &probe, local_addr, identified, &offered, jump)
         })?;
         log_algorithms(&ssh);
         let banner = ssh.banner().map(str::to_string);
@@ -466,13 +327,14 @@ impl SessionBuilder {
         policy: &HostKeyPolicy,
         offers: &Offers,
         shown: &str,
+        jump: Option<&Arc<SessionInner>>,
     ) -> Option<Verified> {
         KEY_TYPES
             .iter()
             .filter(|t| **t != shown)
             .filter(|t| !only_key_types(&offers.host_key, &[(**t).to_string()]).is_empty())
             .find_map(|family| {
-                match self.open_verified(policy, offers, &[(*family).to_string()], true) {
+                match self.open_verified(policy, offers, &[(*family).to_string()], true, jump) {
                     Ok(verified) => Some(verified),
                     Err(e) => {
                         debug!("{}: no matching {family} key: {e}", self.target());
@@ -490,11 +352,12 @@ impl SessionBuilder {
         local: SocketAddr,
         identified: bool,
         offered: &OfferedLists,
+        jump: Option<&Arc<SessionInner>>,
     ) -> Error {
         if ssh2_code(&err) == code::KEX_FAILURE {
             // Before the hang-up check: the server closes as soon as it
             // finds no common algorithm either.
-            return self.negotiation_error(offered, err);
+            return self.negotiation_error(offered, err, jump);
         }
         let kind = ssh2_kind(&err);
         if kind == ErrorKind::Timeout {
@@ -619,7 +482,7 @@ fn log_algorithms(ssh: &ssh2::Session) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algorithms::Algorithms;
+    use crate::algorithms::{AlgorithmFamily, Algorithms};
 
     #[test]
     fn rsa_pin_prefers_sha2_signatures() {
