@@ -754,6 +754,18 @@ fn main() {
                     .collect(),
             );
             println!("(a `pwd`-only `sftp -b` takes {pwd:.2} s; an etl-ssh connect + sftp takes {ours:.2} s)");
+            let stages: Vec<(f64, f64, f64)> = (0..3)
+                .map(|_| support::connect_stages(line.port(), &ctx.host_key, &key.path))
+                .collect();
+            let stage = |f: fn(&(f64, f64, f64)) -> f64| median(stages.iter().map(f).collect());
+            let rtt_s = rtt as f64 / 1000.0;
+            let (tcp, ssh, chan) = (stage(|s| s.0), stage(|s| s.1), stage(|s| s.2));
+            println!(
+                "(etl-ssh's connect in round trips: TCP {:.1}, TCP + SSH handshake + authentication {:.1}, SFTP channel {:.1})",
+                tcp / rtt_s,
+                ssh / rtt_s,
+                chan / rtt_s
+            );
         }
         if one {
             one_file(&ctx, line.port(), &format!("{rtt} ms RTT"));

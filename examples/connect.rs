@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         session.peer_addr()
     );
     println!("from     {}", session.local_addr());
-    println!("banner   {}", session.banner().unwrap_or("-"));
+    println!("banner   {}", session.identification().unwrap_or("-"));
     println!("host key {}", session.host_key());
     println!("user     {} ({})", session.user(), session.auth_method());
     session.close()?;

@@ -20,6 +20,13 @@ use log::debug;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use ssh2::{BlockDirections, DisconnectCode};
 
+/// Added to the error of a connection the server ends at its first
+/// channel, right after accepting the login.
+const FIRST_CHANNEL_NOTE: &str = "; the server ended the connection at our first channel, right \
+     after it accepted our login: it may allow fewer logins per user than we opened (another \
+     login of this user is open: pam_limits maxlogins, appliances that allow one session), \
+     or end logins it does not allow (an expired password, an account without a shell)";
+
 /// How long cleanup waits for the server: closing a handle after a failure,
 /// or the disconnect message of `Drop`. A healthy server answers in far
 /// less; a dead link must not hold the caller for a full operation timeout.
@@ -80,6 +87,8 @@ pub(crate) struct Conn {
     /// Whether SSH keepalives are on.
     keepalive: bool,
     closed: AtomicBool,
+    /// Whether a channel has opened on this connection yet.
+    used: AtomicBool,
     holders: Mutex<Vec<Weak<dyn ChannelHolder>>>,
 }
 
@@ -121,6 +130,7 @@ impl Conn {
             timeout: p.timeout,
             keepalive: p.keepalive,
             closed: AtomicBool::new(false),
+            used: AtomicBool::new(false),
             holders: Mutex::new(Vec::new()),
         }
     }
@@ -242,6 +252,18 @@ impl Conn {
                         None => return Err(e),
                     }
                 }
+                Ok(opened) => {
+                    self.used.store(true, Ordering::SeqCst);
+                    return Ok(opened);
+                }
+                Err(e)
+                    if !self.used.load(Ordering::SeqCst)
+                        && self.socket.peer_closed_within(Duration::from_millis(250)) =>
+                {
+                    // The login was accepted a moment ago and the server
+                    // hung up at the first thing we asked of it.
+                    return Err(crate::error::add_note(e, FIRST_CHANNEL_NOTE.to_string()));
+                }
                 other => return other,
             }
         }
@@ -358,6 +380,48 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
+    /// Whether the server has closed its end: a peek sees end-of-file or
+    /// a reset. Never consumes a byte. Leaves the socket non-blocking, as
+    /// libssh2 keeps it from its handshake on (the flag is shared with
+    /// libssh2's descriptor).
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.peek() == Some(true)
+    }
+
+    /// [`peer_closed`](Self::peer_closed), waiting up to `wait` for the
+    /// end of the stream to arrive (a server's disconnect message comes a
+    /// moment before its FIN).
+    pub(crate) fn peer_closed_within(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.peek() {
+                Some(closed) => return closed,
+                None if Instant::now() >= deadline => return false,
+                None => {
+                    let timeout = Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 20_000_000,
+                    };
+                    let _ = poll(&mut [PollFd::new(self, PollFlags::IN)], Some(&timeout));
+                }
+            }
+        }
+    }
+
+    /// `Some(true)` at end of stream or on a reset, `Some(false)` when
+    /// bytes wait, `None` when nothing has come.
+    fn peek(&self) -> Option<bool> {
+        let socket = socket2::SockRef::from(self);
+        socket.set_nonblocking(true).ok()?;
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket.peek(&mut byte) {
+            Ok(0) => Some(true),
+            Ok(_) => Some(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(_) => Some(true),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> io::Result<Transport> {
         Ok(match self {
             Transport::Tcp(s) => Transport::Tcp(s.try_clone()?),

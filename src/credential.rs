@@ -43,6 +43,9 @@ use crate::{Error, Result};
 pub struct Credential {
     user: String,
     secret: Secret,
+    /// Whether extra parallel sessions may ask a keyboard-interactive
+    /// responder again.
+    extra_sessions: bool,
 }
 
 #[derive(Clone)]
@@ -53,6 +56,8 @@ enum Secret {
     /// An ssh-agent: at this socket, or at `SSH_AUTH_SOCK`.
     Agent(Option<PathBuf>),
     KeyboardInteractive(Arc<Responder>),
+    /// Several methods, one after another (multi-factor); never nested.
+    All(Vec<Credential>),
 }
 
 /// Answers a keyboard-interactive round: the server's instructions and
@@ -332,6 +337,7 @@ impl Credential {
         Credential {
             user: user.into(),
             secret: Secret::Keys(keys.into_iter().collect()),
+            extra_sessions: false,
         }
     }
 
@@ -355,6 +361,7 @@ impl Credential {
         Credential {
             user: user.into(),
             secret: Secret::Password(password),
+            extra_sessions: false,
         }
     }
 
@@ -362,10 +369,18 @@ impl Credential {
     /// the credential that has none of its own. Has no effect on a password
     /// credential.
     pub fn with_passphrase(mut self, passphrase: SecretString) -> Credential {
-        if let Secret::Keys(keys) = &mut self.secret {
-            for key in keys.iter_mut().filter(|k| k.passphrase.is_none()) {
-                key.passphrase = Some(passphrase.clone());
+        match &mut self.secret {
+            Secret::Keys(keys) => {
+                for key in keys.iter_mut().filter(|k| k.passphrase.is_none()) {
+                    key.passphrase = Some(passphrase.clone());
+                }
             }
+            Secret::All(steps) => {
+                for step in steps.iter_mut() {
+                    *step = step.clone().with_passphrase(passphrase.clone());
+                }
+            }
+            _ => {}
         }
         self
     }
@@ -377,6 +392,7 @@ impl Credential {
         Credential {
             user: user.into(),
             secret: Secret::Agent(None),
+            extra_sessions: false,
         }
     }
 
@@ -385,6 +401,7 @@ impl Credential {
         Credential {
             user: user.into(),
             secret: Secret::Agent(Some(socket.as_ref().to_path_buf())),
+            extra_sessions: false,
         }
     }
 
@@ -414,7 +431,79 @@ impl Credential {
         Credential {
             user: user.into(),
             secret: Secret::KeyboardInteractive(Arc::new(responder)),
+            extra_sessions: false,
         }
+    }
+
+    /// Several credentials offered one after another, for servers that
+    /// ask for more than one method (OpenSSH's `AuthenticationMethods
+    /// publickey,password` or `publickey,keyboard-interactive`): each but
+    /// the last must be accepted as one factor ("partial success"), and
+    /// the next is offered on the same connection. Give them in the order
+    /// the server asks for them. The user is the first credential's; all
+    /// must name the same one. A `Credential::all` inside another is
+    /// flattened.
+    ///
+    /// [`Session::auth_factors`](crate::Session::auth_factors) lists what
+    /// was accepted; when the server refuses a later factor, the
+    /// [`ErrorKind::Auth`](crate::ErrorKind::Auth) error says which were
+    /// accepted first ("the server accepted publickey ... (partial
+    /// success), then refused password").
+    ///
+    /// ```
+    /// use etl_ssh::Credential;
+    /// use secrecy::SecretString;
+    ///
+    /// let both = Credential::all([
+    ///     Credential::key_pair("etl", "/keys/id_ed25519"),
+    ///     Credential::password("etl", SecretString::from("from the vault")),
+    /// ]);
+    /// assert_eq!(both.user(), "etl");
+    /// assert_eq!(both.keys().len(), 1);
+    /// ```
+    pub fn all(credentials: impl IntoIterator<Item = Credential>) -> Credential {
+        let mut steps = Vec::new();
+        let mut extra_sessions = false;
+        for credential in credentials {
+            extra_sessions |= credential.extra_sessions;
+            match credential.secret {
+                Secret::All(inner) => steps.extend(inner),
+                _ => steps.push(credential),
+            }
+        }
+        Credential {
+            user: steps.first().map(|c| c.user.clone()).unwrap_or_default(),
+            secret: Secret::All(steps),
+            extra_sessions,
+        }
+    }
+
+    /// Whether the extra sessions of parallel transfers
+    /// ([`Session::connect_another`](crate::Session::connect_another))
+    /// may authenticate with this credential's keyboard-interactive
+    /// responder ([`Credential::keyboard_interactive`]) too. Defaults to
+    /// `false`: the responder is asked once per connection the caller
+    /// makes (and for a reconnection a server forces), never for extra
+    /// sessions, since a one-time code would be spent or an account
+    /// locked; parallel transfers then run on one session. Set it for a
+    /// responder that can answer any number of times.
+    pub fn with_extra_sessions(mut self, allow: bool) -> Credential {
+        self.extra_sessions = allow;
+        self
+    }
+
+    /// Whether a connection with this credential would ask a
+    /// keyboard-interactive responder that may not be asked for an extra
+    /// session.
+    pub(crate) fn responder_forbids_extra_sessions(&self) -> bool {
+        let asks = match &self.secret {
+            Secret::KeyboardInteractive(_) => true,
+            Secret::All(steps) => steps
+                .iter()
+                .any(|s| matches!(s.secret, Secret::KeyboardInteractive(_))),
+            _ => false,
+        };
+        asks && !self.extra_sessions
     }
 
     /// The keys of a key credential, in the order they are tried; empty for
@@ -422,6 +511,11 @@ impl Credential {
     pub fn keys(&self) -> &[KeyPair] {
         match &self.secret {
             Secret::Keys(keys) => keys,
+            Secret::All(steps) => steps
+                .iter()
+                .map(Credential::keys)
+                .find(|k| !k.is_empty())
+                .unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -464,10 +558,11 @@ impl Credential {
     /// The SSH authentication method this credential uses: `publickey`
     /// or `password`.
     pub fn method(&self) -> &'static str {
-        match self.secret {
+        match &self.secret {
             Secret::Password(_) => "password",
             Secret::KeyboardInteractive(_) => "keyboard-interactive",
             Secret::Keys(_) | Secret::Agent(_) => "publickey",
+            Secret::All(steps) => steps.first().map_or("none", Credential::method),
         }
     }
 
@@ -487,6 +582,29 @@ impl Credential {
                 .map(KeyPair::load)
                 .collect::<Result<_>>()
                 .map(Loaded::Keys),
+            Secret::All(steps) => {
+                if steps.is_empty() {
+                    return Err(Error::invalid(
+                        "credential",
+                        "Credential::all was given no credential",
+                    ));
+                }
+                if let Some(other) = steps.iter().find(|s| s.user != self.user) {
+                    return Err(Error::invalid(
+                        "credential",
+                        format!(
+                            "the credentials of Credential::all name different users ({} and \
+                             {}): SSH authenticates one user per connection",
+                            self.user, other.user
+                        ),
+                    ));
+                }
+                steps
+                    .iter()
+                    .map(Credential::load)
+                    .collect::<Result<_>>()
+                    .map(Loaded::All)
+            }
         }
     }
 }
@@ -497,6 +615,8 @@ pub(crate) enum Loaded {
     Keys(Vec<LoadedKey>),
     Agent(Option<PathBuf>),
     KeyboardInteractive(Arc<Responder>),
+    /// One after another (multi-factor).
+    All(Vec<Loaded>),
 }
 
 /// A private key in a form libssh2 reads from memory.
@@ -704,6 +824,7 @@ impl fmt::Debug for Credential {
             Secret::Password(_) => d.field("password", &"[REDACTED]"),
             Secret::Agent(socket) => d.field("agent", socket),
             Secret::KeyboardInteractive(_) => d.field("keyboard_interactive", &"<responder>"),
+            Secret::All(steps) => d.field("all", steps),
         };
         d.finish()
     }
@@ -736,6 +857,7 @@ impl fmt::Debug for Loaded {
                 .debug_list()
                 .entries(keys.iter().map(|k| (&k.label, &k.fingerprint)))
                 .finish(),
+            Loaded::All(steps) => f.debug_tuple("All").field(steps).finish(),
         }
     }
 }

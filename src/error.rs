@@ -34,8 +34,15 @@ pub enum ErrorKind {
     HostKeyUnknown,
     /// The server's host key is marked `@revoked` in a `known_hosts` file.
     HostKeyRevoked,
+    /// The server's host certificate is not valid: expired or not yet
+    /// valid, for another host, not a host certificate, or signed by a CA
+    /// that is not pinned.
+    HostCertificate,
     /// The server refused our credential.
     Auth,
+    /// The password is right but has expired: the server asks for a new
+    /// one. Not transient: a person (or the partner) must change it.
+    PasswordExpired,
     /// A private key could not be read or parsed.
     KeyFile,
     /// A private key is encrypted and its passphrase is missing or wrong.
@@ -75,7 +82,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::HostKeyMismatch => "host key mismatch",
             ErrorKind::HostKeyUnknown => "host key unknown",
             ErrorKind::HostKeyRevoked => "host key revoked",
+            ErrorKind::HostCertificate => "host certificate",
             ErrorKind::Auth => "authentication",
+            ErrorKind::PasswordExpired => "password expired",
             ErrorKind::KeyFile => "key file",
             ErrorKind::Passphrase => "passphrase",
             ErrorKind::NotFound => "not found",
@@ -213,13 +222,27 @@ pub enum Error {
         revoked_by: String,
     },
 
+    /// The server presented a host certificate that is not valid for it.
+    #[error("host certificate of {host}:{port} is not valid: {reason} ({certificate})")]
+    #[non_exhaustive]
+    HostCertificate {
+        /// The host name the pins were matched against.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The certificate: its type, its key's fingerprint and its CA's.
+        certificate: String,
+        /// Why it is not valid, and what to do.
+        reason: String,
+    },
+
     /// The server closed the connection before authentication was done.
-    #[error(
-        "{host}:{port} closed the connection during {stage}{}; \
-         if the partner allow-lists source addresses, ask them to allow {}",
-        from_local(*local),
-        local.map(|a| a.ip().to_string()).unwrap_or_else(|| "our public address".into())
-    )]
+    /// The message names the likely causes for the stage it happened in:
+    /// before the server's identification line, a source-address
+    /// allow-list or a server refusing new connections under load
+    /// (OpenSSH's `MaxStartups`); during authentication, a limit on logins
+    /// per user.
+    #[error("{}", disconnected_message(host, *port, *local, stage))]
     #[non_exhaustive]
     Disconnected {
         /// The host name as given.
@@ -228,18 +251,61 @@ pub enum Error {
         port: u16,
         /// Our end of the TCP connection.
         local: Option<SocketAddr>,
-        /// What we were doing ("ssh handshake", "authentication").
+        /// What we were doing: [`STAGE_TCP`](Error::STAGE_TCP),
+        /// [`STAGE_IDENTIFICATION`](Error::STAGE_IDENTIFICATION),
+        /// [`STAGE_HANDSHAKE`](Error::STAGE_HANDSHAKE),
+        /// [`STAGE_AUTHENTICATION`](Error::STAGE_AUTHENTICATION).
         stage: &'static str,
         /// The underlying error.
         source: Option<BoxError>,
     },
 
-    /// The server refused our credential.
+    /// The server and we have no algorithm of one family in common: the
+    /// handshake cannot agree a key exchange, host key, cipher or MAC.
+    #[error("{}", negotiation_message(host, *port, family.as_ref(), ours, theirs, note))]
+    #[non_exhaustive]
+    Negotiation {
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The family with nothing in common, when the server's offer
+        /// could be read.
+        family: Option<crate::AlgorithmFamily>,
+        /// What we offered in that family, in our order.
+        ours: Vec<String>,
+        /// What the server offered in that family, in its order.
+        theirs: Vec<String>,
+        /// What to do (opt in to legacy algorithms, the build that has
+        /// them), or why the family is not known.
+        note: String,
+        /// libssh2's error.
+        source: Option<BoxError>,
+    },
+
+    /// The password is right but has expired: the server asked for a new
+    /// one (keyboard-interactive "New password:" prompts through PAM, or
+    /// `SSH_MSG_USERAUTH_PASSWD_CHANGEREQ`).
     #[error(
-        "authentication as {user} on {host}:{port} failed (tried {}); the server allows: {}",
-        tried.join(", "),
-        if allowed.is_empty() { "nothing more".to_string() } else { allowed.join(", ") }
+        "the password of {user} on {host}:{port} has expired: the server asks for a new one{}; \
+         change it in an interactive login (ssh {user}@{host}) or ask the partner to reset \
+         it: this crate does not change passwords",
+        said_note(said)
     )]
+    #[non_exhaustive]
+    PasswordExpired {
+        /// The user name.
+        user: String,
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// What the server said (its prompts and instructions).
+        said: Vec<String>,
+    },
+
+    /// The server refused our credential, or wants more than it holds.
+    #[error("{}{}", auth_message(user, host, *port, tried, allowed, accepted), said_note(said))]
     #[non_exhaustive]
     Auth {
         /// The user name.
@@ -248,10 +314,19 @@ pub enum Error {
         host: String,
         /// The port.
         port: u16,
-        /// What we tried (`publickey SHA256:...`, `password`, ...).
+        /// What we tried last and the server refused (`publickey
+        /// SHA256:...`, `password`, ...); empty when every factor we had
+        /// was accepted and the server wants another.
         tried: Vec<String>,
         /// The methods the server said can continue.
         allowed: Vec<String>,
+        /// The factors the server accepted before (partial success), in
+        /// order: a multi-factor login (`AuthenticationMethods
+        /// publickey,password`) that did not complete.
+        accepted: Vec<String>,
+        /// What the server said: its banner (`SSH_MSG_USERAUTH_BANNER`),
+        /// keyboard-interactive instructions and prompt texts.
+        said: Vec<String>,
         /// The underlying error, if any.
         source: Option<BoxError>,
     },
@@ -390,6 +465,141 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+impl Error {
+    /// [`Error::Disconnected`] stage: the TCP connection was reset right
+    /// after it was accepted.
+    pub const STAGE_TCP: &'static str = "the TCP connection";
+    /// [`Error::Disconnected`] stage: closed before the server sent its
+    /// identification line (`SSH-2.0-...`).
+    pub const STAGE_IDENTIFICATION: &'static str = "the identification exchange";
+    /// [`Error::Disconnected`] stage: closed during the key exchange.
+    pub const STAGE_HANDSHAKE: &'static str = "the SSH handshake";
+    /// [`Error::Disconnected`] stage: closed during authentication, after
+    /// the key exchange and the host key check succeeded.
+    pub const STAGE_AUTHENTICATION: &'static str = "authentication";
+}
+
+fn disconnected_message(host: &str, port: u16, local: Option<SocketAddr>, stage: &str) -> String {
+    let ours = local.map_or_else(|| "our public address".to_string(), |a| a.ip().to_string());
+    let head = format!(
+        "{host}:{port} closed the connection during {stage}{}",
+        from_local(local)
+    );
+    match stage {
+        Error::STAGE_AUTHENTICATION => format!(
+            "{head}, after the key exchange and the host key check succeeded: the server may \
+             limit logins per user (another login of this user is open: pam_limits \
+             maxlogins, appliances that allow one session), allow this user only from some \
+             addresses (AllowUsers user@address; then ask the partner to allow {ours}), or \
+             drop clients after failed attempts"
+        ),
+        Error::STAGE_IDENTIFICATION => format!(
+            "{head}, before sending its SSH identification line; likely causes: a \
+             source-address allow-list (if the partner allow-lists addresses, ask them to \
+             allow {ours}); a server refusing new connections under load (OpenSSH's \
+             MaxStartups, 10:30:100 by default, drops unauthenticated connections past its \
+             limit when many sessions start at once: retry with backoff (RetryPolicy) and \
+             open fewer sessions at once); or a ban after failed logins (fail2ban, \
+             PerSourcePenalties)"
+        ),
+        _ => format!(
+            "{head}; if the partner allow-lists source addresses, ask them to allow {ours}; \
+             a server under load (OpenSSH's MaxStartups) or a ban (fail2ban) does the same: \
+             retry with backoff (RetryPolicy)"
+        ),
+    }
+}
+
+/// `; the server said: "..."` for what a server said, cleaned of control
+/// characters and cut short; empty when it said nothing.
+pub(crate) fn said_note(said: &[String]) -> String {
+    let text: Vec<String> = said
+        .iter()
+        .map(|s| printable(s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    if text.is_empty() {
+        return String::new();
+    }
+    format!("; the server said: \"{}\"", text.join(" / "))
+}
+
+/// `text` on one line, control characters dropped, at most 300
+/// characters: what a server sends is shown, never obeyed.
+pub(crate) fn printable(text: &str) -> String {
+    const MAX: usize = 300;
+    let mut out = String::new();
+    for word in text.split_whitespace() {
+        let word: String = word.chars().filter(|c| !c.is_control()).collect();
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&word);
+    }
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX).collect::<String>() + "...";
+    }
+    out
+}
+
+fn auth_message(
+    user: &str,
+    host: &str,
+    port: u16,
+    tried: &[String],
+    allowed: &[String],
+    accepted: &[String],
+) -> String {
+    let allows = if allowed.is_empty() {
+        "nothing more".to_string()
+    } else {
+        allowed.join(", ")
+    };
+    if accepted.is_empty() {
+        return format!(
+            "authentication as {user} on {host}:{port} failed (tried {}); the server allows: \
+             {allows}",
+            tried.join(", ")
+        );
+    }
+    let accepted = accepted.join(", then ");
+    if tried.is_empty() {
+        format!(
+            "authentication as {user} on {host}:{port} is incomplete: the server accepted \
+             {accepted} (partial success) and wants another factor: {allows}; give every \
+             factor in the order the server asks for them with Credential::all([...])"
+        )
+    } else {
+        format!(
+            "authentication as {user} on {host}:{port} failed: the server accepted {accepted} \
+             (partial success), then refused {}; it allows: {allows}",
+            tried.join(", ")
+        )
+    }
+}
+
+fn negotiation_message(
+    host: &str,
+    port: u16,
+    family: Option<&crate::AlgorithmFamily>,
+    ours: &[String],
+    theirs: &[String],
+    note: &str,
+) -> String {
+    match family {
+        Some(family) => format!(
+            "no common {family} algorithm with {host}:{port}: the server offers {}; \
+             we offer {}{note}",
+            theirs.join(","),
+            ours.join(",")
+        ),
+        None => format!("no common algorithm with {host}:{port}: the SSH handshake failed{note}"),
+    }
+}
+
 fn key_name(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) => p.display().to_string(),
@@ -406,8 +616,11 @@ impl Error {
             Error::HostKeyMismatch { .. } => ErrorKind::HostKeyMismatch,
             Error::HostKeyUnknown { .. } => ErrorKind::HostKeyUnknown,
             Error::HostKeyRevoked { .. } => ErrorKind::HostKeyRevoked,
+            Error::HostCertificate { .. } => ErrorKind::HostCertificate,
             Error::Disconnected { .. } => ErrorKind::Disconnected,
+            Error::Negotiation { .. } => ErrorKind::Protocol,
             Error::Auth { .. } => ErrorKind::Auth,
+            Error::PasswordExpired { .. } => ErrorKind::PasswordExpired,
             Error::KeyFile { .. } => ErrorKind::KeyFile,
             Error::Passphrase { .. } => ErrorKind::Passphrase,
             Error::KnownHostsFile { source, .. } => io_kind(source.kind()),
@@ -480,6 +693,7 @@ pub(crate) mod code {
     pub(crate) const TIMEOUT: i32 = -9;
     pub(crate) const SOCKET_DISCONNECT: i32 = -13;
     pub(crate) const PROTO: i32 = -14;
+    pub(crate) const PASSWORD_EXPIRED: i32 = -15;
     pub(crate) const FILE: i32 = -16;
     pub(crate) const AUTHENTICATION_FAILED: i32 = -18;
     pub(crate) const PUBLICKEY_UNVERIFIED: i32 = -19;
@@ -578,7 +792,9 @@ impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         let kind = match err.kind() {
             ErrorKind::NotFound => io::ErrorKind::NotFound,
-            ErrorKind::PermissionDenied | ErrorKind::Auth => io::ErrorKind::PermissionDenied,
+            ErrorKind::PermissionDenied | ErrorKind::Auth | ErrorKind::PasswordExpired => {
+                io::ErrorKind::PermissionDenied
+            }
             ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::Disconnected => io::ErrorKind::ConnectionAborted,
@@ -643,12 +859,50 @@ mod tests {
     }
 
     #[test]
+    fn disconnected_names_the_causes_of_its_stage() {
+        let at = |stage| {
+            Error::Disconnected {
+                host: "h".into(),
+                port: 22,
+                local: Some("10.0.0.5:40000".parse().expect("addr")),
+                stage,
+                source: None,
+            }
+            .to_string()
+        };
+        let ident = at(Error::STAGE_IDENTIFICATION);
+        for words in [
+            "identification line",
+            "allow 10.0.0.5",
+            "MaxStartups",
+            "RetryPolicy",
+        ] {
+            assert!(ident.contains(words), "{ident}");
+        }
+        let auth = at(Error::STAGE_AUTHENTICATION);
+        assert!(auth.contains("limit logins per user"), "{auth}");
+        assert!(auth.contains("host key check succeeded"), "{auth}");
+        assert!(!auth.contains("source-address allow-list"), "{auth}");
+    }
+
+    #[test]
+    fn what_a_server_says_is_shown_on_one_line_and_cut_short() {
+        assert_eq!(printable("a\n\tb\u{1b}[2J  c"), "a b[2J c");
+        assert!(printable(&"x".repeat(1000)).ends_with("..."));
+        assert_eq!(said_note(&[]), "");
+        assert_eq!(
+            said_note(&["Moving on 1 May.\n".into(), String::new()]),
+            "; the server said: \"Moving on 1 May.\""
+        );
+    }
+
+    #[test]
     fn disconnected_hints_at_allow_list_with_our_address() {
         let err = Error::Disconnected {
             host: "h".into(),
             port: 22,
             local: Some("10.0.0.5:40000".parse().expect("addr")),
-            stage: "ssh handshake",
+            stage: Error::STAGE_HANDSHAKE,
             source: None,
         };
         let text = err.to_string();

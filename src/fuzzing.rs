@@ -97,6 +97,16 @@ pub fn host_key_from_blob(blob: &[u8]) -> Result<HostKey> {
     HostKey::from_blob(blob)
 }
 
+/// The key a server's host key blob carries, as the handshake reads it:
+/// a plain key, or the key inside an OpenSSH host certificate.
+///
+/// # Errors
+///
+/// A protocol error if the blob is neither.
+pub fn presented_host_key(blob: &[u8]) -> Result<HostKey> {
+    known_host::Presented::from_blob(blob).map(|p| p.key().clone())
+}
+
 /// What the SFTP client makes of a packet body from a server: the decoded
 /// reply's request id and how many names it holds (0 for other replies),
 /// or why it was refused. The decoder must never panic nor allocate more
@@ -121,4 +131,20 @@ pub fn sftp_version(body: &[u8]) -> std::result::Result<(u32, Vec<Vec<u8>>), Str
             )
         })
         .map_err(|e| e.to_string())
+}
+
+/// The name-lists of a server's KEXINIT payload, as a failed handshake
+/// reads them (key exchange without its extension markers, host key,
+/// ciphers and MACs each way), or why it was refused.
+pub fn kexinit(payload: &[u8]) -> std::result::Result<[Vec<String>; 6], String> {
+    crate::session::fuzz_parse_kexinit(payload).map(|k| {
+        [
+            k.kex,
+            k.host_key,
+            k.cipher_cs,
+            k.cipher_sc,
+            k.mac_cs,
+            k.mac_sc,
+        ]
+    })
 }

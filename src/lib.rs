@@ -38,8 +38,9 @@
 //! [`ErrorKind::Passphrase`], never a puzzling authentication failure.
 //! Also: several keys tried in order ([`Credential::key_pairs`], for key
 //! rotation), an ssh-agent ([`Credential::agent`]), keyboard-interactive
-//! answered by a callback ([`Credential::keyboard_interactive`]) and
-//! OpenSSH user certificates ([`KeyPair::with_certificate`]).
+//! answered by a callback ([`Credential::keyboard_interactive`]),
+//! OpenSSH user certificates ([`KeyPair::with_certificate`]), and
+//! multi-factor logins ([`Credential::all`]: a key, then a password).
 //!
 //! ## Host keys
 //!
@@ -51,6 +52,12 @@
 //! never sent to a server whose key did not match. There is no default that
 //! accepts any key. The pinned key types are offered first in the handshake,
 //! so a server with several host keys presents the pinned one.
+//! Host certificates: a partner that signs its host keys with a CA gives
+//! us an `@cert-authority` line (or [`KnownHost::cert_authority`]); the
+//! certificate is then asked for first and checked here before any
+//! authentication (signed by the pinned CA, not `@revoked`, a host
+//! certificate naming the host, within its validity window), with
+//! [`ErrorKind::HostCertificate`] saying what is wrong.
 //! [`SessionBuilder::host_key_alias`] looks pins up under a name of our
 //! choosing, so a server that moves to a new address keeps its pin;
 //! [`KnownHost::trust_on_first_use`] is the explicit, recorded alternative
@@ -85,6 +92,20 @@
 //! CONNECT proxy; [`SessionBuilder::jump_host`] through a bastion session
 //! (`ProxyJump`); [`SshConfig`] builds sessions from `Host` aliases of an
 //! OpenSSH client config, as `ssh` resolves them.
+//!
+//! ## Algorithms
+//!
+//! Each session sets the key exchange, host key, cipher and MAC lists it
+//! offers: this build's algorithms without the SHA-1-era ones
+//! ([`AlgorithmFamily::defaults`]). [`SessionBuilder::kex_algorithms`],
+//! [`host_key_algorithms`](SessionBuilder::host_key_algorithms),
+//! [`ciphers`](SessionBuilder::ciphers) and [`macs`](SessionBuilder::macs)
+//! change them in OpenSSH's syntax (`"+diffie-hellman-group14-sha1"`
+//! appends, `"-name"` removes, `"^name"` puts first, `"a,b"` replaces), as
+//! do the same keywords in an [`SshConfig`]. A server with nothing in
+//! common fails with [`Error::Negotiation`]: the family, the server's
+//! offer, ours, and what to do. SHA-1 algorithms need a libssh2 built with
+//! them ([`has_sha1_algorithms`]; README, "Old servers").
 //!
 //! ## SFTP
 //!
@@ -149,9 +170,22 @@
 //! One [`Error`] type with a [`kind`](Error::kind) to branch on
 //! ([`ErrorKind`]). Messages carry host, port, path and user (never a
 //! secret) and say what to do where we know: a changed host key names the
-//! expected and the seen fingerprints; a server that hangs up before
-//! authentication names our source address, since partners often allow-list
-//! addresses; an authentication failure lists the methods the server allows.
+//! expected and the seen fingerprints; a server that hangs up before its
+//! identification line names our source address (partners often
+//! allow-list addresses) and a server refusing connections under load
+//! (`MaxStartups`, which [`RetryPolicy`] rides out); one that hangs up
+//! during authentication or at the first channel names a limit on logins
+//! per user; an authentication failure lists the methods the server
+//! allows and quotes what it said (its banner, keyboard-interactive
+//! texts); an expired password is [`ErrorKind::PasswordExpired`].
+//!
+//! What the server says is kept where libssh2 lets us have it:
+//! [`Session::auth_banner`] (the `Banner` text) and
+//! [`Session::identification`] (`SSH-2.0-...`). The reason a server gives
+//! when it disconnects (`SSH_MSG_DISCONNECT`, e.g. "Too many logins for
+//! this user") is read by libssh2 but reaches us only through a callback
+//! that `ssh2` 0.9.6 does not expose without `unsafe`: the errors name the
+//! likely causes instead, and the partner's server log has the reason.
 //!
 //! ## Timeouts
 //!
@@ -188,7 +222,8 @@
 //!
 //! Through the [`log`] crate, target `etl_ssh::*`:
 //! - `info`: the address connected to and from, the verified host key
-//!   fingerprint, the user and the authentication method that succeeded;
+//!   fingerprint (or host certificate), the user and the authentication
+//!   methods that succeeded, the server's banner text;
 //! - `warn`: an untrusted host key (before disconnecting), a `known_hosts`
 //!   line that cannot be parsed (file and line number);
 //! - `debug`: resolved addresses, offered and negotiated algorithms, the
@@ -205,6 +240,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+mod algorithms;
 mod conn;
 mod credential;
 mod error;
@@ -213,6 +249,7 @@ mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 mod known_host;
+mod openssh_match;
 mod retry;
 mod session;
 mod sftp;
@@ -221,6 +258,7 @@ mod ssh_config;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use algorithms::{has_sha1_algorithms, AlgorithmFamily};
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
 pub use exec::{

@@ -262,6 +262,8 @@ mod tests {
                 port: 22,
                 tried: vec![],
                 allowed: vec![],
+                accepted: vec![],
+                said: vec![],
                 source: None,
             },
             Error::HostKeyMismatch {

@@ -1,20 +1,36 @@
 //! [`SshConfig`]: sessions from `Host` aliases in an OpenSSH client config
-//! file, resolved as `ssh` resolves them.
+//! file, resolved as `ssh` resolves them (`ssh -G` prints the same values
+//! for the keywords read here; the tests compare).
 //!
-//! A small parser of our own: the keywords a session uses are few, and the
-//! parser crates we looked at had each got OpenSSH's first-match rule wrong
-//! at some point. What is read: `Host` sections (patterns, `*`, `?`, `!`
-//! negation), `HostName`, `Port`, `User`, `IdentityFile`, `ProxyJump`,
+//! A small parser of our own (`ssh_config/parse.rs`): the keywords a
+//! session uses are few, and the parser crates we looked at had each got
+//! OpenSSH's first-match rule wrong at some point. What is read: `Host`
+//! blocks (patterns, `*`, `?`, `!` negation), `Match` blocks (`all`,
+//! `host`, `originalhost`, `localuser`; other criteria are refused with an
+//! error), `Include` (globs; relative paths from `~/.ssh`; each included
+//! file within the block it is included from), `HostName`, `Port`, `User`,
+//! `IdentityFile`, `CertificateFile`, `IdentitiesOnly`, `IdentityAgent`,
+//! `ProxyJump` (chains in OpenSSH's order), `ProxyCommand` (refused when a
+//! session is built: this crate runs no command to reach a server),
 //! `HostKeyAlias`, `UserKnownHostsFile`, `GlobalKnownHostsFile`,
-//! `ConnectTimeout`. For each keyword the first value obtained wins, except
-//! `IdentityFile` and the known-hosts files, whose values accumulate in
-//! order. `Match` sections and `Include` are not followed (a warning is
-//! logged); other keywords are ignored.
+//! `ConnectTimeout`, `ServerAliveInterval`, `BindAddress`, and the
+//! algorithm lists `KexAlgorithms`, `HostKeyAlgorithms`, `Ciphers`, `MACs`
+//! (OpenSSH's syntax, applied to this crate's defaults as
+//! [`SessionBuilder::kex_algorithms`] describes). For each keyword the
+//! first value obtained wins, except `IdentityFile`, `CertificateFile` and
+//! the known-hosts files, whose values accumulate in order. A value
+//! OpenSSH refuses (a `Port` that is not a port number) is an error, as
+//! in `ssh`; other keywords are ignored.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{Credential, Error, KeyPair, KnownHost, Result, Session, SessionBuilder};
+
+mod parse;
+
+use parse::{parse_hop, Entry, Subject};
 
 /// An OpenSSH client configuration (`~/.ssh/config` or another file).
 ///
@@ -29,17 +45,9 @@ use crate::{Credential, Error, KeyPair, KnownHost, Result, Session, SessionBuild
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {
-    /// Settings in file order, each tagged with the `Host` patterns of its section.
+    /// Settings in file order (included files in place), each with the
+    /// blocks it stands in.
     entries: Vec<Entry>,
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    /// `None` before the first `Host` line (applies to every host); for a
-    /// `Match` section, an empty list (applies to none).
-    patterns: Option<Vec<String>>,
-    keyword: String,
-    args: Vec<String>,
 }
 
 /// What [`SshConfig::resolve`] found for one alias.
@@ -56,47 +64,78 @@ pub struct HostConfig {
     pub user: Option<String>,
     /// `IdentityFile`s in order, `~` and `%` tokens expanded.
     pub identity_files: Vec<PathBuf>,
-    /// `ProxyJump`: `[user@]host[:port]`, or `None` (also for `none`).
+    /// `CertificateFile`s in order, `~` and `%` tokens expanded.
+    pub certificate_files: Vec<PathBuf>,
+    /// `IdentitiesOnly`: only the identity files, never an agent's keys.
+    pub identities_only: bool,
+    /// `IdentityAgent`, as written (a socket path, `SSH_AUTH_SOCK` or
+    /// `none`), if set.
+    pub identity_agent: Option<String>,
+    /// `ProxyJump` as written: hops `[user@]host[:port]` separated by
+    /// commas (the last is the one that reaches the server), or `None`
+    /// (also for `none`, or when a `ProxyCommand` came first).
     pub proxy_jump: Option<String>,
+    /// `ProxyCommand`, when it came before any `ProxyJump` and is not
+    /// `none`. [`SshConfig::session_builder`] refuses it.
+    pub proxy_command: Option<String>,
     /// `HostKeyAlias`, if set.
     pub host_key_alias: Option<String>,
     /// `UserKnownHostsFile`s, else `~/.ssh/known_hosts` and `~/.ssh/known_hosts2`.
     pub user_known_hosts_files: Vec<PathBuf>,
     /// `GlobalKnownHostsFile`s, else `/etc/ssh/ssh_known_hosts` and `/etc/ssh/ssh_known_hosts2`.
     pub global_known_hosts_files: Vec<PathBuf>,
-    /// `ConnectTimeout`, if set.
+    /// `ConnectTimeout`, if set (and not `none`).
     pub connect_timeout: Option<Duration>,
+    /// `ServerAliveInterval`, if set (zero: no keepalives).
+    pub server_alive_interval: Option<Duration>,
+    /// `BindAddress`, as written, if set.
+    pub bind_address: Option<String>,
+    /// `KexAlgorithms`, as written (OpenSSH's list syntax), if set.
+    pub kex_algorithms: Option<String>,
+    /// `HostKeyAlgorithms`, as written, if set.
+    pub host_key_algorithms: Option<String>,
+    /// `Ciphers`, as written, if set.
+    pub ciphers: Option<String>,
+    /// `MACs`, as written, if set.
+    pub macs: Option<String>,
+}
+
+/// Reads a config file after OpenSSH's owner and mode check.
+fn read_config_file(path: &Path) -> Result<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let unreadable = |e| Error::io(format!("cannot read ssh config {}", path.display()), e);
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    check_config_owner_and_mode(path, meta.uid(), meta.mode())?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(unreadable)?;
+    Ok(text)
 }
 
 impl SshConfig {
-    /// Reads a config file.
+    /// Reads a config file, and the files it includes.
     ///
-    /// The file must be owned by the user we run as or by root, and not be
-    /// writable by group or others: the rule OpenSSH applies to
-    /// `~/.ssh/config` (`readconf.c`), applied here to every file read, since
-    /// a job's config file is its `~/.ssh/config`.
+    /// Each file must be owned by the user we run as or by root, and not
+    /// be writable by group or others: the rule OpenSSH applies to
+    /// `~/.ssh/config` and its includes (`readconf.c`), applied here to
+    /// every file read, since a job's config file is its `~/.ssh/config`.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and other I/O
-    /// kinds when the file cannot be read;
+    /// kinds when a file cannot be read;
     /// [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied)
     /// ([`Error::InsecureFile`], naming the file and the `chmod go-w` or
     /// `chown` that fixes it) when it is writable by group or others or
-    /// owned by another user. Malformed lines are skipped with a warning, as
-    /// `ssh` would refuse them but a job should not stop for a line about
-    /// another host.
+    /// owned by another user; [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput),
+    /// naming the file and line, for a value `ssh` refuses too (a `Port`
+    /// that is not a port number, a `ProxyJump` that is not a list of
+    /// hops) and for a `Match` criterion this crate does not evaluate.
     pub fn from_file(path: impl AsRef<Path>) -> Result<SshConfig> {
-        use std::io::Read as _;
-        use std::os::unix::fs::MetadataExt as _;
         let path = path.as_ref();
-        let unreadable = |e| Error::io(format!("cannot read ssh config {}", path.display()), e);
-        let mut file = std::fs::File::open(path).map_err(unreadable)?;
-        let meta = file.metadata().map_err(unreadable)?;
-        check_config_owner_and_mode(path, meta.uid(), meta.mode())?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(unreadable)?;
-        Ok(SshConfig::parse(&text))
+        let text = read_config_file(path)?;
+        SshConfig::parse_named(&text, &path.display().to_string())
     }
 
     /// The user's `~/.ssh/config`; an empty config when there is none.
@@ -113,92 +152,112 @@ impl SshConfig {
         }
     }
 
-    /// Parses config text.
-    pub fn parse(text: &str) -> SshConfig {
-        let mut entries = Vec::new();
-        let mut patterns: Option<Vec<String>> = None;
-        for (number, line) in text.lines().enumerate() {
-            let Some((keyword, args)) = split_line(line) else {
-                continue;
-            };
-            match keyword.as_str() {
-                "host" => patterns = Some(args),
-                "match" => {
-                    log::warn!(
-                        "ssh config line {}: `Match` sections are not supported; skipped",
-                        number + 1
-                    );
-                    patterns = Some(Vec::new());
-                }
-                "include" => {
-                    log::warn!("ssh config line {}: `Include` is not followed", number + 1)
-                }
-                _ if args.is_empty() => log::warn!(
-                    "ssh config line {}: `{keyword}` has no value; skipped",
-                    number + 1
-                ),
-                _ => entries.push(Entry {
-                    patterns: patterns.clone(),
-                    keyword,
-                    args,
-                }),
-            }
-        }
-        SshConfig { entries }
+    /// Parses config text (an `Include` with a relative path reads from
+    /// `~/.ssh`).
+    ///
+    /// # Errors
+    ///
+    /// As [`SshConfig::from_file`].
+    pub fn parse(text: &str) -> Result<SshConfig> {
+        SshConfig::parse_named(text, "ssh config")
+    }
+
+    fn parse_named(text: &str, origin: &str) -> Result<SshConfig> {
+        Ok(SshConfig {
+            entries: parse::parse(text, origin, &home())?,
+        })
     }
 
     /// Resolves `alias` as `ssh alias` would (`ssh -G alias` shows the same
-    /// values for the keywords read here).
-    pub fn resolve(&self, alias: &str) -> HostConfig {
-        let applies = |e: &&Entry| match &e.patterns {
-            None => true,
-            Some(p) => host_matches(p, alias),
-        };
-        let first = |keyword: &str| {
-            self.entries
+    /// values for the keywords read here): the entries are read in order,
+    /// each applying when its `Host` and `Match` blocks hold (`Match host`
+    /// against the host name as set so far), and the first value of each
+    /// keyword wins.
+    ///
+    /// # Errors
+    ///
+    /// None today (the values were checked when the file was read); the
+    /// `Result` leaves room for criteria that can fail when evaluated.
+    pub fn resolve(&self, alias: &str) -> Result<HostConfig> {
+        let local = local_user();
+        let mut first: Vec<(&str, &Entry)> = Vec::new();
+        let mut lists: Vec<&Entry> = Vec::new();
+        let mut host_name = alias.to_string();
+        for entry in &self.entries {
+            let subject = Subject {
+                alias,
+                host_name: &host_name,
+                local_user: &local,
+            };
+            if !entry.conditions.iter().all(|c| c.holds(&subject)) {
+                continue;
+            }
+            let keyword = entry.keyword.as_str();
+            if matches!(keyword, "identityfile" | "certificatefile") {
+                lists.push(entry);
+            } else if !first.iter().any(|(k, _)| *k == keyword) {
+                // ProxyJump and ProxyCommand: whichever comes first.
+                let proxy = matches!(keyword, "proxyjump" | "proxycommand");
+                if !(proxy
+                    && first
+                        .iter()
+                        .any(|(k, _)| matches!(*k, "proxyjump" | "proxycommand")))
+                {
+                    first.push((keyword, entry));
+                }
+                if keyword == "hostname" {
+                    if let Some(name) = entry.args.first() {
+                        host_name = expand(name, alias, None);
+                    }
+                }
+            }
+        }
+        let value = |keyword: &str| -> Option<String> {
+            first
                 .iter()
-                .filter(applies)
-                .find(|e| e.keyword == keyword)
-                .map(|e| e.args.clone())
+                .find(|(k, _)| *k == keyword)
+                .and_then(|(_, e)| e.args.first().cloned())
         };
-        let all = |keyword: &str| -> Vec<String> {
-            self.entries
+        let values = |keyword: &str| -> Option<Vec<String>> {
+            first
                 .iter()
-                .filter(applies)
+                .find(|(k, _)| *k == keyword)
+                .map(|(_, e)| e.args.clone())
+        };
+        let user = value("user");
+        let expanded = |f: &String| PathBuf::from(expand(f, &host_name, user.as_deref()));
+        let list = |keyword: &str| -> Vec<PathBuf> {
+            lists
+                .iter()
                 .filter(|e| e.keyword == keyword)
-                .flat_map(|e| e.args.clone())
+                .flat_map(|e| e.args.iter().map(expanded))
                 .collect()
         };
-        let host_name = first("hostname")
-            .and_then(|a| a.into_iter().next())
-            .map_or_else(|| alias.to_string(), |h| expand(&h, alias, None));
-        let user = first("user").and_then(|a| a.into_iter().next());
-        let port = first("port")
-            .and_then(|a| a.into_iter().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(22);
         let path_list = |keyword: &str, defaults: &[PathBuf]| -> Vec<PathBuf> {
-            match first(keyword) {
+            match values(keyword) {
                 Some(files) if files.iter().any(|f| f.eq_ignore_ascii_case("none")) => Vec::new(),
-                Some(files) => files
-                    .iter()
-                    .map(|f| PathBuf::from(expand(f, &host_name, user.as_deref())))
-                    .collect(),
+                Some(files) => files.iter().map(expanded).collect(),
                 None => defaults.to_vec(),
             }
         };
+        let seconds = |keyword: &str| {
+            value(keyword)
+                .and_then(|t| t.parse().ok())
+                .map(Duration::from_secs)
+        };
         let ssh_dir = home().join(".ssh");
-        HostConfig {
+        Ok(HostConfig {
             alias: alias.to_string(),
-            port,
-            identity_files: all("identityfile")
-                .iter()
-                .map(|f| PathBuf::from(expand(f, &host_name, user.as_deref())))
-                .collect(),
-            proxy_jump: first("proxyjump")
-                .and_then(|a| a.into_iter().next())
-                .filter(|j| !j.eq_ignore_ascii_case("none")),
-            host_key_alias: first("hostkeyalias").and_then(|a| a.into_iter().next()),
+            port: value("port").and_then(|p| p.parse().ok()).unwrap_or(22),
+            identity_files: list("identityfile"),
+            certificate_files: list("certificatefile"),
+            identities_only: value("identitiesonly").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            identity_agent: value("identityagent"),
+            proxy_jump: value("proxyjump").filter(|j| !j.eq_ignore_ascii_case("none")),
+            proxy_command: values("proxycommand")
+                .map(|args| args.join(" "))
+                .filter(|c| !c.eq_ignore_ascii_case("none")),
+            host_key_alias: value("hostkeyalias"),
             user_known_hosts_files: path_list(
                 "userknownhostsfile",
                 &[ssh_dir.join("known_hosts"), ssh_dir.join("known_hosts2")],
@@ -210,20 +269,30 @@ impl SshConfig {
                     PathBuf::from("/etc/ssh/ssh_known_hosts2"),
                 ],
             ),
-            connect_timeout: first("connecttimeout")
-                .and_then(|a| a.into_iter().next())
-                .and_then(|t| t.parse().ok())
-                .map(Duration::from_secs),
+            connect_timeout: seconds("connecttimeout"),
+            server_alive_interval: seconds("serveraliveinterval"),
+            bind_address: value("bindaddress"),
+            kex_algorithms: value("kexalgorithms"),
+            host_key_algorithms: value("hostkeyalgorithms"),
+            ciphers: value("ciphers"),
+            macs: value("macs"),
             user,
             host_name,
-        }
+        })
     }
 
     /// A [`SessionBuilder`] for `alias`: host name, port, user, identity
     /// files (the ones that exist, tried in order; OpenSSH's default key
-    /// files when none is named), known-hosts files (the ones that exist),
-    /// host key alias, connect timeout, and the `ProxyJump` hop, which is
-    /// itself resolved through this config and connected first.
+    /// files when none is named) with their certificates
+    /// (`CertificateFile`, matched to the identity whose key it
+    /// certifies), or the ssh-agent (`IdentityAgent`, else
+    /// `SSH_AUTH_SOCK`) when no identity file exists and `IdentitiesOnly`
+    /// is off; known-hosts files (the ones that exist), host key alias,
+    /// connect timeout, keepalive interval (`ServerAliveInterval`), source
+    /// address (`BindAddress`), the algorithm lists, and the `ProxyJump`
+    /// chain: for `ProxyJump a,b` the session goes through `b`, reached
+    /// through `a`, as OpenSSH's `parse_jump` reads it; each hop is itself
+    /// resolved through this config.
     ///
     /// Give another credential or more pins on the returned builder as for
     /// any other (an encrypted key needs
@@ -231,13 +300,24 @@ impl SshConfig {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the
-    /// `ProxyJump` value is malformed or loops back on itself.
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) for a
+    /// `ProxyCommand` (this crate runs no command to reach a server: use
+    /// `ProxyJump`, or [`SessionBuilder::http_proxy`] for an HTTP proxy);
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when a
+    /// `ProxyJump` loops back on itself or `BindAddress` is not an IP
+    /// address.
     pub fn session_builder(&self, alias: &str) -> Result<SessionBuilder> {
-        self.builder_for(alias, &mut Vec::new())
+        self.builder_for(alias, None, &mut Vec::new())
     }
 
-    fn builder_for(&self, alias: &str, seen: &mut Vec<String>) -> Result<SessionBuilder> {
+    /// The builder for `alias`; `jump`, when given, replaces the alias's
+    /// own `ProxyJump` (as `ssh -J` does for the hops of a chain).
+    fn builder_for(
+        &self,
+        alias: &str,
+        jump: Option<&str>,
+        seen: &mut Vec<String>,
+    ) -> Result<SessionBuilder> {
         if seen.iter().any(|s| s == alias) {
             return Err(Error::invalid(
                 "ssh config",
@@ -245,25 +325,28 @@ impl SshConfig {
             ));
         }
         seen.push(alias.to_string());
-        let host = self.resolve(alias);
-        let user = host.user.clone().unwrap_or_else(local_user);
-        let identity_files = if host.identity_files.is_empty() {
-            // OpenSSH's default identities, in its order, that libssh2 can use.
-            ["id_rsa", "id_ecdsa", "id_ed25519"]
-                .iter()
-                .map(|f| home().join(".ssh").join(f))
-                .collect()
-        } else {
-            host.identity_files.clone()
+        let host = self.resolve(alias)?;
+        let jump = match jump {
+            Some(chain) => Some(chain.to_string()),
+            None => {
+                if let Some(command) = &host.proxy_command {
+                    return Err(Error::Ssh {
+                        kind: crate::ErrorKind::Unsupported,
+                        context: format!(
+                            "ssh config: {alias} has `ProxyCommand {command}`, which etl-ssh \
+                             does not run (it runs no command to reach a server); use \
+                             ProxyJump for a bastion, or SessionBuilder::http_proxy for an \
+                             HTTP proxy"
+                        ),
+                        source: None,
+                    });
+                }
+                host.proxy_jump.clone()
+            }
         };
-        let keys: Vec<KeyPair> = identity_files
-            .iter()
-            .filter(|f| f.is_file())
-            .map(KeyPair::file)
-            .collect();
         let mut builder = Session::builder(&host.host_name)
             .port(host.port)
-            .credential(Credential::key_pairs(user, keys));
+            .credential(credential_for(&host)?);
         for file in host
             .user_known_hosts_files
             .iter()
@@ -278,31 +361,131 @@ impl SshConfig {
         if let Some(timeout) = host.connect_timeout {
             builder = builder.connect_timeout(timeout);
         }
-        if let Some(jump) = &host.proxy_jump {
-            // Only the first hop of a chain is ours to open; the others are
-            // resolved by that hop's own config entry, as ssh does.
-            let first_hop = jump.split(',').next().unwrap_or_default();
-            let (jump_user, rest) = match first_hop.rsplit_once('@') {
-                Some((u, r)) => (Some(u), r),
-                None => (None, first_hop),
-            };
-            let (jump_alias, jump_port) = split_host_port(rest).ok_or_else(|| {
-                Error::invalid("ssh config", format!("ProxyJump `{jump}` is malformed"))
+        if let Some(interval) = host.server_alive_interval {
+            builder = builder.keepalive(interval);
+        }
+        if let Some(address) = &host.bind_address {
+            let ip: IpAddr = address.parse().map_err(|_| {
+                Error::invalid(
+                    "ssh config",
+                    format!(
+                        "{alias}: BindAddress `{address}` is not an IP address (etl-ssh binds \
+                         to an address, not a name)"
+                    ),
+                )
             })?;
-            let mut hop = self.builder_for(jump_alias, seen)?;
-            if let Some(port) = jump_port {
-                hop = hop.port(port);
+            builder = builder.bind_address(ip);
+        }
+        if let Some(list) = &host.kex_algorithms {
+            builder = builder.kex_algorithms(list);
+        }
+        if let Some(list) = &host.host_key_algorithms {
+            builder = builder.host_key_algorithms(list);
+        }
+        if let Some(list) = &host.ciphers {
+            builder = builder.ciphers(list);
+        }
+        if let Some(list) = &host.macs {
+            builder = builder.macs(list);
+        }
+        if let Some(chain) = jump {
+            // OpenSSH's parse_jump: the last hop reaches the server; the
+            // hops before it are that hop's own ProxyJump.
+            let (before, last) = match chain.rsplit_once(',') {
+                Some((before, last)) => (Some(before), last),
+                None => (None, chain.as_str()),
+            };
+            let hop = parse_hop(last).map_err(|why| {
+                Error::invalid("ssh config", format!("{alias}: ProxyJump `{chain}`: {why}"))
+            })?;
+            let mut via = self.builder_for(&hop.host, before, seen)?;
+            if let Some(port) = hop.port {
+                via = via.port(port);
             }
-            if let Some(user) = jump_user {
-                hop = hop.user(user);
+            if let Some(user) = hop.user {
+                via = via.user(user);
             }
-            builder = builder.jump_via(hop);
+            builder = builder.jump_via(via);
         }
         Ok(builder)
     }
 }
 
-/// `host`, `host:port` or `[v6]:port`.
+/// The credential for a resolved host: its identity files (with their
+/// certificates), or the agent when none exists and the config allows it.
+fn credential_for(host: &HostConfig) -> Result<Credential> {
+    let user = host.user.clone().unwrap_or_else(local_user);
+    let identity_files = if host.identity_files.is_empty() {
+        // OpenSSH's default identities, in its order, that libssh2 can use.
+        ["id_rsa", "id_ecdsa", "id_ed25519"]
+            .iter()
+            .map(|f| home().join(".ssh").join(f))
+            .collect()
+    } else {
+        host.identity_files.clone()
+    };
+    let mut keys: Vec<KeyPair> = identity_files
+        .iter()
+        .filter(|f| f.is_file())
+        .map(KeyPair::file)
+        .collect();
+    if keys.is_empty() && !host.identities_only {
+        let agent = match host.identity_agent.as_deref() {
+            Some(a) if a.eq_ignore_ascii_case("none") => None,
+            Some("SSH_AUTH_SOCK") | None => std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(|_| Credential::agent(&user)),
+            Some(path) => Some(Credential::agent_at(
+                &user,
+                expand(path, &host.host_name, host.user.as_deref()),
+            )),
+        };
+        if let Some(agent) = agent {
+            return Ok(agent);
+        }
+    }
+    for cert in &host.certificate_files {
+        let Some(certified) = certified_key(cert) else {
+            log::warn!(
+                "ssh config: CertificateFile {} cannot be read as a certificate; not offered",
+                cert.display()
+            );
+            continue;
+        };
+        match keys
+            .iter()
+            .position(|k| k.public_key().is_ok_and(|line| same_key(&line, &certified)))
+        {
+            Some(index) => keys[index] = keys[index].clone().with_certificate(cert),
+            None => log::warn!(
+                "ssh config: CertificateFile {} certifies none of the identity files; not \
+                 offered",
+                cert.display()
+            ),
+        }
+    }
+    Ok(Credential::key_pairs(user, keys))
+}
+
+/// The key a certificate file (`...-cert.pub`) certifies, as `type base64`.
+fn certified_key(path: &Path) -> Option<String> {
+    let line = std::fs::read_to_string(path).ok()?;
+    let mut fields = line.split_whitespace();
+    let (_, data) = (fields.next()?, fields.next()?);
+    crate::known_host::certified_key(data)
+}
+
+/// Whether two `type base64 [comment]` lines hold the same key.
+fn same_key(a: &str, b: &str) -> bool {
+    let key = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    key(a) == key(b)
+}
+
 /// OpenSSH's check on the user's config file (`readconf.c`): owned by us or
 /// by root, and `mode & 022 == 0`.
 fn check_config_owner_and_mode(path: &Path, owner: u32, mode: u32) -> Result<()> {
@@ -334,114 +517,6 @@ fn check_config_owner_and_mode(path: &Path, owner: u32, mode: u32) -> Result<()>
         reason: format!("{} (OpenSSH refuses it too)", reasons.join(", and ")),
         fix: fixes.join(" && "),
     })
-}
-
-fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        return Some((host, port));
-    }
-    match text.split_once(':') {
-        Some((host, port)) if !host.is_empty() => Some((host, Some(port.parse().ok()?))),
-        Some(_) => None,
-        None if text.is_empty() => None,
-        None => Some((text, None)),
-    }
-}
-
-/// Keyword (lower-cased) and arguments of a config line; `None` for blank
-/// lines and comments. Arguments may be double-quoted; `keyword=value` is
-/// allowed.
-fn split_line(line: &str) -> Option<(String, Vec<String>)> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let split = line
-        .find(|c: char| c.is_whitespace() || c == '=')
-        .unwrap_or(line.len());
-    let (keyword, rest) = line.split_at(split);
-    let rest = rest.trim_start();
-    let rest = rest.strip_prefix('=').unwrap_or(rest);
-    let mut args = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let Some(&c) = chars.peek() else { break };
-        let mut arg = String::new();
-        if c == '"' {
-            chars.next();
-            for c in chars.by_ref() {
-                if c == '"' {
-                    break;
-                }
-                arg.push(c);
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                arg.push(c);
-                chars.next();
-            }
-        }
-        args.push(arg);
-    }
-    Some((keyword.to_ascii_lowercase(), args))
-}
-
-/// OpenSSH's `Host` matching: any negated match excludes; else any match.
-fn host_matches(patterns: &[String], alias: &str) -> bool {
-    let alias = alias.to_ascii_lowercase();
-    let mut matched = false;
-    for pattern in patterns {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern.as_str()),
-        };
-        if glob(&pattern.to_ascii_lowercase(), &alias) {
-            if negated {
-                return false;
-            }
-            matched = true;
-        }
-    }
-    matched
-}
-
-/// `*` and `?` globbing.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star) = (0, 0, None);
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// Expands `~/` and the tokens `%h` (host name), `%r` (remote user), `%u`
@@ -546,8 +621,8 @@ Host *
 
     #[test]
     fn first_value_wins_and_identities_accumulate() {
-        let config = SshConfig::parse(CONFIG);
-        let h = config.resolve("partner-sftp");
+        let config = SshConfig::parse(CONFIG).expect("parses");
+        let h = config.resolve("partner-sftp").expect("resolves");
         assert_eq!(h.host_name, "sftp.partner.example");
         assert_eq!(h.port, 2222);
         assert_eq!(h.user.as_deref(), Some("etl"));
@@ -567,43 +642,17 @@ Host *
 
     #[test]
     fn patterns_negation_and_defaults() {
-        let config = SshConfig::parse(CONFIG);
-        let h = config.resolve("db.partner.example");
+        let config = SshConfig::parse(CONFIG).expect("parses");
+        let h = config.resolve("db.partner.example").expect("resolves");
         assert_eq!(h.user.as_deref(), Some("partner-user"));
         assert_eq!(h.port, 2022);
         assert_eq!(h.connect_timeout, Some(Duration::from_secs(7)));
-        let h = config.resolve("legacy.partner.example");
+        let h = config.resolve("legacy.partner.example").expect("resolves");
         assert_eq!(h.user.as_deref(), Some("fallback"));
         assert_eq!(h.connect_timeout, None);
-        let h = config.resolve("unknown");
+        let h = config.resolve("unknown").expect("resolves");
         assert_eq!(h.host_name, "unknown");
         assert!(h.proxy_jump.is_none());
-    }
-
-    #[test]
-    fn split_line_handles_equals_and_quotes() {
-        assert_eq!(
-            split_line("  IdentityFile=\"/a b/c\"  "),
-            Some(("identityfile".into(), vec!["/a b/c".into()]))
-        );
-        assert_eq!(
-            split_line("Host a b"),
-            Some(("host".into(), vec!["a".into(), "b".into()]))
-        );
-        assert_eq!(split_line("# comment"), None);
-        assert_eq!(split_line("   "), None);
-    }
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(split_host_port("bastion"), Some(("bastion", None)));
-        assert_eq!(
-            split_host_port("bastion:2222"),
-            Some(("bastion", Some(2222)))
-        );
-        assert_eq!(split_host_port("[::1]:22"), Some(("::1", Some(22))));
-        assert_eq!(split_host_port("bastion:x"), None);
-        assert_eq!(split_host_port(""), None);
     }
 
     #[test]
@@ -617,7 +666,8 @@ Host *
 
     #[test]
     fn proxy_jump_loop_is_an_error() {
-        let config = SshConfig::parse("Host a\n ProxyJump b\nHost b\n ProxyJump a\n");
+        let config =
+            SshConfig::parse("Host a\n ProxyJump b\nHost b\n ProxyJump a\n").expect("parses");
         let err = config.session_builder("a").expect_err("loop");
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
     }

@@ -290,7 +290,10 @@ fn a_writable_ssh_config_is_refused_as_openssh_does() {
     for good in [0o644, 0o600, 0o444] {
         fs::set_permissions(&config, fs::Permissions::from_mode(good)).expect("chmod");
         let parsed = etl_ssh::SshConfig::from_file(&config).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(parsed.resolve("partner").host_name, "127.0.0.1");
+        assert_eq!(
+            parsed.resolve("partner").expect("resolves").host_name,
+            "127.0.0.1"
+        );
     }
     if common::is_root() {
         // Owned by someone who is neither us nor root: refused.

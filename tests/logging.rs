@@ -4,38 +4,17 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use common::{client_key, KeyFormat, KeyKind, Sshd, StartSshd};
 use etl_ssh::testkit::{Backend, TestServer};
 use etl_ssh::Credential;
-use log::{LevelFilter, Log, Metadata, Record};
 use secrecy::{ExposeSecret, SecretString};
-
-static RECORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Log for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &Record<'_>) {
-        let line = format!("{} {} {}", record.level(), record.target(), record.args());
-        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Capture = Capture;
 
 const PASSPHRASE: &str = "passphrase-c4n4ry-7f3a";
 const WRONG_PASSWORD: &str = "password-c4n4ry-91bd";
 
 #[test]
 fn no_secret_in_logs_or_debug_output() {
-    log::set_logger(&LOGGER).expect("logger");
-    log::set_max_level(LevelFilter::Trace);
+    common::capture_logs();
 
     let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, Some(PASSPHRASE));
     let Some(server) = Sshd::builder()
@@ -92,7 +71,7 @@ fn no_secret_in_logs_or_debug_output() {
         }
     }
 
-    let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let records = common::log_records();
     assert!(
         records.iter().any(|r| r.contains("authenticated")),
         "the capture saw no authentication record: {records:#?}"

@@ -44,11 +44,11 @@ fn connect_with_key(kind: KeyKind, format: KeyFormat) {
     );
     assert!(
         session
-            .banner()
+            .identification()
             .unwrap_or("")
             .starts_with("SSH-2.0-OpenSSH"),
         "{:?}",
-        session.banner()
+        session.identification()
     );
     match session.auth_method() {
         AuthMethod::PublicKey { fingerprint, .. } => {

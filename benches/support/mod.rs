@@ -47,6 +47,33 @@ pub(crate) fn connect_sftp(port: u16, host_key: &str, key: &Path) -> etl_ssh::Sf
         .expect("sftp")
 }
 
+/// Where the time of a connect through `port` goes: seconds for a bare
+/// TCP connect, for an authenticated session (TCP, handshake, host key
+/// check, authentication), and for the SFTP channel on it (open,
+/// subsystem, version exchange).
+pub(crate) fn connect_stages(port: u16, host_key: &str, key: &Path) -> (f64, f64, f64) {
+    let t = Instant::now();
+    drop(TcpStream::connect((crate::common::HOST, port)).expect("tcp"));
+    let tcp = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let session = etl_ssh::Session::builder(crate::common::HOST)
+        .receive_buffer(receive_buffer())
+        .port(port)
+        .known_host(etl_ssh::KnownHost::public_key(host_key).expect("host key"))
+        .credential(etl_ssh::Credential::key_pair(
+            crate::common::current_user(),
+            key,
+        ))
+        .connect()
+        .expect("connect");
+    let ssh = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let sftp = session.sftp().expect("sftp");
+    let channel = t.elapsed().as_secs_f64();
+    drop(sftp);
+    (tcp, ssh, channel)
+}
+
 /// A numeric knob from the environment, or `default`.
 pub(crate) fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)

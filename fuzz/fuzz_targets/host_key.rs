@@ -1,6 +1,7 @@
 //! Fingerprint and public key parsing: `KnownHost::fingerprint`,
 //! `HostKey::from_openssh` (a `.pub` line) and the SSH wire blob a server
-//! sends, all three on every input.
+//! sends (as a plain key, and as a handshake reads it: a plain key or a
+//! host certificate), on every input.
 //!
 //! Invariants, beyond "never panics":
 //! - a fingerprint that parses prints back as `SHA256:` and the same 43
@@ -81,6 +82,16 @@ fuzz_target!(|data: &[u8]| {
 
     // The wire blob, as a server sends it.
     match fuzzing::host_key_from_blob(data) {
+        Ok(key) => key_round_trips(&key),
+        Err(error) => {
+            assert_eq!(error.kind(), ErrorKind::Protocol);
+            short_error(&error);
+        }
+    }
+
+    // The same blob as a handshake reads it: a plain key or a host
+    // certificate (whose key inside must be a well-formed key).
+    match fuzzing::presented_host_key(data) {
         Ok(key) => key_round_trips(&key),
         Err(error) => {
             assert_eq!(error.kind(), ErrorKind::Protocol);

@@ -66,8 +66,9 @@ pub(super) fn parse_blob(blob: &[u8]) -> std::result::Result<HostKey, String> {
         .ok_or("the key data does not start with a key type name")?;
     if algorithm.contains("-cert-v0") {
         return Err(format!(
-            "{algorithm} is a certificate, not a plain public key; host certificates are \
-             not supported: use the host's own key"
+            "{algorithm} is a certificate, not a plain public key: pin the key of the CA \
+             that signed it (KnownHost::cert_authority, or an @cert-authority line in \
+             known_hosts), or the host's own key"
         ));
     }
     if is_known_algorithm(algorithm) {

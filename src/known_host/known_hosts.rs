@@ -120,31 +120,7 @@ pub(super) fn hosts_match(hosts: &HostPatterns, lookup: &str) -> bool {
 /// ASCII-case-insensitively (`text` is already lower-case). No backtracking
 /// blow-up on long patterns.
 pub(super) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c.to_ascii_lowercase() == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((star_p, star_t)) => {
-                    p = star_p + 1;
-                    t = star_t + 1;
-                    star = Some((star_p, star_t + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern
-        .get(p..)
-        .is_some_and(|tail| tail.iter().all(|&c| c == b'*'))
+    crate::openssh_match::match_pattern(&pattern.to_ascii_lowercase(), text)
 }
 
 /// A short, printable excerpt of user input for a message.

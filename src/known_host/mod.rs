@@ -23,11 +23,13 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, ErrorKind, Result};
 
+mod certificate;
 mod keys;
 mod known_hosts;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use certificate::{certified_key, Presented};
 use keys::{looks_like_key_type, parse_blob, parse_key_fields};
 use known_hosts::{hosts_match, lookup_name, next_field, parse_known_hosts_line, quote, Marker};
 
@@ -85,6 +87,7 @@ enum Pin {
     PublicKey(HostKey),
     KnownHostsFile(PathBuf),
     TrustOnFirstUse(PathBuf),
+    CertAuthority(HostKey),
 }
 
 impl fmt::Debug for Pin {
@@ -97,6 +100,7 @@ impl fmt::Debug for Pin {
             Pin::PublicKey(key) => f.debug_tuple("PublicKey").field(key).finish(),
             Pin::KnownHostsFile(path) => f.debug_tuple("KnownHostsFile").field(path).finish(),
             Pin::TrustOnFirstUse(path) => f.debug_tuple("TrustOnFirstUse").field(path).finish(),
+            Pin::CertAuthority(key) => f.debug_tuple("CertAuthority").field(key).finish(),
         }
     }
 }
@@ -162,8 +166,10 @@ impl KnownHost {
     /// port 22 only), comma lists, `*` and `?` patterns, `!` negation,
     /// case-insensitive names, several keys per host, and `@revoked`, which
     /// refuses a key even if another line or another pin accepts it.
-    /// `@cert-authority` lines are ignored: host certificates are not
-    /// supported. A malformed line is skipped with a warning in the log.
+    /// `@cert-authority` lines pin a certificate authority for the hosts
+    /// they name (see [`KnownHost::cert_authority`]); `@revoked` also
+    /// refuses a CA key. A malformed line is skipped with a warning in the
+    /// log.
     ///
     /// ```
     /// use etl_ssh::KnownHost;
@@ -179,6 +185,43 @@ impl KnownHost {
 }
 
 impl KnownHost {
+    /// A certificate authority's public key (`type base64 [comment]`):
+    /// the server must present an OpenSSH host certificate signed by it,
+    /// as an `@cert-authority` line in `known_hosts` says for the hosts it
+    /// names (this pin applies to whatever host the session connects to).
+    ///
+    /// The certificate is checked before any authentication: signed by
+    /// this CA (and the CA not `@revoked` in a `known_hosts` pin), a host
+    /// certificate, naming the host among its principals (or the
+    /// [`host_key_alias`](crate::SessionBuilder::host_key_alias) when one
+    /// is set; a principal may be a `*` pattern; a certificate without
+    /// principals is valid for any host, as OpenSSH takes it), and within
+    /// its validity window. The handshake asks for certificate algorithms
+    /// first when a CA applies; a server that presents a plain key instead
+    /// is refused unless another pin accepts that key.
+    ///
+    /// ```
+    /// use etl_ssh::KnownHost;
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// let ca = KnownHost::cert_authority(
+    ///     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti partner-host-ca",
+    /// )?;
+    /// # let _ = ca;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) as for
+    /// [`HostKey::from_openssh`].
+    pub fn cert_authority(line: impl AsRef<str>) -> Result<KnownHost> {
+        HostKey::from_openssh(line).map(|key| KnownHost {
+            pin: Pin::CertAuthority(key),
+        })
+    }
+
     /// Trust on first use, recorded in an OpenSSH `known_hosts` file: an
     /// explicit choice, never a default.
     ///
@@ -386,6 +429,8 @@ pub(crate) struct HostKeyPolicy {
     lookup: String,
     /// Where [`Self::lookup`] came from, for errors: `"host_key_alias"` or `"host"`.
     lookup_from: &'static str,
+    /// The name a host certificate must list: the alias, else the host.
+    principal: String,
     /// Where to record a first-seen key, for trust on first use.
     record_to: Option<PathBuf>,
 }
@@ -394,6 +439,8 @@ pub(crate) struct HostKeyPolicy {
 enum Accept {
     Fingerprint([u8; 32]),
     Key(SourcedKey),
+    /// A certificate signed by this CA key.
+    CertAuthority(SourcedKey),
 }
 
 impl Accept {
@@ -406,6 +453,12 @@ impl Accept {
                 k.key.fingerprint(),
                 k.key.algorithm(),
                 k.source
+            ),
+            Accept::CertAuthority(ca) => format!(
+                "a host certificate signed by CA {} ({}, {})",
+                ca.key.fingerprint(),
+                ca.key.algorithm(),
+                ca.source
             ),
         }
     }
@@ -444,6 +497,7 @@ impl HostKeyPolicy {
             revoked: Vec::new(),
             lookup,
             lookup_from,
+            principal: alias.unwrap_or(host).to_owned(),
             record_to: None,
         };
         let mut files_read: Vec<&Path> = Vec::new();
@@ -460,6 +514,10 @@ impl HostKeyPolicy {
                         policy.load_file(path)?;
                     }
                 }
+                Pin::CertAuthority(key) => policy.accept.push(Accept::CertAuthority(SourcedKey {
+                    key: key.clone(),
+                    source: "cert_authority pin".to_owned(),
+                })),
                 Pin::TrustOnFirstUse(path) => {
                     if !files_read.contains(&path.as_path()) && path.exists() {
                         files_read.push(path);
@@ -488,7 +546,7 @@ impl HostKeyPolicy {
     pub(crate) fn load_known_hosts(&mut self, data: &[u8], origin: &str) {
         let lookup = self.lookup.clone();
         let lookup = lookup.as_str();
-        let (mut accepted, mut revoked) = (0usize, 0usize);
+        let (mut accepted, mut revoked, mut authorities) = (0usize, 0usize, 0usize);
         for (index, line) in data.split(|&b| b == b'\n').enumerate() {
             let number = index + 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -505,10 +563,13 @@ impl HostKeyPolicy {
             }
             let source = format!("{origin}:{number}");
             match entry.marker {
-                Some(Marker::CertAuthority) => log::debug!(
-                    "{source}: ignoring @cert-authority line for {lookup}: host certificates \
-                     are not supported (libssh2 cannot verify them)"
-                ),
+                Some(Marker::CertAuthority) => {
+                    authorities += 1;
+                    self.accept.push(Accept::CertAuthority(SourcedKey {
+                        key: entry.key,
+                        source: format!("{source} @cert-authority"),
+                    }));
+                }
                 Some(Marker::Revoked) => {
                     revoked += 1;
                     self.revoked.push(SourcedKey {
@@ -526,12 +587,27 @@ impl HostKeyPolicy {
             }
         }
         log::debug!(
-            "known_hosts {origin}: {accepted} key(s) and {revoked} revoked key(s) apply to {lookup}"
+            "known_hosts {origin}: {accepted} key(s), {authorities} certificate authorities and \
+             {revoked} revoked key(s) apply to {lookup}"
         );
     }
 
     fn is_revoked(&self, key: &HostKey) -> Option<&SourcedKey> {
         self.revoked.iter().find(|r| r.key == *key)
+    }
+
+    /// [`Error::HostKeyRevoked`] when an applicable `@revoked` line lists `key`.
+    fn not_revoked(&self, key: &HostKey) -> Result<()> {
+        match self.is_revoked(key) {
+            None => Ok(()),
+            Some(revoked) => Err(Error::HostKeyRevoked {
+                host: self.host.clone(),
+                port: self.port,
+                key_type: key.algorithm().to_owned(),
+                seen: key.fingerprint(),
+                revoked_by: revoked.source.clone(),
+            }),
+        }
     }
 
     /// Trust on first use: appends `seen` under the lookup name.
@@ -586,6 +662,7 @@ impl HostKeyPolicy {
             revoked: Vec::new(),
             lookup: self.lookup.clone(),
             lookup_from: self.lookup_from,
+            principal: self.principal.clone(),
             record_to: None,
         };
         now.load_known_hosts(&data, &path.display().to_string());
@@ -643,15 +720,7 @@ impl HostKeyPolicy {
     /// whatever else accepts it; [`Error::HostKeyUnknown`] if no pin applies to
     /// this host; [`Error::HostKeyMismatch`] if pins apply but none matches.
     pub(crate) fn check(&self, seen: &HostKey) -> Result<()> {
-        if let Some(revoked) = self.is_revoked(seen) {
-            return Err(Error::HostKeyRevoked {
-                host: self.host.clone(),
-                port: self.port,
-                key_type: seen.algorithm().to_owned(),
-                seen: seen.fingerprint(),
-                revoked_by: revoked.source.clone(),
-            });
-        }
+        self.not_revoked(seen)?;
         let digest = seen.digest();
         for accept in &self.accept {
             let matched_by = match accept {

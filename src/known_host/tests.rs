@@ -718,13 +718,16 @@ fn revoked_applies_only_to_matching_hosts_and_the_same_key() {
 }
 
 #[test]
-fn cert_authority_lines_are_ignored() {
+fn cert_authority_lines_pin_a_ca_not_a_key() {
     let ca = ed25519(23);
     let content = format!("@cert-authority *.partner.example {}\n", ca.to_openssh());
     let file = known_hosts(&content);
     let policy = load(&file, "sftp.partner.example", 22);
-    assert_eq!(kind_of(policy.check(&ca)), ErrorKind::HostKeyUnknown);
+    assert!(policy.has_cert_authorities());
+    // The CA's own key, presented as a host key, is not accepted.
+    assert_eq!(kind_of(policy.check(&ca)), ErrorKind::HostKeyMismatch);
     assert!(policy.preferred_key_types().is_empty());
+    assert!(!load(&file, "other.example", 22).has_cert_authorities());
 }
 
 #[test]

@@ -1,26 +1,37 @@
 //! [`Session`]: one verified, authenticated SSH connection, and its
 //! [`SessionBuilder`].
 //!
-//! - `builder.rs`: the builder's settings and `connect`: handshake with the
-//!   pinned key types preferred, host-key check before authentication;
+//! - `config.rs`: [`SessionBuilder`], the settings as a plain value, and
+//!   their setters;
+//! - `connect.rs`: one connection recipe (transport → handshake → verify
+//!   → authenticate → connection) and what a session's connections share:
+//!   the loaded credential, the pins, the jump host's connection;
 //! - `transport.rs`: reaching the server: resolve, TCP (bound, through an
 //!   HTTP proxy), the socket libssh2 talks through;
+//! - `negotiate.rs`: the server's algorithm offer, read when a handshake
+//!   finds nothing in common;
 //! - `tunnel.rs`: a jump host's `direct-tcpip` tunnel;
 //! - `auth.rs`: offering the credential.
 
 mod auth;
-mod builder;
+mod config;
+mod connect;
+mod negotiate;
 mod transport;
+#[cfg(feature = "fuzzing")]
+pub(crate) use negotiate::parse_kexinit as fuzz_parse_kexinit;
 mod tunnel;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use crate::conn::Transport;
+pub use config::SessionBuilder;
+
 use crate::conn::{Conn, Dialer};
-use crate::{Credential, Error, ExecSession, HostKey, KnownHost, Result};
+use crate::{Error, ExecSession, HostKey, Result};
 use log::info;
 use std::sync::Mutex;
 
@@ -73,12 +84,20 @@ pub struct Session {
 pub(crate) struct SessionInner {
     /// The connection in use (another after a [`Dialer::redial`]).
     conn: Mutex<Arc<Conn>>,
-    /// What this session was built from, to open more like it.
-    settings: SessionBuilder,
+    /// What this session was built from, and what its connections share,
+    /// to open more like it.
+    prepared: Arc<connect::Prepared>,
     user: String,
     host_key: HostKey,
     banner: Option<String>,
-    auth: AuthMethod,
+    /// The text the server showed before login (`SSH_MSG_USERAUTH_BANNER`).
+    auth_banner: Option<String>,
+    /// The methods accepted, in order (several for a multi-factor login).
+    auth: Vec<AuthMethod>,
+    /// The jump host's session this connection rides on: kept open while
+    /// the connection lives.
+    #[allow(dead_code)] // held, never read
+    jump: Option<Arc<SessionInner>>,
 }
 
 impl fmt::Debug for SessionInner {
@@ -93,7 +112,21 @@ impl fmt::Debug for SessionInner {
 impl SessionInner {
     /// See [`Session::connect_another`].
     pub(crate) fn connect_another(&self) -> Result<Session> {
-        self.settings.clone().connect()
+        if let Some(credential) = &self.prepared.settings.credential {
+            if credential.responder_forbids_extra_sessions() {
+                return Err(Error::Ssh {
+                    kind: crate::ErrorKind::Unsupported,
+                    context: format!(
+                        "no extra session to {}: it would ask the keyboard-interactive \
+                         responder again (a one-time code would be spent); allow it with \
+                         Credential::with_extra_sessions(true)",
+                        self.target()
+                    ),
+                    source: None,
+                });
+            }
+        }
+        self.prepared.connect()
     }
 
     /// The connection in use now.
@@ -117,7 +150,7 @@ impl Dialer for SessionInner {
         if !Arc::ptr_eq(&current, dead) {
             return Ok(Arc::clone(&current));
         }
-        let fresh = self.settings.clone().connect()?.inner.conn();
+        let fresh = self.prepared.connect()?.inner.conn();
         info!(
             "{}: the server ended the connection (as servers that allow one channel per \
              connection do after it closes); connected again from {}",
@@ -173,56 +206,10 @@ impl fmt::Display for AuthMethod {
     }
 }
 
-/// Builds a [`Session`]: where to connect, as whom, and which host keys to trust.
-///
-/// Only the host is required to start; [`SessionBuilder::connect`] needs a
-/// credential. Without any [`known_host`](SessionBuilder::known_host) pin
-/// the connection is refused after the handshake with
-/// [`ErrorKind::HostKeyUnknown`](crate::ErrorKind::HostKeyUnknown), whose message carries the fingerprint the
-/// server presented: there is no default that trusts any key.
-#[derive(Debug, Clone)]
-pub struct SessionBuilder {
-    host: String,
-    port: u16,
-    credential: Option<Credential>,
-    pins: Vec<KnownHost>,
-    host_key_alias: Option<String>,
-    http_proxy: Option<(String, u16)>,
-    jump: Option<Arc<SessionInner>>,
-    /// A jump host still to connect (from an ssh config's `ProxyJump`).
-    jump_via: Option<Box<SessionBuilder>>,
-    user: Option<String>,
-    keepalive: Duration,
-    connect_timeout: Duration,
-    timeout: Duration,
-    bind_address: Option<IpAddr>,
-    receive_buffer: Option<usize>,
-}
-
 impl Session {
-    /// Starts building a session to `host`: a DNS name or an IP address.
-    pub fn builder(host: impl Into<String>) -> SessionBuilder {
-        SessionBuilder {
-            host: host.into(),
-            port: DEFAULT_PORT,
-            credential: None,
-            pins: Vec::new(),
-            host_key_alias: None,
-            http_proxy: None,
-            jump: None,
-            jump_via: None,
-            user: None,
-            keepalive: DEFAULT_KEEPALIVE,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            timeout: DEFAULT_TIMEOUT,
-            bind_address: None,
-            receive_buffer: Some(DEFAULT_RECEIVE_BUFFER),
-        }
-    }
-
     /// The host as given to [`Session::builder`].
     pub fn host(&self) -> &str {
-        &self.inner.settings.host
+        &self.inner.prepared.settings.host
     }
 
     /// The server's port.
@@ -240,13 +227,43 @@ impl Session {
         &self.inner.host_key
     }
 
-    /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
-    pub fn banner(&self) -> Option<&str> {
+    /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1
+    /// Debian-2`: its software and version, sent before the key exchange.
+    /// Not the text it shows before login: that is
+    /// [`auth_banner`](Self::auth_banner).
+    pub fn identification(&self) -> Option<&str> {
         self.inner.banner.as_deref()
     }
 
-    /// How the server accepted us.
+    /// The server's identification string: [`identification`](Self::identification).
+    #[deprecated(
+        since = "0.1.0",
+        note = "this is the identification string (`SSH-2.0-...`): call identification(); \
+                the text a server shows before login is auth_banner()"
+    )]
+    pub fn banner(&self) -> Option<&str> {
+        self.identification()
+    }
+
+    /// The text the server showed before login (`SSH_MSG_USERAUTH_BANNER`,
+    /// sshd's `Banner` file: often "authorized use only", sometimes "this
+    /// server moves to ... on ..."), without control characters other
+    /// than line breaks; `None` when it sent none. Also logged at `info`,
+    /// and quoted in authentication errors.
+    pub fn auth_banner(&self) -> Option<&str> {
+        self.inner.auth_banner.as_deref()
+    }
+
+    /// How the server accepted us: the method that completed the login
+    /// (the last factor of a multi-factor one).
     pub fn auth_method(&self) -> &AuthMethod {
+        self.inner.auth.last().unwrap_or(&AuthMethod::None)
+    }
+
+    /// Every method the server accepted, in order: one for most logins,
+    /// each factor of a multi-factor one
+    /// ([`Credential::all`](crate::Credential::all)).
+    pub fn auth_factors(&self) -> &[AuthMethod] {
         &self.inner.auth
     }
 
@@ -272,7 +289,10 @@ impl Session {
     ///
     /// As [`SessionBuilder::connect`]; a server that limits connections
     /// (OpenSSH's `MaxStartups`, `MaxSessions`) may refuse it with
-    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected);
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) when the
+    /// credential's keyboard-interactive responder may not be asked again
+    /// ([`Credential::with_extra_sessions`](crate::Credential::with_extra_sessions)).
     pub fn connect_another(&self) -> Result<Session> {
         self.inner.connect_another()
     }
@@ -359,7 +379,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("Session")
-            .field("host", &i.settings.host)
+            .field("host", &i.prepared.settings.host)
             .field("port", &i.conn().port())
             .field("user", &i.user)
             .field("local_addr", &i.conn().local_addr())

@@ -16,14 +16,13 @@ use crate::{Error, ErrorKind, Result};
 
 impl SessionBuilder {
     /// The byte stream to the server: a TCP connection (direct or through
-    /// an HTTP proxy) or a tunnel through the jump host; with the addresses
-    /// of the TCP connection it rides on.
-    pub(super) fn transport(&self) -> Result<(Transport, SocketAddr, SocketAddr)> {
-        let via = match (&self.jump, &self.jump_via) {
-            (None, Some(via)) => Some(via.as_ref().clone().connect()?.inner),
-            _ => None,
-        };
-        if let Some(jump) = self.jump.as_ref().or(via.as_ref()) {
+    /// an HTTP proxy) or a tunnel through the `jump` host; with the
+    /// addresses of the TCP connection it rides on.
+    pub(super) fn transport(
+        &self,
+        jump: Option<&std::sync::Arc<super::SessionInner>>,
+    ) -> Result<(Transport, SocketAddr, SocketAddr)> {
+        if let Some(jump) = jump {
             let socket = tunnel::open(jump, &self.host, self.port)?;
             info!(
                 "connected to {}:{} through jump host {}",
@@ -71,7 +70,7 @@ impl SessionBuilder {
             host: self.host.clone(),
             port: self.port,
             local,
-            stage: "the TCP connection",
+            stage: Error::STAGE_TCP,
             source: Some(Box::new(source)),
         }
     }
@@ -302,20 +301,6 @@ fn is_reset(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::NotConnected
     )
-}
-
-/// Whether the server has closed its end: a peek sees end-of-file or a reset.
-pub(super) fn peer_closed(probe: &Transport) -> bool {
-    let socket = socket2::SockRef::from(probe);
-    if socket.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match socket.peek(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    }
 }
 
 #[cfg(test)]

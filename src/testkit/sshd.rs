@@ -74,6 +74,8 @@ impl HostKeyType {
 pub struct SshdBuilder {
     host_key_types: Vec<HostKeyType>,
     host_certificate: bool,
+    host_certificate_principal: String,
+    host_certificate_validity: Option<String>,
     authorized_keys: Vec<String>,
     user: Option<String>,
     password_authentication: bool,
@@ -89,6 +91,8 @@ impl Default for SshdBuilder {
         SshdBuilder {
             host_key_types: vec![HostKeyType::Ed25519, HostKeyType::Ecdsa, HostKeyType::Rsa],
             host_certificate: false,
+            host_certificate_principal: HOST.to_string(),
+            host_certificate_validity: None,
             authorized_keys: Vec::new(),
             user: None,
             password_authentication: false,
@@ -118,10 +122,26 @@ impl SshdBuilder {
     }
 
     /// Also offer host certificates: a host CA signs every host key
-    /// (principal 127.0.0.1). See [`Sshd::ca_public_line`]. Defaults to
-    /// `false`.
+    /// (principal 127.0.0.1, valid forever, unless
+    /// [`host_certificate_principal`](Self::host_certificate_principal) or
+    /// [`host_certificate_validity`](Self::host_certificate_validity) say
+    /// otherwise). See [`Sshd::ca_public_line`]. Defaults to `false`.
     pub fn host_certificate(mut self, on: bool) -> Self {
         self.host_certificate = on;
+        self
+    }
+
+    /// The principal the host certificates name (`ssh-keygen -n`).
+    /// Defaults to `127.0.0.1`, the address the server listens on.
+    pub fn host_certificate_principal(mut self, principal: impl Into<String>) -> Self {
+        self.host_certificate_principal = principal.into();
+        self
+    }
+
+    /// The validity of the host certificates, in `ssh-keygen -V` syntax
+    /// (`20200101:20200102`, `-1h:+1h`). Defaults to forever.
+    pub fn host_certificate_validity(mut self, validity: impl Into<String>) -> Self {
+        self.host_certificate_validity = Some(validity.into());
         self
     }
 
@@ -366,7 +386,16 @@ fn render_config(b: &SshdBuilder, dir: &Path, port: u16, users: &[&str]) -> Stri
         }
     }
     c.push_str(&format!("LogLevel {}\n", b.log_level));
-    c.push_str("MaxStartups 100\nMaxSessions 100\nUseDNS no\n");
+    // sshd keeps the last MaxStartups, not the first: written only when
+    // the test sets none.
+    if !head
+        .iter()
+        .chain(&tail)
+        .any(|l| keyword(l) == "maxstartups")
+    {
+        c.push_str("MaxStartups 100\n");
+    }
+    c.push_str("MaxSessions 100\nUseDNS no\n");
     c.push_str("PrintMotd no\nPrintLastLog no\n");
     for line in &tail {
         c.push_str(line);
@@ -482,15 +511,17 @@ impl Sshd {
                 "ssh-keygen (host CA)",
             )?;
             for ty in &config.host_key_types {
-                run_ok(
-                    Command::new(&keygen)
-                        .arg("-q")
-                        .arg("-s")
-                        .arg(&ca)
-                        .args(["-I", "etl-ssh-test-host", "-h", "-n", HOST])
-                        .arg(d.join(format!("ssh_host_{}_key.pub", ty.short_name()))),
-                    "ssh-keygen (sign host key)",
-                )?;
+                let mut sign = Command::new(&keygen);
+                sign.arg("-q")
+                    .arg("-s")
+                    .arg(&ca)
+                    .args(["-I", "etl-ssh-test-host", "-h", "-n"])
+                    .arg(&config.host_certificate_principal);
+                if let Some(validity) = &config.host_certificate_validity {
+                    sign.arg("-V").arg(validity);
+                }
+                sign.arg(d.join(format!("ssh_host_{}_key.pub", ty.short_name())));
+                run_ok(&mut sign, "ssh-keygen (sign host key)")?;
             }
             ca_line = Some(public_line_of(&d.join("host_ca.pub"))?.0);
         }

@@ -193,6 +193,39 @@ pub fn sshd_with_key(builder: SshdBuilder) -> Option<(Sshd, ClientKey)> {
 }
 
 // ---------------------------------------------------------------------------
+// Log capture
+// ---------------------------------------------------------------------------
+
+static RECORDS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
+        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: Capture = Capture;
+
+/// Captures every log record of this test binary from now on, at every
+/// level, as `LEVEL target message` lines (installed once per binary).
+pub fn capture_logs() {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Trace);
+}
+
+/// The records captured so far (see [`capture_logs`]).
+pub fn log_records() -> Vec<String> {
+    RECORDS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+// ---------------------------------------------------------------------------
 // Small process / file helpers
 // ---------------------------------------------------------------------------
 

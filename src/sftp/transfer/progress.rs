@@ -37,6 +37,17 @@ impl<'a> Job<'a> {
             .push((target.to_vec(), temp.to_vec()));
     }
 
+    /// The temporary files recorded by [`orphan`](Self::orphan) for
+    /// `target`, oldest first, taken off the list.
+    pub(crate) fn take_orphans_of(&self, target: &[u8]) -> Vec<Vec<u8>> {
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let (theirs, others) = std::mem::take(&mut *orphans)
+            .into_iter()
+            .partition(|(t, _)| t == target);
+        *orphans = others;
+        theirs.into_iter().map(|(_, temp)| temp).collect()
+    }
+
     /// The temporary files recorded by [`orphan`](Self::orphan), with
     /// their targets.
     pub(crate) fn take_orphans(&self) -> Vec<(Vec<u8>, Vec<u8>)> {

@@ -24,7 +24,7 @@ use super::lanes::{self, Step};
 use super::options::{Plan, TransferOptions, WAVE};
 use super::outcome::{Delivery, DirReport, FileReport};
 use super::progress::Job;
-use super::upload::{remove_orphans, upload_file};
+use super::upload::{look_after_doubt, remove_orphans, upload_file};
 use super::wave::{download_wave, upload_wave};
 use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
@@ -492,7 +492,13 @@ fn spread<T: FileItem>(
                 lost.get_or_insert(e);
             }
         }
-        let step = match (lost, done.iter().find_map(|f| f.result.as_ref().err())) {
+        // A rename cut off on its way is looked up when the job ends, not a
+        // reason to stop.
+        let failed = done
+            .iter()
+            .filter_map(|f| f.result.as_ref().err())
+            .find(|e| !crate::error::delivery_in_doubt(e));
+        let step = match (lost, failed) {
             (Some(e), _) => Step::Again(items, e),
             (None, Some(e)) if !options.continue_on_error => Step::Stop(crate::Error::invalid(
                 "folder transfer",
@@ -553,6 +559,21 @@ fn spread<T: FileItem>(
             }
         }
     }
+    // Renames cut off on their way: looked up, sent again where they never
+    // happened.
+    let mut reports: Vec<FileReport> = reports
+        .into_iter()
+        .map(|mut report| {
+            report.result = match report.result {
+                Err(e) if crate::error::delivery_in_doubt(&e) => {
+                    let remote = report.remote.as_bytes().to_vec();
+                    look_after_doubt(shared, &progress, &report.local, &remote, &per_file, e)
+                }
+                other => other,
+            };
+            report
+        })
+        .collect();
     let left = remove_orphans(shared, &progress);
     if !left.is_empty() {
         reports = reports

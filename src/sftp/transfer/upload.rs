@@ -153,9 +153,15 @@ pub(crate) fn upload_file(
         }
     }
     if in_a_job {
-        // The job removes them when it ends.
+        // The job looks and removes them when it ends.
         return result;
     }
+    let result = match result {
+        Err(e) if crate::error::delivery_in_doubt(&e) => {
+            look_after_doubt(shared, job, local, remote, options, e)
+        }
+        other => other,
+    };
     // A job of its own: what the ended connection left goes now.
     match (result, remove_orphans(shared, job).pop()) {
         (Ok(mut delivery), Some((_, note))) => {
@@ -164,6 +170,95 @@ pub(crate) fn upload_file(
         }
         (Err(e), Some((_, note))) => Err(add_note(e, format!("; {note}"))),
         (result, None) => result,
+    }
+}
+
+/// What became of an upload of `local` to `remote` whose connection
+/// ended while its rename into place was on the way (`err`, see
+/// [`RENAME_IN_DOUBT`](crate::error::RENAME_IN_DOUBT)), looked up over
+/// `shared` (its pool connects again): its temporary file still there
+/// means the rename never happened, so it is removed and the file sent
+/// again; the temporary file gone and the target holding as many bytes as
+/// were sent means it happened: delivered, with a warning. Anything else
+/// keeps `err`: the caller must look.
+pub(crate) fn look_after_doubt(
+    shared: &Shared,
+    job: &Job<'_>,
+    local: &Path,
+    remote: &[u8],
+    options: &TransferOptions,
+    err: Error,
+) -> Result<Delivery> {
+    // The try in doubt is the last one recorded; earlier tries' temporary
+    // files go back on the list, to be removed when the job ends.
+    let mut temps = job.take_orphans_of(remote);
+    let Some(temp) = temps.pop() else {
+        return Err(err);
+    };
+    for earlier in temps {
+        job.orphan(remote, &earlier);
+    }
+    let sent = fs::metadata(local).map(|m| m.len()).ok();
+    // Whether the temporary file is still there, else the target's size;
+    // once more on a new connection if this one ends too (a session still
+    // connecting when the job ended can end ours).
+    let look = || -> Result<std::result::Result<(), Option<u64>>> {
+        let mut ch = shared.pool.any()?;
+        match rfs::stat(&mut ch, &temp, false) {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if e.kind() == ErrorKind::NotFound => match rfs::stat(&mut ch, remote, true) {
+                Ok(m) => Ok(Err(Some(m.len()))),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Err(None)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    };
+    let found = match look() {
+        Err(e) if e.kind() == ErrorKind::Disconnected => look(),
+        other => other,
+    };
+    match found {
+        Ok(Ok(())) => {
+            info!(
+                "{}: the rename of {} into place did not happen: sending it again",
+                shared.pool.target(),
+                shown(remote)
+            );
+            let removed = shared
+                .pool
+                .any()
+                .map_err(|e| e.to_string())
+                .and_then(|mut ch| ch.remove_ours(&temp));
+            if let Err(why) = removed {
+                let note = format!(
+                    "; the temporary file {} is left on the server ({why})",
+                    shown(&temp)
+                );
+                return Err(add_note(err, note));
+            }
+            upload_file(shared, local, remote, options, Some(job)).map(|mut delivery| {
+                delivery
+                    .warnings
+                    .push(format!("an earlier try failed: {err}"));
+                delivery
+            })
+        }
+        Ok(Err(Some(size))) if Some(size) == sent => Ok(Delivery {
+            target: shown(remote),
+            bytes: size,
+            verified: Verified::Size,
+            checksum: Checksum::NotAsked,
+            warnings: vec![format!(
+                "the connection ended while the file was renamed into place; its temporary \
+                 file is gone and the target holds the {size} bytes sent"
+            )],
+        }),
+        Ok(Err(_)) => Err(err),
+        Err(_) => {
+            job.orphan(remote, &temp);
+            Err(err)
+        }
     }
 }
 
@@ -482,7 +577,8 @@ impl Upload<'_> {
                 crate::error::RENAME_IN_DOUBT,
                 remote,
                 format!(
-                    "the connection ended while {} was being renamed into place ({e}):                      whether {} was delivered is unknown; look before sending it again",
+                    "the connection ended while {} was being renamed into place ({e}): \
+                     whether {} was delivered is unknown; look before sending it again",
                     shown(temp),
                     shown(remote)
                 ),
