@@ -221,6 +221,20 @@ mod ssh_config;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+/// The [`secrecy`](https://docs.rs/secrecy) crate this crate's secrets are
+/// held in, re-exported so that a program passes a
+/// [`SecretString`](secrecy::SecretString) of the very version
+/// [`Credential`] takes without a dependency of its own:
+///
+/// ```
+/// use etl_ssh::secrecy::SecretString;
+/// use etl_ssh::Credential;
+///
+/// let pass = Credential::password("etl", SecretString::from("from the vault"));
+/// # let _ = pass;
+/// ```
+pub use secrecy;
+
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
 pub use exec::{

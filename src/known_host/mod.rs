@@ -27,6 +27,7 @@ mod keys;
 mod known_hosts;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use keys::{looks_like_key_type, parse_blob, parse_key_fields};
 use known_hosts::{hosts_match, lookup_name, next_field, parse_known_hosts_line, quote, Marker};

@@ -46,7 +46,10 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// libssh2 serialises every call on one session: for parallel transfers,
 /// open several sessions.
 ///
-/// `Session` is `Send` and `Sync`.
+/// `Session` is `Send` and `Sync`, and a cheap handle: a clone shares the
+/// connection (and the SFTP and exec handles opened on it), so threads may
+/// each hold one. The connection ends when the last clone and the last
+/// handle opened on it are dropped, or at [`close`](Session::close).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -63,6 +66,7 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct Session {
     inner: Arc<SessionInner>,
 }
@@ -153,6 +157,28 @@ pub enum AuthMethod {
     KeyboardInteractive,
     /// The server let us in without asking (`none` method).
     None,
+}
+
+impl AuthMethod {
+    /// `PublicKey` with its fields (the variant is `#[non_exhaustive]`).
+    pub(crate) fn public_key(fingerprint: Option<String>, label: String) -> AuthMethod {
+        AuthMethod::PublicKey { fingerprint, label }
+    }
+
+    /// The SSH method's name, as servers list them: `publickey`,
+    /// `password`, `keyboard-interactive` or `none`.
+    ///
+    /// ```
+    /// assert_eq!(etl_ssh::AuthMethod::Password.name(), "password");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthMethod::PublicKey { .. } => "publickey",
+            AuthMethod::Password => "password",
+            AuthMethod::KeyboardInteractive => "keyboard-interactive",
+            AuthMethod::None => "none",
+        }
+    }
 }
 
 impl fmt::Display for AuthMethod {
@@ -340,6 +366,8 @@ impl Session {
     /// Dropping the `Session` and every handle opened on it does the same on
     /// a best-effort basis; `close` reports what went wrong. Handles still
     /// open on the session fail with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) afterwards.
+    /// Clones of this `Session` share the connection: `close` ends it for
+    /// all of them.
     ///
     /// # Errors
     ///
