@@ -366,6 +366,15 @@ pub enum Error {
         target: String,
         /// What went wrong, in words.
         reason: String,
+        /// Whether the command may have started: the request to run it was
+        /// sent. A command that started may have done its work, or part of
+        /// it, so [`Error::is_transient`] is false then unless it is
+        /// [`idempotent`](crate::ExecSession::with_idempotent).
+        started: bool,
+        /// Whether the caller marked the command
+        /// [idempotent](crate::ExecSession::with_idempotent): safe to run
+        /// again after a timeout or a hang-up.
+        idempotent: bool,
         /// The underlying error, if any.
         source: Option<BoxError>,
     },

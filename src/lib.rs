@@ -128,8 +128,14 @@
 //! as libssh2 requires). Both streams are drained together, so a command
 //! that fills one while we wait on the other never deadlocks;
 //! [`run_with_input`](ExecSession::run_with_input) streams stdin at the same
-//! time. Each command has a timeout (the session's by default) and an
-//! output cap. [`run_args`](ExecSession::run_args) and [`quote`] quote each
+//! time. Each command has a timeout of its own ([`DEFAULT_COMMAND_TIMEOUT`],
+//! an hour, by default; `None` for none) and an output cap. A running
+//! command does not hold the session: SFTP and other commands on it go on
+//! meanwhile. A command that timed out or lost its connection is not
+//! [transient](Error::is_transient) unless marked
+//! [idempotent](ExecSession::with_idempotent), so a [`RetryPolicy`] never
+//! runs an import twice behind the caller's back.
+//! [`run_args`](ExecSession::run_args) and [`quote`] quote each
 //! argument for a POSIX shell, so a file name cannot change the command.
 //! [`spawn`](ExecSession::spawn) streams large input or output. An
 //! SFTP-only account, a refused environment variable or PTY are
@@ -158,7 +164,10 @@
 //! Nothing waits forever. [`SessionBuilder::connect_timeout`] (30 s by
 //! default) bounds DNS resolution, the TCP connection and the SSH handshake;
 //! [`SessionBuilder::timeout`] (60 s by default) bounds each blocking
-//! operation after that, authentication included.
+//! operation after that, authentication included, and each exchange with
+//! the server of a remote command; the command itself is bounded by
+//! [`ExecSession::with_timeout`] (an hour by default; no limit only when
+//! asked for with `None`).
 //!
 //! ## Secrets
 //!
@@ -200,7 +209,9 @@
 //!
 //! [`Session`], [`Credential`] and [`KnownHost`] are `Send` and `Sync`.
 //! libssh2 serialises every call on one session: for parallel work open
-//! several sessions.
+//! several sessions. A remote command and a spawned command's streams
+//! lock the session only for each exchange with the server, so they share
+//! it with SFTP.
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
@@ -239,7 +250,7 @@ pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
 pub use exec::{
     quote, quote_args, ExecChild, ExecOutput, ExecSession, ExecStderr, ExecStdin, ExecStdout,
-    ExitStatus, DEFAULT_MAX_OUTPUT,
+    ExitStatus, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_OUTPUT,
 };
 pub use known_host::{HostKey, KnownHost};
 pub use retry::RetryPolicy;

@@ -233,11 +233,23 @@ impl Error {
     /// name that did not resolve for a while, a timeout, a hang-up, a file
     /// that changed while it was transferred. Never
     /// authentication, host keys, key files, missing paths, refusals or
-    /// bad input. [`RetryPolicy`] retries exactly these.
+    /// bad input, and never a remote command that timed out or lost its
+    /// connection after it started (it may have done its work: running it
+    /// twice may import a file twice) unless its
+    /// [`ExecSession`](crate::ExecSession) was marked
+    /// [idempotent](crate::ExecSession::with_idempotent). [`RetryPolicy`]
+    /// retries exactly these.
     pub fn is_transient(&self) -> bool {
         match self {
             // A name that does not exist will not exist in a second either.
             Error::Resolve { source, .. } => source.kind() != std::io::ErrorKind::NotFound,
+            // A command that may have run is not run again unless the
+            // caller said that is safe.
+            Error::Exec {
+                started: true,
+                idempotent: false,
+                ..
+            } => false,
             other => matches!(
                 other.kind(),
                 ErrorKind::Connect
