@@ -150,6 +150,14 @@
 //! # }
 //! ```
 //!
+//! ## Tunnels
+//!
+//! [`Session::forward_local`] forwards a local port to a host and port seen
+//! from the server, as `ssh -L` does (Airflow's `SSHHook.get_tunnel`): a
+//! job points its database driver at `127.0.0.1:<port>`, and the
+//! [`Tunnel`] serves connections, each on its own `direct-tcpip` channel,
+//! at most [`MAX_TUNNEL_CONNECTIONS`] at once, until it is dropped.
+//!
 //! ## Errors
 //!
 //! One [`Error`] type with a [`kind`](Error::kind) to branch on
@@ -209,9 +217,9 @@
 //!
 //! [`Session`], [`Credential`] and [`KnownHost`] are `Send` and `Sync`.
 //! libssh2 serialises every call on one session: for parallel work open
-//! several sessions. A remote command and a spawned command's streams
-//! lock the session only for each exchange with the server, so they share
-//! it with SFTP.
+//! several sessions. A remote command, a spawned command's streams and a
+//! [tunnel](Session::forward_local)'s connections lock the session only
+//! for each exchange with the server, so they share it with SFTP.
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
@@ -255,8 +263,8 @@ pub use exec::{
 pub use known_host::{HostKey, KnownHost};
 pub use retry::RetryPolicy;
 pub use session::{
-    AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_PORT,
-    DEFAULT_RECEIVE_BUFFER, DEFAULT_TIMEOUT,
+    AuthMethod, Session, SessionBuilder, Tunnel, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE,
+    DEFAULT_PORT, DEFAULT_RECEIVE_BUFFER, DEFAULT_TIMEOUT, MAX_TUNNEL_CONNECTIONS,
 };
 pub use ssh_config::{HostConfig, SshConfig};
 

@@ -28,6 +28,7 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<etl_ssh::DirEntry>();
     assert_send_sync::<etl_ssh::Metadata>();
     assert_send_sync::<etl_ssh::Glob>();
+    assert_send_sync::<etl_ssh::Tunnel>();
 }
 
 #[test]

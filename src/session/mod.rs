@@ -5,13 +5,18 @@
 //!   pinned key types preferred, host-key check before authentication;
 //! - `transport.rs`: reaching the server: resolve, TCP (bound, through an
 //!   HTTP proxy), the socket libssh2 talks through;
-//! - `tunnel.rs`: a jump host's `direct-tcpip` tunnel;
+//! - `tunnel.rs`: `direct-tcpip` channels pumped to a local socket, for a
+//!   jump host and for port forwarding;
+//! - `forward.rs`: local port forwarding ([`Tunnel`]);
 //! - `auth.rs`: offering the credential.
 
 mod auth;
 mod builder;
+mod forward;
 mod transport;
 mod tunnel;
+
+pub use forward::{Tunnel, MAX_TUNNEL_CONNECTIONS};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -359,6 +364,56 @@ impl Session {
     /// None today; the `Result` leaves room for a check of the server.
     pub fn exec(&self) -> Result<ExecSession> {
         Ok(ExecSession::new(Arc::clone(&self.inner) as Arc<dyn Dialer>))
+    }
+
+    /// Forwards a local port to `remote_host:remote_port` as the server
+    /// reaches it, as `ssh -L` does: a database behind the partner's
+    /// firewall, reached at `127.0.0.1:<port>` by a driver that knows
+    /// nothing of SSH. Port 0 in `local_addr` picks a free port
+    /// ([`Tunnel::local_addr`] says which). Listen on a loopback address
+    /// unless other machines are meant to use the tunnel.
+    ///
+    /// The [`Tunnel`] serves connections until it is dropped, at most
+    /// [`MAX_TUNNEL_CONNECTIONS`] at once, each on a `direct-tcpip`
+    /// channel of this session; it keeps the session's connection open
+    /// while it lives. The channel is opened when a connection arrives, so
+    /// a server that forbids forwarding (sshd's `AllowTcpForwarding no`)
+    /// or a target it cannot reach shows as a connection closed at once,
+    /// with the reason in the log and in [`Tunnel::take_error`].
+    ///
+    /// ```no_run
+    /// use std::io::{Read, Write};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session: etl_ssh::Session = todo!();
+    /// let tunnel = session.forward_local("127.0.0.1:0".parse()?, "reports.partner.internal", 80)?;
+    /// let mut http = std::net::TcpStream::connect(tunnel.local_addr())?;
+    /// http.write_all(b"GET /daily.csv HTTP/1.0\r\nHost: reports.partner.internal\r\n\r\n")?;
+    /// let mut reply = Vec::new();
+    /// http.read_to_end(&mut reply)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) (or the kind of the local
+    /// error) when `local_addr` cannot be listened on (a port in use, an
+    /// address not ours, a port below 1024 without the right);
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for an
+    /// empty host name.
+    pub fn forward_local(
+        &self,
+        local_addr: SocketAddr,
+        remote_host: &str,
+        remote_port: u16,
+    ) -> Result<Tunnel> {
+        forward::forward_local(
+            Arc::clone(&self.inner) as Arc<dyn Dialer>,
+            local_addr,
+            remote_host,
+            remote_port,
+        )
     }
 
     /// Says goodbye to the server and closes the connection.
