@@ -150,6 +150,19 @@
 //! # }
 //! ```
 //!
+//! ## Async
+//!
+//! With the `tokio` feature, `etl_ssh::tokio` has `Session`, `SftpSession`
+//! and `ExecSession` with the same operations
+//! as `async fn`s, run on tokio's blocking pool so that no worker thread
+//! blocks; `open` and `create` give `AsyncRead` and `AsyncWrite` handles.
+//! A dropped future leaves its operation to run to its end in the
+//! background and the session usable.
+//!
+//! ```toml
+//! etl-ssh = { version = "0.1", features = ["tokio"] }
+//! ```
+//!
 //! ## Tunnels
 //!
 //! [`Session::forward_local`] forwards a local port to a host and port seen
@@ -239,6 +252,8 @@ mod ssh_config;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 /// The [`secrecy`](https://docs.rs/secrecy) crate this crate's secrets are
 /// held in, re-exported so that a program passes a
