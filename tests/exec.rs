@@ -552,6 +552,30 @@ fn sleep_writing_its_pid(dir: &Path) -> (std::path::PathBuf, String) {
     (pidfile, command)
 }
 
+/// Runs a 30 s sleep with a 1 s timeout on `exec`: its pid, and the
+/// timeout's message.
+fn time_out_a_sleep(exec: ExecSession) -> (u32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pidfile, command) = sleep_writing_its_pid(dir.path());
+    let err = exec
+        .with_timeout(Duration::from_secs(1))
+        .run(&command)
+        .expect_err("times out");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(!err.is_transient(), "a started command is not transient");
+    eprintln!("{err}");
+    (read_pid(&pidfile), err.to_string())
+}
+
+/// Waits until `pid` has ended, 5 s at most.
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn read_pid(path: &Path) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -572,24 +596,15 @@ fn read_pid(path: &Path) -> u32 {
 fn a_timeout_without_a_pty_says_the_command_may_still_run() {
     for f in fixtures() {
         eprintln!("backend: {}", f.backend);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (pidfile, command) = sleep_writing_its_pid(dir.path());
-        let err = f
-            .exec()
-            .with_timeout(Duration::from_secs(1))
-            .run(&command)
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-        let text = err.to_string();
+        let (pid, text) = time_out_a_sleep(f.exec());
         for words in [
             "timed out after 1.0 s",
             "may still be running",
             "with_pty(true)",
+            "with_kill_on_timeout(true)",
         ] {
             assert!(text.contains(words), "{text}");
         }
-        assert!(!err.is_transient(), "a started command is not transient");
-        let pid = read_pid(&pidfile);
         assert!(pid_alive(pid), "the command was stopped after all");
         let _ = std::process::Command::new("kill")
             .arg(pid.to_string())
@@ -602,22 +617,9 @@ fn a_timeout_without_a_pty_says_the_command_may_still_run() {
 #[test]
 fn a_timeout_with_a_pty_hangs_the_command_up() {
     let Some(f) = fixture() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (pidfile, command) = sleep_writing_its_pid(dir.path());
-    let err = f
-        .exec()
-        .with_pty(true)
-        .with_timeout(Duration::from_secs(1))
-        .run(&command)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.to_string().contains("SIGHUP"), "{err}");
-    let pid = read_pid(&pidfile);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pid_alive(pid) {
-        assert!(Instant::now() < deadline, "pid {pid} still runs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (pid, text) = time_out_a_sleep(f.exec().with_pty(true));
+    assert!(text.contains("SIGHUP"), "{text}");
+    wait_gone(pid);
     assert_eq!(f.exec().run("echo ok").expect("usable").stdout(), b"ok\n");
 }
 
@@ -659,5 +661,31 @@ fn retry_runs_a_timed_out_command_again_only_when_idempotent() {
         // A command refused before it started is no different.
         let err = f.exec().run("a\0b").unwrap_err();
         assert!(matches!(err, etl_ssh::Error::Exec { started: false, .. }));
+    }
+}
+
+/// With `with_kill_on_timeout`, a timed-out command is signalled over a
+/// second channel and ends; its output is untouched by the pid line.
+#[test]
+fn kill_on_timeout_signals_the_command() {
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec().with_kill_on_timeout(true);
+        assert!(exec.kill_on_timeout());
+        let out = exec
+            .run("echo out; echo err >&2; printf 'no newline' >&2")
+            .expect("run");
+        assert_eq!(out.stdout(), b"out\n");
+        assert_eq!(out.stderr(), b"err\nno newline");
+        let out = exec.run("true").expect("no stderr at all");
+        assert!(out.stderr().is_empty(), "{out:?}");
+        let out = exec.run_with_input("cat", &b"in"[..]).expect("input");
+        assert_eq!(out.stdout(), b"in");
+
+        let (pid, text) = time_out_a_sleep(exec.clone());
+        assert!(text.contains("SIGTERM was sent"), "{text}");
+        assert!(!text.contains("etl-ssh-pid"), "{text}");
+        wait_gone(pid);
+        assert_eq!(f.exec().run("echo ok").expect("usable").stdout(), b"ok\n");
     }
 }

@@ -349,6 +349,29 @@ pub(super) struct Collector<'i> {
     eof_sent: bool,
     /// Most bytes kept, stdout and stderr together; `None` discards them.
     keep: Option<u64>,
+    /// The command's pid, read off the start of stderr.
+    pid: PidLine,
+}
+
+/// What a command started behind [`PID_PREFIX`] prints first on stderr,
+/// before its own output: `etl-ssh-pid:<pid>`.
+pub(super) const PID_MARK: &str = "etl-ssh-pid:";
+
+/// The shell text put before a command to learn its pid: the shell that
+/// sshd starts for the command prints its own pid (the command's process
+/// group, since sshd makes it a session leader) on stderr.
+pub(super) const PID_PREFIX: &str = "printf 'etl-ssh-pid:%s\\n' \"$$\" >&2; ";
+
+/// The pid line at the start of stderr.
+enum PidLine {
+    /// Not asked for.
+    Off,
+    /// Held back until its end: the bytes of stderr so far.
+    Pending(Vec<u8>),
+    Found(u32),
+    /// Stderr did not start with it (a shell that is not POSIX, a
+    /// `ForceCommand`): what was held back went on as output.
+    Missing,
 }
 
 impl<'i> Collector<'i> {
@@ -375,12 +398,61 @@ impl<'i> Collector<'i> {
             sent: 0,
             eof_sent,
             keep,
+            pid: PidLine::Off,
+        }
+    }
+
+    /// Reads the command's pid off the start of stderr, for a command
+    /// started behind [`PID_PREFIX`]; the line is not part of the output.
+    pub(super) fn with_pid_line(mut self) -> Self {
+        self.pid = PidLine::Pending(Vec::new());
+        self
+    }
+
+    /// The command's pid, once read.
+    pub(super) fn pid(&self) -> Option<u32> {
+        match self.pid {
+            PidLine::Found(pid) => Some(pid),
+            _ => None,
         }
     }
 
     /// stdout and stderr as collected.
     pub(super) fn into_output(self) -> (Vec<u8>, Vec<u8>) {
         (self.out, self.err)
+    }
+
+    /// Appends to stderr what the command wrote there, holding back the
+    /// pid line; `at_end` when stderr ended.
+    fn stderr(&mut self, data: &[u8], at_end: bool) {
+        let PidLine::Pending(held) = &mut self.pid else {
+            self.err.extend_from_slice(data);
+            return;
+        };
+        held.extend_from_slice(data);
+        let line_end = held.iter().position(|&b| b == b'\n');
+        if line_end.is_none() && !at_end && held.len() <= PID_MARK.len() + 20 {
+            return;
+        }
+        let held = std::mem::take(held);
+        let pid = line_end.and_then(|end| {
+            std::str::from_utf8(&held[..end])
+                .ok()?
+                .strip_prefix(PID_MARK)?
+                .parse::<u32>()
+                .ok()
+                .map(|pid| (pid, end))
+        });
+        match pid {
+            Some((pid, end)) => {
+                self.pid = PidLine::Found(pid);
+                self.err.extend_from_slice(&held[end + 1..]);
+            }
+            None => {
+                self.pid = PidLine::Missing;
+                self.err.extend_from_slice(&held);
+            }
+        }
     }
 
     /// One pass over the streams: `Ready` once both are at their end.
@@ -395,6 +467,9 @@ impl<'i> Collector<'i> {
                 Step::Done(0) => {
                     self.eof[id] = true;
                     progress = true;
+                    if id == 1 {
+                        self.stderr(&[], true);
+                    }
                 }
                 Step::Done(n) => {
                     progress = true;
@@ -413,12 +488,13 @@ impl<'i> Collector<'i> {
                             None,
                         ));
                     }
-                    let sink = if id == 0 {
-                        &mut self.out
+                    if id == 0 {
+                        self.out.extend_from_slice(&self.buf[..n]);
                     } else {
-                        &mut self.err
-                    };
-                    sink.extend_from_slice(&self.buf[..n]);
+                        let chunk = std::mem::take(&mut self.buf);
+                        self.stderr(&chunk[..n], false);
+                        self.buf = chunk;
+                    }
                 }
                 Step::Blocked => {}
             }

@@ -16,7 +16,7 @@ use crate::conn::{Conn, Dialer, Locked};
 use crate::error::channel_refused;
 use crate::{Error, ErrorKind, Result};
 
-use drive::{abandon, poll_step, Collector, Ctx, Poll, PACKET_SIZE, WINDOW_SIZE};
+use drive::{abandon, poll_step, Collector, Ctx, Poll, PACKET_SIZE, PID_PREFIX, WINDOW_SIZE};
 pub use quote::{quote, quote_args};
 pub use spawn::{ExecChild, ExecStderr, ExecStdin, ExecStdout};
 
@@ -73,7 +73,11 @@ pub struct ExecSession {
     env: Vec<(String, String)>,
     pty: bool,
     idempotent: bool,
+    kill_on_timeout: bool,
 }
+
+/// How long the second channel that signals a timed-out command may take.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a command printed and how it ended.
 #[derive(Clone, PartialEq, Eq)]
@@ -203,6 +207,7 @@ impl fmt::Debug for ExecSession {
             )
             .field("pty", &self.pty)
             .field("idempotent", &self.idempotent)
+            .field("kill_on_timeout", &self.kill_on_timeout)
             .finish()
     }
 }
@@ -216,6 +221,7 @@ impl ExecSession {
             env: Vec::new(),
             pty: false,
             idempotent: false,
+            kill_on_timeout: false,
         }
     }
 
@@ -237,9 +243,10 @@ impl ExecSession {
     /// `signal` request on a channel whose command has started ("Channel
     /// can not be reused"), and closing the channel only closes the
     /// command's stdin, stdout and stderr, so a command that neither reads
-    /// nor writes (`sleep`, a database import) runs on. The error says
-    /// which happened. Where that matters, bound the command on the server
-    /// too: `timeout 600 COMMAND`.
+    /// nor writes (`sleep`, a database import) runs on, unless
+    /// [`with_kill_on_timeout`](Self::with_kill_on_timeout) is on. The
+    /// error says which happened. Where that matters, bound the command on
+    /// the server too: `timeout 600 COMMAND`.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -292,6 +299,48 @@ impl ExecSession {
     /// Whether the commands are marked [idempotent](Self::with_idempotent).
     pub fn idempotent(&self) -> bool {
         self.idempotent
+    }
+
+    /// Signals a command that runs past its [timeout](Self::with_timeout)
+    /// (without a [PTY](Self::with_pty), which hangs it up anyway): the
+    /// command is started behind a line that makes the login shell print
+    /// its pid on stderr first (`printf 'etl-ssh-pid:%s\n' "$$" >&2; `,
+    /// a line [`run`](Self::run) takes off again), and on a timeout a
+    /// second channel runs `kill -TERM` on the command's process group
+    /// (sshd makes the shell a session leader), or on the shell alone
+    /// where it leads no group. The error says whether that worked. Off by
+    /// default, because it changes the command line the server sees: it
+    /// needs a POSIX login shell (`sh`, `bash`, `zsh`, `ksh`; not `fish`
+    /// or `csh`), and a `ForceCommand` that checks
+    /// `SSH_ORIGINAL_COMMAND` refuses it. For
+    /// [`run`](Self::run), [`run_args`](Self::run_args) and
+    /// [`run_with_input`](Self::run_with_input), not
+    /// [`spawn`](Self::spawn).
+    ///
+    /// libssh2 cannot send SSH's own `signal` request once a command has
+    /// started, which would need none of this.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let session: etl_ssh::Session = todo!();
+    /// let exec = session
+    ///     .exec()?
+    ///     .with_timeout(Duration::from_secs(600))
+    ///     .with_kill_on_timeout(true);
+    /// exec.run("/opt/partner/bin/import /inbox/orders.csv")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_kill_on_timeout(mut self, kill: bool) -> Self {
+        self.kill_on_timeout = kill;
+        self
+    }
+
+    /// Whether a timed-out command is [signalled](Self::with_kill_on_timeout).
+    pub fn kill_on_timeout(&self) -> bool {
+        self.kill_on_timeout
     }
 
     /// Most bytes [`run`](Self::run) keeps, stdout and stderr together.
@@ -416,7 +465,7 @@ impl ExecSession {
     pub fn spawn(&self, command: &str) -> Result<ExecChild> {
         let deadline = self.deadline();
         debug!("spawn on {}: {command}", self.inner.target());
-        let (conn, channel) = self.start(command, deadline)?;
+        let (conn, channel) = self.start(command, command, deadline)?;
         Ok(ExecChild::new(
             conn,
             command.to_string(),
@@ -462,8 +511,16 @@ impl ExecSession {
         let deadline = self.deadline();
         let limits = self.limits(deadline);
         debug!("exec on {}: {command}", self.inner.target());
-        let (conn, mut channel) = self.start(command, deadline)?;
+        let killable = self.kill_on_timeout && !self.pty;
+        let sent = match killable {
+            true => format!("{PID_PREFIX}{command}"),
+            false => command.to_string(),
+        };
+        let (conn, mut channel) = self.start(command, &sent, deadline)?;
         let mut collector = Collector::keep(input, self.max_output);
+        if killable {
+            collector = collector.with_pid_line();
+        }
         let result = poll_step(&conn, command, limits.shown(), deadline, |ctx| {
             Ok(match collector.step(ctx, &mut channel)? {
                 Poll::Ready(()) => Poll::Ready(limits.finish(ctx, &mut channel)?),
@@ -476,7 +533,11 @@ impl ExecSession {
                 free(&conn, channel);
                 status
             }
-            Err(e) => return Err(limits.abandon(&conn, command, channel, e)),
+            Err(e) => {
+                let timed_out = e.kind() == ErrorKind::Timeout;
+                let fate = (killable && timed_out).then(|| self.kill(collector.pid()));
+                return Err(limits.abandon(&conn, command, channel, e, fate));
+            }
         };
         let (stdout, stderr) = collector.into_output();
         if sftp_only(&stdout, &stderr, &status) {
@@ -504,9 +565,13 @@ impl ExecSession {
     /// channel the server refuses (its `MaxSessions`) is asked for once
     /// more after an idle SFTP channel of this connection was closed to
     /// make room. Nothing is retried once the command may have started.
+    ///
+    /// `sent` is the command line sent to the server; `command` the one
+    /// errors name.
     fn start(
         &self,
         command: &str,
+        sent: &str,
         deadline: Option<Instant>,
     ) -> Result<(Arc<Conn>, ssh2::Channel)> {
         if command.contains('\0') {
@@ -532,7 +597,7 @@ impl ExecSession {
         let ctx = self.ctx(&ssh, command, timeout);
         let setup = self.request(&ctx, &mut channel, until);
         let exec = setup.is_ok().then(|| {
-            ctx.retry(until, "starting the command", || channel.exec(command))
+            ctx.retry(until, "starting the command", || channel.exec(sent))
                 .map_err(|e| {
                     refine(
                         e,
@@ -549,9 +614,9 @@ impl ExecSession {
                 Err(e)
             }
             // Once the request to run it is sent, the command may run.
-            (Ok(()), Some(Err(e))) => {
-                Err(self.limits(deadline).abandon(&conn, command, channel, e))
-            }
+            (Ok(()), Some(Err(e))) => Err(self
+                .limits(deadline)
+                .abandon(&conn, command, channel, e, None)),
             _ => Ok((conn, channel)),
         }
     }
@@ -588,6 +653,52 @@ impl ExecSession {
             ssh.session()
                 .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None)
         })
+    }
+
+    /// Sends SIGTERM to a timed-out command over a second channel: to its
+    /// process group (`pid` leads one under sshd), else to `pid` alone.
+    /// What came of it, for the timeout's message.
+    fn kill(&self, pid: Option<u32>) -> String {
+        let Some(pid) = pid else {
+            return "; its channel was closed, but the command may still be running: its \
+                    pid was not learned (the login shell did not print it: not a POSIX \
+                    shell, or a ForceCommand), so it could not be signalled"
+                .to_string();
+        };
+        let killer = ExecSession {
+            inner: Arc::clone(&self.inner),
+            timeout: Some(KILL_TIMEOUT),
+            max_output: 64 * 1024,
+            env: Vec::new(),
+            pty: false,
+            idempotent: false,
+            kill_on_timeout: false,
+        };
+        let command = format!(
+            "kill -TERM -- -{pid} 2>/dev/null && echo group || {{ kill -TERM {pid} && echo process; }}"
+        );
+        match killer.run(&command) {
+            Ok(out) if out.success() => {
+                let whom = match out.stdout().trim_ascii() {
+                    b"group" => "its process group",
+                    _ => "its shell",
+                };
+                format!(
+                    "; its channel was closed and SIGTERM was sent to {whom} (pid {pid}) \
+                     over a second channel"
+                )
+            }
+            Ok(out) => format!(
+                "; its channel was closed, but the command may still be running: `kill \
+                 -TERM {pid}` over a second channel ended with {} ({})",
+                out.status(),
+                String::from_utf8_lossy(out.stderr()).trim()
+            ),
+            Err(e) => format!(
+                "; its channel was closed, but the command may still be running: \
+                 signalling it (pid {pid}) over a second channel failed: {e}"
+            ),
+        }
     }
 
     /// The requests before the command: environment variables, a PTY.
@@ -687,27 +798,38 @@ impl Limits {
 
     /// Gives up on a started command after `err`: closes its channel and
     /// returns the error as it concerns a command that may have run.
-    fn abandon(&self, conn: &Conn, command: &str, mut channel: ssh2::Channel, err: Error) -> Error {
+    /// `fate` says what became of the command when that is known.
+    fn abandon(
+        &self,
+        conn: &Conn,
+        command: &str,
+        mut channel: ssh2::Channel,
+        err: Error,
+        fate: Option<String>,
+    ) -> Error {
         abandon(conn, command, &mut channel);
         free(conn, channel);
-        self.settle(err, &conn.target(), command)
+        self.settle(err, &conn.target(), command, fate)
     }
 
     /// `err`, marked as the error of a command that may have started and
     /// whose channel was closed; a timeout says what became of the command.
-    fn settle(&self, err: Error, target: &str, command: &str) -> Error {
+    fn settle(&self, err: Error, target: &str, command: &str, fate: Option<String>) -> Error {
         match err {
             Error::Timeout { timeout, .. } => {
-                let fate = if self.pty {
+                let fate = if let Some(fate) = &fate {
+                    fate.as_str()
+                } else if self.pty {
                     "; its channel was closed, which hangs up its terminal: \
                          the command got SIGHUP"
                 } else {
                     "; its channel was closed, but the command may still be running on \
                          the server: it could not be signalled (libssh2 refuses SSH's \
                          `signal` request once a command has started) and closing the \
-                         channel only closes its stdin, stdout and stderr; run it with \
-                         ExecSession::with_pty(true) to have it hung up, or bound it on the \
-                         server (`timeout 600 COMMAND`)"
+                         channel only closes its stdin, stdout and stderr; have it \
+                         signalled with ExecSession::with_kill_on_timeout(true) or hung up \
+                         with with_pty(true), or bound it on the server (`timeout 600 \
+                         COMMAND`)"
                 };
                 Error::Exec {
                     kind: ErrorKind::Timeout,

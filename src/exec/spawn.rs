@@ -78,7 +78,8 @@ impl Shared {
                 free(&self.conn, channel);
             }
         }
-        self.limits.settle(err, &self.conn.target(), &self.command)
+        self.limits
+            .settle(err, &self.conn.target(), &self.command, None)
     }
 }
 

@@ -240,6 +240,11 @@ impl ExecSession {
         self.inner.with_idempotent(idempotent).into()
     }
 
+    /// See [`crate::ExecSession::with_kill_on_timeout`].
+    pub fn with_kill_on_timeout(self, kill: bool) -> Self {
+        self.inner.with_kill_on_timeout(kill).into()
+    }
+
     /// See [`crate::ExecSession::with_max_output`].
     pub fn with_max_output(self, bytes: u64) -> Self {
         self.inner.with_max_output(bytes).into()
