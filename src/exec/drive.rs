@@ -566,3 +566,47 @@ impl<'i> Collector<'i> {
         Ok(progress)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `chunks` to stderr, then its end: the pid and what stays.
+    fn pid_line(chunks: &[&[u8]]) -> (Option<u32>, Vec<u8>) {
+        let mut c = Collector::keep(None, 1 << 20).with_pid_line();
+        for chunk in chunks {
+            c.stderr(chunk, false);
+        }
+        c.stderr(&[], true);
+        (c.pid(), c.into_output().1)
+    }
+
+    #[test]
+    fn the_pid_line_is_taken_off_stderr() {
+        assert_eq!(pid_line(&[b"etl-ssh-pid:42\n"]), (Some(42), vec![]));
+        assert_eq!(
+            pid_line(&[b"etl-ssh-", b"pid:4", b"2\nerr\n", b"more"]),
+            (Some(42), b"err\nmore".to_vec())
+        );
+        // Not there: everything is output, in order.
+        assert_eq!(pid_line(&[b"hello\n", b"x"]), (None, b"hello\nx".to_vec()));
+        assert_eq!(
+            pid_line(&[b"etl-ssh-pid:"]),
+            (None, b"etl-ssh-pid:".to_vec())
+        );
+        assert_eq!(
+            pid_line(&[b"etl-ssh-pid:12x\n"]),
+            (None, b"etl-ssh-pid:12x\n".to_vec())
+        );
+        // A long first line is not held back for ever.
+        let long = vec![b'a'; 100];
+        let mut c = Collector::keep(None, 1 << 20).with_pid_line();
+        c.stderr(&long, false);
+        assert_eq!(c.into_output().1, long);
+        // Off: stderr as it comes.
+        let mut c = Collector::keep(None, 1 << 20);
+        c.stderr(b"etl-ssh-pid:1\n", false);
+        assert_eq!(c.pid(), None);
+        assert_eq!(c.into_output().1, b"etl-ssh-pid:1\n");
+    }
+}
