@@ -469,12 +469,7 @@ impl ExecSession {
         Ok(ExecChild::new(
             conn,
             command.to_string(),
-            Limits {
-                timeout: self.timeout,
-                deadline,
-                pty: self.pty,
-                idempotent: self.idempotent,
-            },
+            self.limits(deadline),
             channel,
         ))
     }
