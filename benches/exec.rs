@@ -31,6 +31,7 @@
 mod common;
 mod support;
 
+use crate::common::HostKeyType;
 use support::{bench_sshd, cpu_times, env_num, loadavg, median, write_noise};
 
 use std::fs;
@@ -137,7 +138,8 @@ fn connect(server: &Sshd, key: &ClientKey) -> Session {
     Session::builder(server.host())
         .port(server.port())
         .known_host(
-            KnownHost::public_key(server.host_key_public_line("ed25519")).expect("host key"),
+            KnownHost::public_key(server.host_key_public_line(HostKeyType::Ed25519))
+                .expect("host key"),
         )
         .credential(Credential::key_pair(current_user(), &key.path))
         .timeout(Duration::from_secs(120))
@@ -191,7 +193,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let known_hosts = d.join("known_hosts");
-    fs::write(&known_hosts, server.known_hosts_line("ed25519") + "\n").expect("known_hosts");
+    fs::write(
+        &known_hosts,
+        server.known_hosts_line(HostKeyType::Ed25519) + "\n",
+    )
+    .expect("known_hosts");
     let ssh = Ssh {
         server: &server,
         key: &key,

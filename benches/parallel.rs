@@ -11,12 +11,18 @@
 //! in the pump instead, which caps a connection at one chunk per delay).
 //! The bench measures the line's round trip and raw throughput first.
 //!
+//! Peers: OpenSSH's `sftp -b`, and rclone (`copyto`/`copy` on an sftp
+//! remote with `--multi-thread-streams 4` and `--transfers 4`, its fastest
+//! settings for one server) when `rclone` is on `PATH`.
+//!
 //! Knobs (environment): `ETL_BENCH_RTT_MS` (round trips, comma-separated,
-//! default `50,10`), `ETL_BENCH_MB` (large file, default 256; 0 skips),
+//! default `10,50,100`), `ETL_BENCH_MB` (large file, default 256; 0 skips),
 //! `ETL_BENCH_FILES` (number of 4 KiB files, default 2000; 0 skips),
-//! `ETL_BENCH_SESSIONS` (default `1,2,4,8`), `ETL_BENCH_RUNS` (runs per
-//! case, median reported, default 3), `ETL_BENCH_OPENSSH` (0 skips
-//! OpenSSH's `sftp`, default 1), `ETL_BENCH_RCVBUF` (the sessions' receive
+//! `ETL_BENCH_SESSIONS` (default `4`, the library's default; e.g.
+//! `1,2,4,8` to compare), `ETL_BENCH_RUNS` (runs per case, median
+//! reported, default 3), `ETL_BENCH_OPENSSH` (0 skips OpenSSH's `sftp`,
+//! default 1), `ETL_BENCH_RCLONE` (0 skips rclone, default 1),
+//! `ETL_BENCH_ONE` (0 skips the one-small-file case, default 1), `ETL_BENCH_RCVBUF` (the sessions' receive
 //! buffer in bytes, 0 for the kernel's own sizing; default: the library's), `ETL_BENCH_LOOPBACK_MB` (the loopback
 //! check, no delay line: `sessions(4)` beside `sessions(1)`, default 256;
 //! 0 skips).
@@ -32,6 +38,7 @@
 mod common;
 mod support;
 
+use crate::common::HostKeyType;
 use support::{bench_sshd, env_num, loadavg, median, time, write_noise, DelayLine};
 
 use std::fs;
@@ -179,7 +186,26 @@ struct Ctx<'a> {
     dir: &'a Path,
     runs: usize,
     sessions: Vec<usize>,
-    openssh: bool,
+    /// The other clients, after the etl-ssh cases.
+    peers: Vec<Peer>,
+}
+
+/// Another client, timed beside etl-ssh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    OpenSsh,
+    Rclone,
+}
+
+impl Peer {
+    fn name(self, what: &str) -> String {
+        match (self, what) {
+            (Peer::OpenSsh, "files") => "OpenSSH `sftp -r`".into(),
+            (Peer::OpenSsh, _) => "OpenSSH `sftp`".into(),
+            (Peer::Rclone, "files") => "rclone `--transfers 4`".into(),
+            (Peer::Rclone, _) => "rclone `--multi-thread-streams 4`".into(),
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -204,7 +230,7 @@ fn run_cases(
     go: impl Fn(usize, &Path, &Path) -> (f64, f64),
     check: impl Fn(&Path),
 ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
-    let cases = ctx.sessions.len() + usize::from(ctx.openssh);
+    let cases = ctx.sessions.len() + ctx.peers.len();
     let mut up: Vec<Vec<f64>> = vec![Vec::new(); cases];
     let mut down: Vec<Vec<f64>> = vec![Vec::new(); cases];
     for run in 0..ctx.runs {
@@ -227,32 +253,159 @@ fn run_cases(
 }
 
 /// The rows of a results table, upload then download: each case's client,
-/// `cells(median seconds)`, its ratio to OpenSSH's median, and its runs.
+/// `cells(median seconds)`, its ratio to each peer's median (higher is
+/// better for etl-ssh), and its runs.
 fn print_rows(
     ctx: &Ctx<'_>,
     (up, down): (Vec<Vec<f64>>, Vec<Vec<f64>>),
-    openssh_name: &str,
+    what: &str,
     cells: impl Fn(f64) -> String,
 ) {
+    let peers: Vec<String> = ctx.peers.iter().map(|p| p.name(what)).collect();
+    println!(
+        "| direction | client | {} | {} | runs (s) |",
+        match what {
+            "files" => "seconds | files/s",
+            "one" => "seconds",
+            _ => "MB/s",
+        },
+        peers
+            .iter()
+            .map(|p| format!("ratio vs {p}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!(
+        "|---|---|---|{}---|",
+        "---|".repeat(peers.len() + usize::from(what == "files"))
+    );
     for (dir_name, t) in [("upload", &up), ("download", &down)] {
-        let theirs = ctx.openssh.then(|| median(t[t.len() - 1].clone()));
+        let n = ctx.sessions.len();
+        let theirs: Vec<f64> = (0..ctx.peers.len())
+            .map(|i| median(t[n + i].clone()))
+            .collect();
         for (case, runs) in t.iter().enumerate() {
             let secs = median(runs.clone());
-            let who = if case < ctx.sessions.len() {
+            let who = if case < n {
                 format!("etl-ssh sessions({})", ctx.sessions[case])
             } else {
-                openssh_name.to_string()
+                peers[case - n].clone()
             };
-            let ratio = match theirs {
-                Some(th) if case < ctx.sessions.len() => format!("{:.2}×", th / secs),
-                _ => "—".to_string(),
-            };
+            let ratios: Vec<String> = theirs
+                .iter()
+                .map(|th| {
+                    if case < n {
+                        format!("{:.2}×", th / secs)
+                    } else {
+                        "—".to_string()
+                    }
+                })
+                .collect();
             println!(
-                "| {dir_name} | {who} | {} | {ratio} | {:?} |",
+                "| {dir_name} | {who} | {} | {} | {:?} |",
                 cells(secs),
+                ratios.join(" | "),
                 rounded(runs)
             );
         }
+    }
+}
+
+/// Runs `rclone` with `args` (after the common ones); panics on failure.
+fn rclone(args: &[&str]) {
+    let out = Command::new("rclone")
+        .args(["-q", "--sftp-disable-hashcheck", "--retries", "1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .expect("run rclone");
+    assert!(
+        out.status.success(),
+        "rclone failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An rclone remote path on the bench server through `port`.
+fn rclone_path(port: u16, key: &ClientKey, path: &Path) -> String {
+    format!(
+        ":sftp,host={},port={port},user={},key_file={}:{}",
+        common::HOST,
+        current_user(),
+        key.path.display(),
+        path.display()
+    )
+}
+
+/// Moves `src` up to `target` and down to `back` with `peer` through
+/// `port` (a file, or with `dir` a folder); the seconds each way.
+fn peer_round_trip(
+    peer: Peer,
+    port: u16,
+    key: &ClientKey,
+    (src, target, back): (&Path, &Path, &Path),
+    dir: bool,
+) -> (f64, f64) {
+    match (peer, dir) {
+        (Peer::OpenSsh, false) => {
+            let batch = |b: String| time(|| openssh_sftp(port, key, &b));
+            (
+                batch(format!("put {} {}\n", src.display(), target.display())),
+                batch(format!("get {} {}\n", src.display(), back.display())),
+            )
+        }
+        (Peer::OpenSsh, true) => {
+            let batch = |b: String| time(|| openssh_sftp(port, key, &b));
+            (
+                batch(format!(
+                    "mkdir {t}\nput -r {} {t}\n",
+                    src.display(),
+                    t = target.display()
+                )),
+                batch(format!("get -r {} {}\n", src.display(), back.display())),
+            )
+        }
+        (Peer::Rclone, false) => (
+            time(|| {
+                rclone(&[
+                    "copyto",
+                    "--multi-thread-streams",
+                    "4",
+                    path_str(src),
+                    &rclone_path(port, key, target),
+                ])
+            }),
+            time(|| {
+                rclone(&[
+                    "copyto",
+                    "--multi-thread-streams",
+                    "4",
+                    &rclone_path(port, key, src),
+                    path_str(back),
+                ])
+            }),
+        ),
+        (Peer::Rclone, true) => (
+            time(|| {
+                rclone(&[
+                    "copy",
+                    "--transfers",
+                    "4",
+                    path_str(src),
+                    &rclone_path(port, key, target),
+                ])
+            }),
+            time(|| {
+                rclone(&[
+                    "copy",
+                    "--transfers",
+                    "4",
+                    &rclone_path(port, key, src),
+                    path_str(back),
+                ])
+            }),
+        ),
     }
 }
 
@@ -282,11 +435,8 @@ fn large_file(ctx: &Ctx<'_>, port: u16, mb: u64, label: &str) {
                 });
                 (u, d)
             } else {
-                let batch = |b: String| time(|| openssh_sftp(port, ctx.key, &b));
-                (
-                    batch(format!("put {} {}\n", src.display(), target.display())),
-                    batch(format!("get {} {}\n", src.display(), back.display())),
-                )
+                let peer = ctx.peers[case - ctx.sessions.len()];
+                peer_round_trip(peer, port, ctx.key, (&src, target, back), false)
             }
         },
         |p| {
@@ -299,11 +449,55 @@ fn large_file(ctx: &Ctx<'_>, port: u16, mb: u64, label: &str) {
         },
     );
     println!("\n### {label}: {mb} MiB file, {} run(s), median", ctx.runs);
-    println!("| direction | client | MB/s | ratio vs OpenSSH | runs (s) |");
-    println!("|---|---|---|---|---|");
-    print_rows(ctx, times, "OpenSSH `sftp`", |secs| {
+    print_rows(ctx, times, "file", |secs| {
         format!("{:.1}", bytes / secs / 1e6)
     });
+}
+
+/// Whether `rclone` is on `PATH`.
+fn rclone_found() -> bool {
+    Command::new("rclone")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// One file of 4 KiB up and down through `port`, each a whole job
+/// (connect, move, close); prints a table of seconds.
+fn one_file(ctx: &Ctx<'_>, port: u16, label: &str) {
+    let src = ctx.path("one.csv");
+    fs::write(&src, vec![b'x'; 4096]).expect("write");
+    let times = run_cases(
+        ctx,
+        label,
+        "one",
+        |case, target, back| {
+            if case < ctx.sessions.len() {
+                let u = time(|| {
+                    connect(port, &ctx.host_key, ctx.key)
+                        .upload(&src, path_str(target))
+                        .expect("upload")
+                });
+                let d = time(|| {
+                    connect(port, &ctx.host_key, ctx.key)
+                        .download(path_str(&src), back)
+                        .expect("download")
+                });
+                (u, d)
+            } else {
+                let peer = ctx.peers[case - ctx.sessions.len()];
+                peer_round_trip(peer, port, ctx.key, (&src, target, back), false)
+            }
+        },
+        |p| assert_eq!(fs::metadata(p).map(|m| m.len()).unwrap_or(0), 4096),
+    );
+    println!(
+        "\n### {label}: one file of 4 KiB, {} run(s), median",
+        ctx.runs
+    );
+    print_rows(ctx, times, "one", |secs| format!("{secs:.3} s"));
 }
 
 /// `files` files of 4 KiB up and down through `port`; prints a table.
@@ -335,15 +529,8 @@ fn small_files(ctx: &Ctx<'_>, port: u16, files: usize, label: &str) {
                 });
                 (u, d)
             } else {
-                let batch = |b: String| time(|| openssh_sftp(port, ctx.key, &b));
-                (
-                    batch(format!(
-                        "mkdir {t}\nput -r {} {t}\n",
-                        tree.display(),
-                        t = target.display()
-                    )),
-                    batch(format!("get -r {} {}\n", tree.display(), back.display())),
-                )
+                let peer = ctx.peers[case - ctx.sessions.len()];
+                peer_round_trip(peer, port, ctx.key, (&tree, target, back), true)
             }
         },
         |p| assert_eq!(count_files(p), files, "{}", p.display()),
@@ -352,23 +539,27 @@ fn small_files(ctx: &Ctx<'_>, port: u16, files: usize, label: &str) {
         "\n### {label}: {files} files of 4 KiB, {} run(s), median",
         ctx.runs
     );
-    println!("| direction | client | seconds | files/s | ratio vs OpenSSH | runs (s) |");
-    println!("|---|---|---|---|---|---|");
-    print_rows(ctx, times, "OpenSSH `sftp -r`", |secs| {
+    print_rows(ctx, times, "files", |secs| {
         format!("{secs:.2} | {:.0}", files as f64 / secs)
     });
 }
 
 fn main() {
-    let rtts = env_list("ETL_BENCH_RTT_MS", &[50, 10]);
+    let rtts = env_list("ETL_BENCH_RTT_MS", &[10, 50, 100]);
     let mb = env_num("ETL_BENCH_MB", 256);
     let files = env_num("ETL_BENCH_FILES", 2000) as usize;
-    let sessions: Vec<usize> = env_list("ETL_BENCH_SESSIONS", &[1, 2, 4, 8])
+    let sessions: Vec<usize> = env_list("ETL_BENCH_SESSIONS", &[etl_ssh::DEFAULT_SESSIONS as u64])
         .into_iter()
         .map(|n| n.max(1) as usize)
         .collect();
     let runs = env_num("ETL_BENCH_RUNS", 3).max(1) as usize;
     let openssh = env_num("ETL_BENCH_OPENSSH", 1) == 1;
+    let rclone = env_num("ETL_BENCH_RCLONE", 1) == 1 && rclone_found();
+    let one = env_num("ETL_BENCH_ONE", 1) == 1;
+    let peers: Vec<Peer> = [(openssh, Peer::OpenSsh), (rclone, Peer::Rclone)]
+        .into_iter()
+        .filter_map(|(on, p)| on.then_some(p))
+        .collect();
     let loopback_mb = env_num("ETL_BENCH_LOOPBACK_MB", 256);
 
     let Some((server, key)) = bench_sshd(None) else {
@@ -377,11 +568,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ctx = Ctx {
         key: &key,
-        host_key: server.host_key_public_line("ed25519"),
+        host_key: server
+            .host_key_public_line(HostKeyType::Ed25519)
+            .to_string(),
         dir: dir.path(),
         runs,
         sessions,
-        openssh,
+        peers,
     };
     println!(
         "# parallel sessions: RTTs {rtts:?} ms, {mb} MiB, {files} files, sessions {:?}, {runs} run(s); load average {}",
@@ -409,6 +602,9 @@ fn main() {
             );
             println!("(a `pwd`-only `sftp -b` takes {pwd:.2} s; an etl-ssh connect + sftp takes {ours:.2} s)");
         }
+        if one {
+            one_file(&ctx, line.port(), &format!("{rtt} ms RTT"));
+        }
         if mb > 0 {
             large_file(&ctx, line.port(), mb, &format!("{rtt} ms RTT"));
         }
@@ -420,7 +616,7 @@ fn main() {
     if loopback_mb > 0 {
         let loop_ctx = Ctx {
             sessions: vec![1, 4],
-            openssh: false,
+            peers: vec![Peer::OpenSsh],
             host_key: ctx.host_key.clone(),
             ..ctx
         };

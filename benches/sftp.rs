@@ -30,6 +30,7 @@
 mod common;
 mod support;
 
+use crate::common::HostKeyType;
 use support::{bench_sshd, cpu_times, env_num, loadavg, median, time, write_noise};
 
 use std::fs;
@@ -120,7 +121,7 @@ fn own_rss_kib() -> (f64, f64) {
 fn connect(server: &Sshd, key: &ClientKey) -> SftpSession {
     connect_to(
         server.port(),
-        &server.host_key_public_line("ed25519"),
+        server.host_key_public_line(HostKeyType::Ed25519),
         &key.path,
     )
 }
@@ -196,7 +197,7 @@ fn run_rss_child(
         .env("ETL_BENCH_RSS_PORT", server.port().to_string())
         .env(
             "ETL_BENCH_RSS_HOST_KEY",
-            server.host_key_public_line("ed25519"),
+            server.host_key_public_line(HostKeyType::Ed25519),
         )
         .env("ETL_BENCH_RSS_KEY", &key.path)
         .env("ETL_BENCH_RSS_LOCAL", local)

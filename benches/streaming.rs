@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::ClientKey;
+use common::{ClientKey, HostKeyType};
 use etl_ssh::{SftpSession, TransferOptions};
 use support::{bench_sshd, env_num, loadavg, median, time, write_noise, DelayLine};
 
@@ -44,7 +44,9 @@ fn main() {
     let Some((server, key)) = bench_sshd(None) else {
         return;
     };
-    let host_key = server.host_key_public_line("ed25519");
+    let host_key = server
+        .host_key_public_line(HostKeyType::Ed25519)
+        .to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let src = d.join("src.bin");
@@ -101,5 +103,28 @@ fn main() {
             dl / o
         );
     }
+    // What `verify_checksum` costs: the same upload and download on
+    // loopback with and without it, alternating.
+    let sftp = connect(server.port(), &host_key, &key);
+    let checked = one.clone().verify_checksum(true);
+    let (mut plain, mut sum) = (vec![], vec![]);
+    for i in 0..runs {
+        for (times, options) in [(&mut plain, &one), (&mut sum, &checked)] {
+            let remote = d.join(format!("v{i}.bin"));
+            times.push(time(|| {
+                sftp.upload_with(&src, path_str(&remote), options)
+                    .expect("upload");
+                sftp.download_with(path_str(&remote), d.join(format!("w{i}.bin")), options)
+                    .expect("download");
+            }));
+            let _ = fs::remove_file(&remote);
+            let _ = fs::remove_file(d.join(format!("w{i}.bin")));
+        }
+    }
+    let (p, c) = (median(plain), median(sum));
+    println!(
+        "loopback upload + download: {p:.2} s; with verify_checksum {c:.2} s ({:.2}x)",
+        c / p
+    );
     println!("load average at the end: {}", loadavg());
 }

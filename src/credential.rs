@@ -120,6 +120,12 @@ enum KeySource {
 impl KeyPair {
     /// A private key file, read when connecting. The public key is derived
     /// from it: no `.pub` file is needed to authenticate.
+    ///
+    /// As OpenSSH, a key file owned by the user we run as that group or
+    /// others can access (mode & 077 not 0, e.g. 0644) is refused with
+    /// [`ErrorKind::KeyFile`](crate::ErrorKind::KeyFile), naming the file and
+    /// the `chmod 600` that fixes it; a file owned by another user is not
+    /// checked.
     pub fn file(path: impl AsRef<Path>) -> KeyPair {
         KeyPair {
             label: None,
@@ -260,11 +266,7 @@ impl KeyPair {
         match &self.source {
             KeySource::Memory(pem) => Ok(Zeroizing::new(pem.expose_secret().to_string())),
             KeySource::File(path) => {
-                let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::KeyFile {
-                    path: Some(path.clone()),
-                    reason: "cannot be read".into(),
-                    source: Some(Box::new(e)),
-                })?);
+                let bytes = Zeroizing::new(read_private_key_file(path)?);
                 let text = std::str::from_utf8(&bytes).map_err(|_| Error::KeyFile {
                     path: Some(path.clone()),
                     reason: "is not a text key file (expected OpenSSH or PEM format)".into(),
@@ -309,7 +311,8 @@ impl Credential {
     /// A private key file. The public key is derived from the private key,
     /// so no `.pub` file is needed.
     ///
-    /// The file is read when connecting, not here.
+    /// The file is read when connecting, not here; it must not be
+    /// accessible by group or others (see [`KeyPair::file`]).
     pub fn key_pair(user: impl Into<String>, private_key: impl AsRef<Path>) -> Credential {
         Credential::key_pairs(user, [KeyPair::file(private_key)])
     }
@@ -575,6 +578,38 @@ impl LoadedKey {
             }
         })
     }
+}
+
+/// Reads a private key file after OpenSSH's check (`sshkey_perm_ok`): a
+/// key file owned by the user we run as must not be accessible to group or
+/// others (mode & 077 == 0). A file owned by another user (root's key read
+/// by a service account) is not checked, as OpenSSH does not check it.
+fn read_private_key_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let unreadable = |e: std::io::Error| Error::KeyFile {
+        path: Some(path.to_path_buf()),
+        reason: "cannot be read".into(),
+        source: Some(Box::new(e)),
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    let mode = meta.mode() & 0o777;
+    if meta.is_file() && meta.uid() == rustix::process::getuid().as_raw() && mode & 0o077 != 0 {
+        return Err(Error::KeyFile {
+            path: Some(path.to_path_buf()),
+            reason: format!(
+                "has permissions {mode:04o}, which are too open: a private key must not be \
+                 accessible by group or others (OpenSSH refuses it too: UNPROTECTED PRIVATE \
+                 KEY FILE); fix with `chmod 600 {}`",
+                path.display()
+            ),
+            source: None,
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20));
+    file.read_to_end(&mut bytes).map_err(unreadable)?;
+    Ok(bytes)
 }
 
 const OPENSSH_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";

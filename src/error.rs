@@ -311,6 +311,22 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A local file that decides whom we trust or where we connect (an ssh
+    /// config) is writable by others or owned by someone else: refused, as
+    /// OpenSSH refuses it ("Bad owner or permissions on ...").
+    #[error("bad owner or permissions on {what} {}: {reason}; fix with `{fix}`", path.display())]
+    #[non_exhaustive]
+    InsecureFile {
+        /// What the file is ("ssh config").
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// The command that fixes it (`chmod go-w <file>`).
+        fix: String,
+    },
+
     /// An argument was malformed.
     #[error("invalid {what}: {reason}")]
     #[non_exhaustive]
@@ -447,6 +463,7 @@ impl Error {
             Error::KeyFile { .. } => ErrorKind::KeyFile,
             Error::Passphrase { .. } => ErrorKind::Passphrase,
             Error::KnownHostsFile { source, .. } => io_kind(source.kind()),
+            Error::InsecureFile { .. } => ErrorKind::PermissionDenied,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Ssh { kind, .. } | Error::Sftp { kind, .. } | Error::Exec { kind, .. } => *kind,
             Error::Io { source, .. } => io_kind(source.kind()),

@@ -284,9 +284,10 @@ pub use session::{
 pub use ssh_config::{HostConfig, SshConfig};
 
 pub use sftp::{
-    DirEntry, FileType, Glob, Metadata, Overwrite, ReadDir, RemotePath, SftpReader, SftpSession,
-    SftpWriter, TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS,
-    DEFAULT_TEMP_NAME, PIPELINE_BUFFERS,
+    Checksum, Delivery, DirEntry, DirReport, FileReport, FileType, Glob, Metadata, Overwrite,
+    Progress, ReadDir, RemotePath, SftpReader, SftpSession, SftpWriter, TransferOptions, Verified,
+    WriteOrder, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
+    PIPELINE_BUFFERS,
 };
 
 /// `Result` with this crate's [`Error`].

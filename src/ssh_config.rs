@@ -71,16 +71,31 @@ pub struct HostConfig {
 impl SshConfig {
     /// Reads a config file.
     ///
+    /// The file must be owned by the user we run as or by root, and not be
+    /// writable by group or others: the rule OpenSSH applies to
+    /// `~/.ssh/config` (`readconf.c`), applied here to every file read, since
+    /// a job's config file is its `~/.ssh/config`.
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and other I/O
-    /// kinds when the file cannot be read. Malformed lines are skipped with
-    /// a warning, as `ssh` would refuse them but a job should not stop for
-    /// a line about another host.
+    /// kinds when the file cannot be read;
+    /// [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied)
+    /// ([`Error::InsecureFile`], naming the file and the `chmod go-w` or
+    /// `chown` that fixes it) when it is writable by group or others or
+    /// owned by another user. Malformed lines are skipped with a warning, as
+    /// `ssh` would refuse them but a job should not stop for a line about
+    /// another host.
     pub fn from_file(path: impl AsRef<Path>) -> Result<SshConfig> {
+        use std::io::Read as _;
+        use std::os::unix::fs::MetadataExt as _;
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("cannot read ssh config {}", path.display()), e))?;
+        let unreadable = |e| Error::io(format!("cannot read ssh config {}", path.display()), e);
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        let meta = file.metadata().map_err(unreadable)?;
+        check_config_owner_and_mode(path, meta.uid(), meta.mode())?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(unreadable)?;
         Ok(SshConfig::parse(&text))
     }
 
@@ -288,6 +303,39 @@ impl SshConfig {
 }
 
 /// `host`, `host:port` or `[v6]:port`.
+/// OpenSSH's check on the user's config file (`readconf.c`): owned by us or
+/// by root, and `mode & 022 == 0`.
+fn check_config_owner_and_mode(path: &Path, owner: u32, mode: u32) -> Result<()> {
+    let us = rustix::process::getuid().as_raw();
+    let bad_owner = owner != 0 && owner != us;
+    let writable = mode & 0o022 != 0;
+    if !bad_owner && !writable {
+        return Ok(());
+    }
+    let file = path.display();
+    let mut reasons = Vec::new();
+    let mut fixes = Vec::new();
+    if bad_owner {
+        reasons.push(format!(
+            "it is owned by uid {owner}, neither us (uid {us}) nor root"
+        ));
+        fixes.push(format!("chown {us} {file}"));
+    }
+    if writable {
+        reasons.push(format!(
+            "its mode {:04o} lets group or others write it",
+            mode & 0o7777
+        ));
+        fixes.push(format!("chmod go-w {file}"));
+    }
+    Err(Error::InsecureFile {
+        what: "ssh config",
+        path: path.to_path_buf(),
+        reason: format!("{} (OpenSSH refuses it too)", reasons.join(", and ")),
+        fix: fixes.join(" && "),
+    })
+}
+
 fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
     if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
@@ -440,6 +488,37 @@ fn local_user() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_owner_and_mode_as_openssh_checks_them() {
+        let us = rustix::process::getuid().as_raw();
+        let path = Path::new("/etc/etl/ssh_config");
+        for (owner, mode) in [(us, 0o100644), (us, 0o600), (0, 0o644), (0, 0o444)] {
+            assert!(
+                check_config_owner_and_mode(path, owner, mode).is_ok(),
+                "{owner} {mode:o}"
+            );
+        }
+        for (mode, bits) in [(0o100664, "0664"), (0o646, "0646"), (0o620, "0620")] {
+            let err = check_config_owner_and_mode(path, us, mode).expect_err("writable");
+            assert_eq!(err.kind(), crate::ErrorKind::PermissionDenied);
+            let text = err.to_string();
+            assert!(text.contains(bits), "{text}");
+            assert!(text.contains("chmod go-w /etc/etl/ssh_config"), "{text}");
+        }
+        let stranger = if us == 4_000_000_001 {
+            4_000_000_002
+        } else {
+            4_000_000_001
+        };
+        let err = check_config_owner_and_mode(path, stranger, 0o666).expect_err("owner");
+        let text = err.to_string();
+        assert!(text.contains(&format!("owned by uid {stranger}")), "{text}");
+        assert!(
+            text.contains(&format!("chown {us} /etc/etl/ssh_config && chmod go-w")),
+            "{text}"
+        );
+    }
 
     const CONFIG: &str = r#"
 # defaults at the end, specific hosts first, as ssh_config(5) advises

@@ -29,6 +29,11 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<etl_ssh::Metadata>();
     assert_send_sync::<etl_ssh::Glob>();
     assert_send_sync::<etl_ssh::Tunnel>();
+    assert_send_sync::<etl_ssh::testkit::TestServer>();
+    assert_send_sync::<etl_ssh::testkit::TestServerBuilder>();
+    assert_send_sync::<etl_ssh::testkit::Sshd>();
+    assert_send_sync::<etl_ssh::testkit::SshdBuilder>();
+    assert_send_sync::<etl_ssh::testkit::ShadowAging>();
 }
 
 #[test]

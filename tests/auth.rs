@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
+use common::{client_key, current_user, KeyFormat, KeyKind, Sshd, StartSshd};
 use etl_ssh::{AuthMethod, Credential, ErrorKind, KeyPair};
 use secrecy::SecretString;
 
@@ -101,12 +101,14 @@ fn agent_tries_every_identity() {
 
 #[test]
 fn keyboard_interactive_callback() {
-    let Some((user, password)) = common::password_account() else {
+    let Some(server) = Sshd::builder()
+        .kbd_interactive_authentication(true)
+        .start_if_available()
+    else {
         return;
     };
-    let Some(server) = Sshd::builder().kbd_interactive_only().start_if_available() else {
-        return;
-    };
+    let user = server.password_user().expect("password user");
+    let password = server.password().expect("password").clone();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = std::sync::Arc::clone(&seen);
     let cred = Credential::keyboard_interactive(user, move |_instructions, prompts| {
@@ -117,7 +119,7 @@ fn keyboard_interactive_callback() {
                 if p.echo() {
                     SecretString::from("")
                 } else {
-                    SecretString::from(password)
+                    password.clone()
                 }
             })
             .collect()

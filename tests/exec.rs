@@ -689,3 +689,29 @@ fn kill_on_timeout_signals_the_command() {
         assert_eq!(f.exec().run("echo ok").expect("usable").stdout(), b"ok\n");
     }
 }
+
+#[test]
+fn a_server_that_sends_no_exit_status_reads_as_exit_code_zero() {
+    // A documented limitation (ExitStatus::code): libssh2 as wrapped by
+    // ssh2 0.9.6 reports 0 when no exit-status message came, and offers no
+    // safe call that tells the two apart. The command exits 3; the server
+    // drops the status. When this starts to fail because the crate can
+    // tell, it must read None and success() == false.
+    let server = etl_ssh::testkit::TestServer::builder()
+        .backend(etl_ssh::testkit::Backend::Embedded)
+        .omit_exit_status(true)
+        .start()
+        .expect("start the embedded server");
+    let exec = server.session().expect("connect").exec().expect("exec");
+    let out = exec.run("echo out; echo err >&2; exit 3").expect("run");
+    same("stdout", out.stdout(), b"out\n");
+    same("stderr", out.stderr(), b"err\n");
+    assert_eq!(out.exit_signal(), None);
+    assert_eq!(out.exit_code(), Some(0), "{}", out.status());
+
+    // The same command on a server that reports it.
+    let server = test_server(etl_ssh::testkit::Backend::Embedded);
+    let out = server.session().expect("connect").exec().expect("exec");
+    let out = out.run("echo out; exit 3").expect("run");
+    assert_eq!(out.exit_code(), Some(3));
+}

@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::{HostKeyType, StartSshd};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -265,7 +266,9 @@ fn a_stopped_sftp_server_times_out() {
     let session = Session::builder(server.host())
         .port(server.port())
         .credential(Credential::key_pair(common::current_user(), &key.path))
-        .known_host(KnownHost::public_key(server.host_key_public_line("ed25519")).expect("pin"))
+        .known_host(
+            KnownHost::public_key(server.host_key_public_line(HostKeyType::Ed25519)).expect("pin"),
+        )
         .timeout(DEADLINE)
         .connect()
         .expect("session");

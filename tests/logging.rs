@@ -6,10 +6,11 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{client_key, KeyFormat, KeyKind, Sshd};
+use common::{client_key, KeyFormat, KeyKind, Sshd, StartSshd};
+use etl_ssh::testkit::{Backend, TestServer};
 use etl_ssh::Credential;
 use log::{LevelFilter, Log, Metadata, Record};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 static RECORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -60,24 +61,43 @@ fn no_secret_in_logs_or_debug_output() {
     let err = builder(cred).connect().expect_err("must fail");
     debug_output.push(format!("{err:?} {err}"));
 
-    // Password: the test account when there is one, else any user (the
-    // server refuses, but the password still travels through our code).
-    let (user, password) = common::password_account().unwrap_or(("nobody", "password-c4n4ry-none"));
-    let cred = Credential::password(user, SecretString::from(password));
-    debug_output.push(format!("{cred:?}"));
-    if let Ok(session) = builder(cred).connect() {
-        debug_output.push(format!("{session:?}"));
+    // Password: on OpenSSH where its password tests can run, else on the
+    // embedded server; right, then wrong.
+    let backend = if Sshd::check_passwords_available().is_ok() {
+        Backend::OpenSsh
+    } else {
+        Backend::Embedded
+    };
+    let password_server = TestServer::builder()
+        .backend(backend)
+        .password_authentication(true)
+        .start()
+        .unwrap_or_else(|e| panic!("start a {backend} server with passwords: {e}"));
+    let cred = password_server
+        .password_credential()
+        .expect("password credential");
+    let password = password_server
+        .password()
+        .expect("password")
+        .expose_secret()
+        .to_string();
+    let user = password_server.password_user().expect("password user");
+    let wrong = Credential::password(user, SecretString::from(WRONG_PASSWORD));
+    for (cred, right) in [(cred, true), (wrong, false)] {
+        debug_output.push(format!("{cred:?}"));
+        match password_server.session_builder().credential(cred).connect() {
+            Ok(session) if right => debug_output.push(format!("{session:?}")),
+            Err(err) if !right => debug_output.push(format!("{err:?} {err}")),
+            other => panic!("right password {right}: {other:?}"),
+        }
     }
-    let cred = Credential::password(user, SecretString::from(WRONG_PASSWORD));
-    let err = builder(cred).connect().expect_err("must fail");
-    debug_output.push(format!("{err:?} {err}"));
 
     let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(
         records.iter().any(|r| r.contains("authenticated")),
         "the capture saw no authentication record: {records:#?}"
     );
-    for secret in [PASSPHRASE, WRONG_PASSWORD, password] {
+    for secret in [PASSPHRASE, WRONG_PASSWORD, password.as_str()] {
         for line in records.iter().chain(&debug_output) {
             assert!(!line.contains(secret), "secret leaked: {line}");
         }

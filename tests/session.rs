@@ -7,11 +7,11 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{client_key, current_user, KeyFormat, KeyKind, Sshd};
+use common::{client_key, current_user, HostKeyType, KeyFormat, KeyKind, Sshd, StartSshd};
 use etl_ssh::{AuthMethod, Credential, ErrorKind, KeyPair, KnownHost, Session, SessionBuilder};
 use secrecy::SecretString;
 
-fn pin_line(server: &Sshd, ty: &str) -> KnownHost {
+fn pin_line(server: &Sshd, ty: HostKeyType) -> KnownHost {
     KnownHost::public_key(server.host_key_public_line(ty)).expect("host key line parses")
 }
 
@@ -40,7 +40,7 @@ fn connect_with_key(kind: KeyKind, format: KeyFormat) {
     assert_eq!(session.user(), current_user());
     assert_eq!(
         session.host_key().fingerprint(),
-        server.host_key_fingerprint("ed25519")
+        server.host_key_fingerprint(HostKeyType::Ed25519)
     );
     assert!(
         session
@@ -227,15 +227,17 @@ fn key_not_authorized_lists_allowed_methods() {
 
 #[test]
 fn password_and_wrong_password() {
-    let Some((user, password)) = common::password_account() else {
+    let Some(server) = Sshd::builder()
+        .password_authentication(true)
+        .start_if_available()
+    else {
         return;
     };
-    let Some(server) = Sshd::builder().start_if_available() else {
-        return;
-    };
+    let user = server.password_user().expect("password user");
+    let password = server.password().expect("password").clone();
     let session = server
         .session_builder()
-        .credential(Credential::password(user, SecretString::from(password)))
+        .credential(Credential::password(user, password.clone()))
         .connect()
         .expect("password login");
     assert_eq!(session.auth_method(), &AuthMethod::Password);
@@ -256,15 +258,17 @@ fn password_and_wrong_password() {
 
 #[test]
 fn password_answers_keyboard_interactive() {
-    let Some((user, password)) = common::password_account() else {
+    let Some(server) = Sshd::builder()
+        .kbd_interactive_authentication(true)
+        .start_if_available()
+    else {
         return;
     };
-    let Some(server) = Sshd::builder().kbd_interactive_only().start_if_available() else {
-        return;
-    };
+    let user = server.password_user().expect("password user");
+    let password = server.password().expect("password").clone();
     let session = server
         .session_builder()
-        .credential(Credential::password(user, SecretString::from(password)))
+        .credential(Credential::password(user, password.clone()))
         .connect()
         .expect("keyboard-interactive login");
     assert_eq!(session.auth_method(), &AuthMethod::KeyboardInteractive);
@@ -281,12 +285,25 @@ fn password_answers_keyboard_interactive() {
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 }
 
-fn key_server() -> Option<(Sshd, Credential)> {
+/// A test sshd that owns the client key it authorizes: the key's folder
+/// lives as long as the server and goes with it.
+struct KeyServer {
+    server: Sshd,
+    _key: common::ClientKey,
+}
+
+impl std::ops::Deref for KeyServer {
+    type Target = Sshd;
+
+    fn deref(&self) -> &Sshd {
+        &self.server
+    }
+}
+
+fn key_server() -> Option<(KeyServer, Credential)> {
     let (server, key) = server_with_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None)?;
     let cred = key.credential();
-    // The key file lives as long as the test binary's temp dirs; keep it.
-    std::mem::forget(key);
-    Some((server, cred))
+    Some((KeyServer { server, _key: key }, cred))
 }
 
 fn bare_builder(server: &Sshd, cred: &Credential) -> SessionBuilder {
@@ -305,12 +322,15 @@ fn fingerprint_pin() {
     // A fingerprint says nothing of the key type: the server shows its
     // ed25519 key first, and the pinned ecdsa or rsa key is asked for in
     // turn, on new connections, before any authentication.
-    for (ty, alg) in [("ecdsa", "ecdsa-sha2-nistp256"), ("rsa", "ssh-rsa")] {
+    for (ty, alg) in [
+        (HostKeyType::Ecdsa, "ecdsa-sha2-nistp256"),
+        (HostKeyType::Rsa, "ssh-rsa"),
+    ] {
         let pin = KnownHost::fingerprint(server.host_key_fingerprint(ty)).expect("fingerprint");
         let session = bare_builder(&server, &cred)
             .known_host(pin)
             .connect()
-            .unwrap_or_else(|e| panic!("{ty} fingerprint pin: {e}"));
+            .unwrap_or_else(|e| panic!("{ty:?} fingerprint pin: {e}"));
         assert_eq!(session.host_key().algorithm(), alg);
         assert_eq!(
             session.host_key().fingerprint(),
@@ -326,12 +346,14 @@ fn fingerprint_pin_alone_matches_default_key() {
     };
     // libssh2's default preference puts ed25519 first among the three.
     let session = bare_builder(&server, &cred)
-        .known_host(KnownHost::fingerprint(server.host_key_fingerprint("ed25519")).expect("fp"))
+        .known_host(
+            KnownHost::fingerprint(server.host_key_fingerprint(HostKeyType::Ed25519)).expect("fp"),
+        )
         .connect()
         .expect("fingerprint pin");
     assert_eq!(
         session.host_key().fingerprint(),
-        server.host_key_fingerprint("ed25519")
+        server.host_key_fingerprint(HostKeyType::Ed25519)
     );
 }
 
@@ -341,14 +363,14 @@ fn each_host_key_type_is_presented_when_pinned_alone() {
         return;
     };
     for (ty, alg) in [
-        ("ed25519", "ssh-ed25519"),
-        ("ecdsa", "ecdsa-sha2-nistp256"),
-        ("rsa", "ssh-rsa"),
+        (HostKeyType::Ed25519, "ssh-ed25519"),
+        (HostKeyType::Ecdsa, "ecdsa-sha2-nistp256"),
+        (HostKeyType::Rsa, "ssh-rsa"),
     ] {
         let session = bare_builder(&server, &cred)
             .known_host(pin_line(&server, ty))
             .connect()
-            .unwrap_or_else(|e| panic!("pinned by {ty}: {e}"));
+            .unwrap_or_else(|e| panic!("pinned by {ty:?}: {e}"));
         assert_eq!(session.host_key().algorithm(), alg);
         assert_eq!(
             session.host_key().fingerprint(),
@@ -390,7 +412,7 @@ fn known_hosts_with_port_and_garbage_lines() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let line = server.host_key_public_line("ed25519");
+    let line = server.host_key_public_line(HostKeyType::Ed25519);
     let file = write_known_hosts(
         dir.path(),
         "known_hosts",
@@ -420,7 +442,7 @@ fn known_hosts_hashed_entry() {
         &[format!(
             "[127.0.0.1]:{} {}",
             server.port(),
-            server.host_key_public_line("rsa")
+            server.host_key_public_line(HostKeyType::Rsa)
         )],
     );
     let status = std::process::Command::new("ssh-keygen")
@@ -451,7 +473,7 @@ fn known_hosts_port_22_line_does_not_match_other_port() {
         "known_hosts",
         &[format!(
             "127.0.0.1 {}",
-            server.host_key_public_line("ed25519")
+            server.host_key_public_line(HostKeyType::Ed25519)
         )],
     );
     let err = bare_builder(&server, &cred)
@@ -462,7 +484,7 @@ fn known_hosts_port_22_line_does_not_match_other_port() {
     assert_eq!(err.kind(), ErrorKind::HostKeyUnknown, "{err}");
     assert!(
         err.to_string()
-            .contains(&server.host_key_fingerprint("ed25519")),
+            .contains(server.host_key_fingerprint(HostKeyType::Ed25519)),
         "{err}"
     );
 }
@@ -473,7 +495,7 @@ fn known_hosts_revoked_key_is_refused_even_when_pinned() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let line = server.host_key_public_line("ed25519");
+    let line = server.host_key_public_line(HostKeyType::Ed25519);
     let file = write_known_hosts(
         dir.path(),
         "known_hosts",
@@ -484,7 +506,7 @@ fn known_hosts_revoked_key_is_refused_even_when_pinned() {
     );
     let err = bare_builder(&server, &cred)
         .known_host(KnownHost::known_hosts_file(&file))
-        .known_host(pin_line(&server, "ed25519"))
+        .known_host(pin_line(&server, HostKeyType::Ed25519))
         .connect()
         .expect_err("must fail");
     eprintln!("error: {err}");
@@ -553,7 +575,7 @@ fn wrong_pin_mismatch_before_key_auth() {
         "expected fingerprint missing: {text}"
     );
     assert!(
-        text.contains(&server.host_key_fingerprint("ed25519")),
+        text.contains(server.host_key_fingerprint(HostKeyType::Ed25519)),
         "seen fingerprint missing: {text}"
     );
     assert!(
@@ -702,7 +724,7 @@ fn host_key_alias_follows_the_name_not_the_address() {
         "known_hosts",
         &[format!(
             "partner-sftp {}",
-            server.host_key_public_line("ed25519")
+            server.host_key_public_line(HostKeyType::Ed25519)
         )],
     );
     // "localhost" and 127.0.0.1 are different names for the same server,
@@ -742,7 +764,7 @@ fn trust_on_first_use_records_then_enforces() {
     };
     connect(&server).expect("first use is trusted");
     let recorded = std::fs::read_to_string(&file).expect("recorded");
-    let key_line = server.host_key_public_line("ed25519");
+    let key_line = server.host_key_public_line(HostKeyType::Ed25519);
     let key_fields: Vec<&str> = key_line.split_whitespace().take(2).collect();
     assert_eq!(recorded, format!("partner {}\n", key_fields.join(" ")));
     connect(&server).expect("the recorded key is accepted");
@@ -761,7 +783,7 @@ fn trust_on_first_use_records_then_enforces() {
     assert_eq!(err.kind(), ErrorKind::HostKeyMismatch);
     assert!(
         err.to_string()
-            .contains(&server.host_key_fingerprint("ed25519")),
+            .contains(server.host_key_fingerprint(HostKeyType::Ed25519)),
         "{err}"
     );
     assert_eq!(
@@ -798,7 +820,9 @@ fn rotated_credential_reports_the_old_key_still_accepted() {
         other => panic!("{other:?}"),
     }
     // Once the partner installs the new key, the new key is the one used.
-    server.add_authorized_key(&new.public_line);
+    server
+        .add_authorized_key(&new.public_line)
+        .expect("add an authorized key");
     let session = server
         .session_builder()
         .credential(cred.clone())
@@ -894,14 +918,14 @@ fn http_connect_proxy() {
     };
     let (proxy_port, proxy) = http_proxy("200 Connection established");
     let session = bare_builder(&server, &cred)
-        .known_host(pin_line(&server, "ed25519"))
+        .known_host(pin_line(&server, HostKeyType::Ed25519))
         .http_proxy("127.0.0.1", proxy_port)
         .connect()
         .expect("through the proxy");
     assert_eq!(session.peer_addr().port(), proxy_port);
     assert_eq!(
         session.host_key().fingerprint(),
-        server.host_key_fingerprint("ed25519")
+        server.host_key_fingerprint(HostKeyType::Ed25519)
     );
     session.close().expect("close");
     let head = proxy.join().expect("proxy thread");
@@ -912,7 +936,7 @@ fn http_connect_proxy() {
 
     let (proxy_port, proxy) = http_proxy("403 Forbidden");
     let err = bare_builder(&server, &cred)
-        .known_host(pin_line(&server, "ed25519"))
+        .known_host(pin_line(&server, HostKeyType::Ed25519))
         .http_proxy("127.0.0.1", proxy_port)
         .connect()
         .expect_err("must fail");
@@ -927,7 +951,9 @@ fn jump_host_carries_the_session_and_checks_both_hops() {
     let Some((bastion, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
-    let target = Sshd::builder().authorized_key(&key.public_line).start();
+    let target = Sshd::builder()
+        .authorized_key(&key.public_line)
+        .start_or_panic();
     let cred = key.credential();
     let jump = bastion
         .session_builder()
@@ -943,7 +969,7 @@ fn jump_host_carries_the_session_and_checks_both_hops() {
         .expect("target through the bastion");
     assert_eq!(
         session.host_key().fingerprint(),
-        target.host_key_fingerprint("ed25519")
+        target.host_key_fingerprint(HostKeyType::Ed25519)
     );
     // Real traffic through the tunnel, both ways, more than one window.
     let out = session
@@ -965,7 +991,7 @@ fn jump_host_carries_the_session_and_checks_both_hops() {
     let err = Session::builder(target.host())
         .port(target.port())
         .credential(cred)
-        .known_host(pin_line(&bastion, "ed25519"))
+        .known_host(pin_line(&bastion, HostKeyType::Ed25519))
         .jump_host(&jump)
         .connect_timeout(Duration::from_secs(10))
         .connect()

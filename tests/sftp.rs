@@ -18,14 +18,13 @@ use std::time::Duration;
 
 use common::{
     backends, client_key, embedded, names_in, random_bytes, sha256_file as sha_file, sshd_with_key,
-    test_server, KeyFormat, KeyKind, Sshd,
+    HostKeyType, KeyFormat, KeyKind, Sshd, StartSshd,
 };
-use etl_ssh::testkit::{Backend, TestServer};
+use etl_ssh::testkit::{Backend, TestServer, TestServerBuilder};
 use etl_ssh::{
-    Credential, ErrorKind, FileType, Glob, Overwrite, Session, SftpSession, TransferOptions,
+    ErrorKind, FileType, Glob, Overwrite, Session, SftpSession, TransferOptions,
     DEFAULT_BUFFER_SIZE,
 };
-use secrecy::SecretString;
 
 struct Fixture {
     /// A testkit server: OpenSSH's sshd or the embedded server.
@@ -36,8 +35,14 @@ struct Fixture {
 
 impl Fixture {
     fn on(backend: Backend) -> Fixture {
-        let server = test_server(backend);
-        eprintln!("backend: {backend}");
+        Fixture::with(TestServer::builder().backend(backend))
+    }
+
+    fn with(builder: TestServerBuilder) -> Fixture {
+        let server = builder
+            .start()
+            .unwrap_or_else(|e| panic!("start the test server: {e}"));
+        eprintln!("backend: {}", server.backend());
         let dir = tempfile::Builder::new()
             .prefix("etl-ssh-sftp-")
             .tempdir()
@@ -49,12 +54,6 @@ impl Fixture {
     /// A fixture on each backend (see `common::backends`).
     fn all() -> Vec<Fixture> {
         backends().into_iter().map(Fixture::on).collect()
-    }
-
-    /// OpenSSH only, for the tests that need a system account.
-    fn openssh() -> Option<Fixture> {
-        common::require_sshd()?;
-        Some(Fixture::on(Backend::OpenSsh))
     }
 
     fn session(&self) -> Session {
@@ -417,11 +416,15 @@ fn odd_names_never_panic() {
 
 #[test]
 fn permission_denied_as_an_unprivileged_user() {
-    // OpenSSH only: acts as another system account (PAM password).
-    let Some(fx) = Fixture::openssh() else { return };
-    let Some((user, password)) = common::password_account() else {
+    // OpenSSH only: acts as the server's own unprivileged password user.
+    if common::require_sshd().is_none() || !common::openssh_passwords_available() {
         return;
-    };
+    }
+    let fx = Fixture::with(
+        TestServer::builder()
+            .backend(Backend::OpenSsh)
+            .password_authentication(true),
+    );
     // Root ignores permissions: act as the test account.
     fs::create_dir(fx.local("locked")).unwrap();
     fs::write(fx.local("locked/inside"), b"x").unwrap();
@@ -434,7 +437,7 @@ fn permission_denied_as_an_unprivileged_user() {
     let session = Session::builder(fx.server.host())
         .port(fx.server.port())
         .known_host(fx.server.known_host())
-        .credential(Credential::password(user, SecretString::from(password)))
+        .credential(fx.server.password_credential().expect("password user"))
         .timeout(Duration::from_secs(20))
         .connect()
         .unwrap();
@@ -1010,7 +1013,7 @@ fn upload_uses_fsync_and_posix_rename_on_openssh() {
     let log = dir.path().join("sftp-server.log");
     let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
     let Some(server) = Sshd::builder()
-        .host_key_types(&["ed25519"])
+        .host_key_types([HostKeyType::Ed25519])
         .authorized_key(&key.public_line)
         .extra_config(&format!(
             "Subsystem sftp {} -e -l DEBUG3 2>>{}",

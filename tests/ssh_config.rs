@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{current_user, Sshd};
+use common::{current_user, HostKeyType, Sshd, StartSshd};
 use etl_ssh::{ErrorKind, SshConfig};
 
 /// `ssh -G -F file alias`, as keyword -> values lines.
@@ -146,15 +146,17 @@ fn sessions_from_aliases_including_a_proxy_jump() {
     let Some((bastion, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
-    let target = Sshd::builder().authorized_key(&key.public_line).start();
+    let target = Sshd::builder()
+        .authorized_key(&key.public_line)
+        .start_or_panic();
     let dir = tempfile::tempdir().expect("tempdir");
     let known_hosts = dir.path().join("known_hosts");
     std::fs::write(
         &known_hosts,
         format!(
             "{}\n{}\n",
-            bastion.known_hosts_line("ed25519"),
-            target.known_hosts_line("ed25519")
+            bastion.known_hosts_line(HostKeyType::Ed25519),
+            target.known_hosts_line(HostKeyType::Ed25519)
         ),
     )
     .expect("known_hosts");
@@ -183,7 +185,7 @@ fn sessions_from_aliases_including_a_proxy_jump() {
         .expect("direct");
     assert_eq!(
         direct.host_key().fingerprint(),
-        target.host_key_fingerprint("ed25519")
+        target.host_key_fingerprint(HostKeyType::Ed25519)
     );
 
     let jumped = config
@@ -193,7 +195,7 @@ fn sessions_from_aliases_including_a_proxy_jump() {
         .expect("jumped");
     assert_eq!(
         jumped.host_key().fingerprint(),
-        target.host_key_fingerprint("ed25519")
+        target.host_key_fingerprint(HostKeyType::Ed25519)
     );
     assert!(
         bastion.wait_for_log("direct-tcpip", Duration::from_secs(5)),
@@ -205,7 +207,7 @@ fn sessions_from_aliases_including_a_proxy_jump() {
     // though the bastion hop is fine.
     std::fs::write(
         &known_hosts,
-        format!("{}\n", bastion.known_hosts_line("ed25519")),
+        format!("{}\n", bastion.known_hosts_line(HostKeyType::Ed25519)),
     )
     .expect("known_hosts");
     let err = config

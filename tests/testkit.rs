@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{backends, test_server};
 use etl_ssh::testkit::{Backend, HostKeyType, TestServer};
 use etl_ssh::{AuthMethod, Credential, ErrorKind, KnownHost};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 #[test]
 fn accepts_the_advertised_key_and_refuses_others() {
@@ -39,22 +39,29 @@ fn accepts_the_advertised_key_and_refuses_others() {
 #[test]
 fn accepts_the_advertised_password_and_refuses_a_wrong_one() {
     for backend in backends() {
-        if backend == Backend::OpenSsh && common::password_account().is_none() {
+        if backend == Backend::OpenSsh && !common::openssh_passwords_available() {
             continue; // printed SKIPPED; a panic under CI
         }
-        let server = test_server(backend);
+        let server = TestServer::builder()
+            .backend(backend)
+            .password_authentication(true)
+            .start()
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
         assert!(server.accepts_passwords(), "{backend}");
+        let user = server.password_user().expect("password user").to_string();
+        assert!(user.starts_with("etlpw"), "{backend}: {user}");
         let session = server
             .session_builder()
-            .credential(server.password_credential())
+            .credential(server.password_credential().expect("credential"))
             .connect()
             .unwrap_or_else(|e| panic!("{backend}: {e}"));
         assert_eq!(session.auth_method(), &AuthMethod::Password, "{backend}");
+        assert_eq!(session.user(), user, "{backend}");
 
         let err = server
             .session_builder()
             .credential(Credential::password(
-                etl_ssh::testkit::DEFAULT_PASSWORD_USER,
+                &user,
                 SecretString::from("not the password"),
             ))
             .connect()
@@ -64,24 +71,47 @@ fn accepts_the_advertised_password_and_refuses_a_wrong_one() {
 }
 
 #[test]
-fn embedded_accepts_any_configured_password_user() {
-    let server = TestServer::builder()
-        .backend(Backend::Embedded)
-        .password("partner", SecretString::from("s3cret pw"))
-        .start()
-        .unwrap();
-    let session = server
-        .session_builder()
-        .credential(server.password_credential())
-        .connect()
-        .unwrap();
-    assert_eq!(session.user(), "partner");
-    let err = server
-        .session_builder()
-        .credential(Credential::password("partner", SecretString::from("nope")))
-        .connect()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+fn passwords_are_off_unless_asked_and_made_per_server() {
+    for backend in backends() {
+        if backend == Backend::OpenSsh && !common::openssh_passwords_available() {
+            continue;
+        }
+        let with = |on: bool| {
+            TestServer::builder()
+                .backend(backend)
+                .password_authentication(on)
+                .start()
+                .unwrap_or_else(|e| panic!("{backend}: {e}"))
+        };
+        let (one, two, keys_only) = (with(true), with(true), with(false));
+        assert_ne!(one.password_user(), two.password_user(), "{backend}");
+        let secret = |s: &TestServer| s.password().expect("password").expose_secret().to_string();
+        assert_ne!(secret(&one), secret(&two), "{backend}");
+        assert!(secret(&one).len() >= 32, "{backend}");
+
+        // `one`'s password is refused by `server`.
+        let refused = |server: &TestServer| {
+            let err = server
+                .session_builder()
+                .credential(one.password_credential().expect("credential"))
+                .connect()
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Auth, "{backend}: {err}");
+            err
+        };
+        // One server's password is no good on another.
+        refused(&two);
+
+        // Keys only by default: no password credential, and a password is
+        // refused with only publickey offered.
+        assert!(!keys_only.accepts_passwords(), "{backend}");
+        assert!(keys_only.password_credential().is_none(), "{backend}");
+        let err = refused(&keys_only);
+        assert!(
+            err.to_string().contains("the server allows: publickey"),
+            "{backend}: {err}"
+        );
+    }
 }
 
 #[test]

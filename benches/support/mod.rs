@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{client_key, ClientKey, KeyFormat, KeyKind, Sshd};
+use crate::common::{client_key, ClientKey, HostKeyType, KeyFormat, KeyKind, Sshd, StartSshd};
 
 /// The benches' server: a fresh ed25519 client key, an sshd with only an
 /// ed25519 host key and quiet logging, restricted to `cipher` if given.
@@ -19,7 +19,7 @@ use crate::common::{client_key, ClientKey, KeyFormat, KeyKind, Sshd};
 pub(crate) fn bench_sshd(cipher: Option<&str>) -> Option<(Sshd, ClientKey)> {
     let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
     let mut builder = Sshd::builder()
-        .host_key_types(&["ed25519"])
+        .host_key_types([HostKeyType::Ed25519])
         .authorized_key(&key.public_line)
         .extra_config("LogLevel INFO");
     if let Some(c) = cipher {

@@ -310,6 +310,9 @@ impl Ctx<'_> {
         let signal = channel
             .exit_signal()
             .map_err(|e| self.ssh_error("reading the exit signal", e))?;
+        // libssh2 returns 0 here also when no `exit-status` message came
+        // (its `exit_status_received` flag has no binding in libssh2-sys
+        // 0.3.4 nor a call in ssh2 0.9.6): documented on ExitStatus::code.
         let code = channel
             .exit_status()
             .map_err(|e| self.ssh_error("reading the exit status", e))?;

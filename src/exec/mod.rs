@@ -97,9 +97,17 @@ pub struct ExitStatus {
 impl ExitStatus {
     /// The exit code; `None` when the command was killed by a signal.
     ///
-    /// A server that reports neither an exit code nor a signal (OpenSSH
-    /// always reports one) reads as `Some(0)`: libssh2 cannot tell them
-    /// apart.
+    /// **Limitation**: a server that closes the channel without sending an
+    /// `exit-status` or `exit-signal` message reads as `Some(0)`, not
+    /// `None`. OpenSSH's `sshd` always sends one when the command ends, but
+    /// it does not when it closes a channel for its own reasons (a
+    /// `ChannelTimeout`, some `ForceCommand` wrappers, appliances that drop
+    /// the message), and then the remote command may still be running or
+    /// may have failed. libssh2's `libssh2_channel_get_exit_status` returns
+    /// 0 in both cases, and the `ssh2` crate (0.9.6) offers no call that
+    /// tells "no status" from "status 0" (OpenSSH's `ssh` reports 255 there,
+    /// paramiko -1). Where that matters, have the command print a marker
+    /// on success (`cmd && echo ETL-OK`) and check [`ExecOutput::stdout`].
     pub fn code(&self) -> Option<i32> {
         self.code
     }
@@ -110,7 +118,8 @@ impl ExitStatus {
         self.signal.as_deref()
     }
 
-    /// Exit code 0.
+    /// Exit code 0. See [`ExitStatus::code`]: a server that sends no exit
+    /// status at all also reads as success here.
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
@@ -138,7 +147,9 @@ impl ExecOutput {
         &self.stderr
     }
 
-    /// The exit code; `None` when the command was killed by a signal.
+    /// The exit code; `None` when the command was killed by a signal. A
+    /// server that sends no exit status reads as `Some(0)` (see
+    /// [`ExitStatus::code`]).
     pub fn exit_code(&self) -> Option<i32> {
         self.status.code()
     }
@@ -149,6 +160,11 @@ impl ExecOutput {
     }
 
     /// Exit code 0.
+    ///
+    /// **Limitation**: a server that closes the channel without sending any
+    /// exit status also reads as success (exit code `Some(0)`), because
+    /// libssh2 as wrapped by `ssh2` 0.9.6 cannot tell the two apart; see
+    /// [`ExitStatus::code`].
     pub fn success(&self) -> bool {
         self.status.success()
     }

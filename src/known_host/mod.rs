@@ -191,7 +191,21 @@ impl KnownHost {
     ///
     /// The name recorded is the one pins are looked up under: the host
     /// (`[host]:port` for a port other than 22), or the
-    /// [`host_key_alias`](crate::SessionBuilder::host_key_alias).
+    /// [`host_key_alias`](crate::SessionBuilder::host_key_alias). A name
+    /// that cannot stand alone as a `known_hosts` host field (whitespace,
+    /// control characters, `,` `*` `?` `!`, a leading `@` `#` `|`) is
+    /// refused with [`InvalidInput`](crate::ErrorKind::InvalidInput) naming
+    /// the option it came from.
+    ///
+    /// Recording is safe against concurrent first connections: the file is
+    /// locked (`flock`, waited for at most 10 s, then
+    /// [`Timeout`](crate::ErrorKind::Timeout)) and read again under the
+    /// lock; when another connection recorded a key for the name
+    /// meanwhile, nothing is appended and the key seen must match that one
+    /// ([`HostKeyMismatch`](crate::ErrorKind::HostKeyMismatch) naming both
+    /// fingerprints otherwise). A file that does not end in a newline gets
+    /// one before the new line. A new file is created with mode 0600, and
+    /// its folder, when missing, with mode 0700.
     ///
     /// Use it only where the first connection is known to reach the right
     /// server (say, inside the partner's network on the day of set-up): it
@@ -371,6 +385,8 @@ pub(crate) struct HostKeyPolicy {
     revoked: Vec<SourcedKey>,
     /// The name `known_hosts` lines are matched against.
     lookup: String,
+    /// Where [`Self::lookup`] came from, for errors: `"host_key_alias"` or `"host"`.
+    lookup_from: &'static str,
     /// Where to record a first-seen key, for trust on first use.
     record_to: Option<PathBuf>,
 }
@@ -418,9 +434,9 @@ impl HostKeyPolicy {
         alias: Option<&str>,
     ) -> Result<HostKeyPolicy> {
         // OpenSSH's HostKeyAlias replaces the whole name, port included.
-        let lookup = match alias {
-            Some(alias) => alias.to_ascii_lowercase(),
-            None => lookup_name(host, port),
+        let (lookup, lookup_from) = match alias {
+            Some(alias) => (alias.to_ascii_lowercase(), "host_key_alias"),
+            None => (lookup_name(host, port), "host"),
         };
         let mut policy = HostKeyPolicy {
             host: host.to_owned(),
@@ -428,6 +444,7 @@ impl HostKeyPolicy {
             accept: Vec::new(),
             revoked: Vec::new(),
             lookup,
+            lookup_from,
             record_to: None,
         };
         let mut files_read: Vec<&Path> = Vec::new();
@@ -519,18 +536,76 @@ impl HostKeyPolicy {
     }
 
     /// Trust on first use: appends `seen` under the lookup name.
+    ///
+    /// Under an exclusive lock on the file (`flock`, waited for at most
+    /// [`RECORD_LOCK_WAIT`]), the file is read again: when a key for the
+    /// name is there now (another connection recorded one meanwhile),
+    /// nothing is appended and `seen` is checked against it like any pin.
+    /// Otherwise the line goes at the end, after a newline if the file does
+    /// not end in one. A new file is created 0600, a new folder 0700.
     fn record_first_use(&self, path: &Path, seen: &HostKey) -> Result<()> {
-        use std::io::Write as _;
-        let line = format!("{} {}\n", self.lookup, seen.to_openssh());
-        let write_error = |source| Error::KnownHostsFile {
-            path: path.to_path_buf(),
-            source,
+        use std::io::{Read as _, Seek as _, Write as _};
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+
+        check_recordable_name(&self.lookup, self.lookup_from)?;
+        let write_error = |source: std::io::Error| {
+            Error::io(
+                format!(
+                    "cannot record the host key of {}:{} in known_hosts file {}: {source}",
+                    self.host,
+                    self.port,
+                    path.display()
+                ),
+                source,
+            )
         };
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !folder.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(folder)
+                    .map_err(write_error)?;
+            }
+        }
         let mut file = std::fs::OpenOptions::new()
-            .create(true)
+            .read(true)
             .append(true)
+            .create(true)
+            .mode(0o600)
             .open(path)
             .map_err(write_error)?;
+        lock_exclusive(&file, path)?;
+        let mut data = Vec::new();
+        file.rewind().map_err(write_error)?;
+        file.read_to_end(&mut data).map_err(write_error)?;
+
+        let mut now = HostKeyPolicy {
+            host: self.host.clone(),
+            port: self.port,
+            accept: Vec::new(),
+            revoked: Vec::new(),
+            lookup: self.lookup.clone(),
+            lookup_from: self.lookup_from,
+            record_to: None,
+        };
+        now.load_known_hosts(&data, &path.display().to_string());
+        if !now.accept.is_empty() || now.is_revoked(seen).is_some() {
+            log::info!(
+                "{} now lists a key for {}: another connection recorded it first; \
+                 checking {seen} against it",
+                path.display(),
+                self.lookup
+            );
+            return now.check(seen);
+        }
+
+        let mut line = String::new();
+        if data.last().is_some_and(|&b| b != b'\n') {
+            // Else the previous line and ours would merge into one broken line.
+            line.push('\n');
+        }
+        line.push_str(&format!("{} {}\n", self.lookup, seen.to_openssh()));
         file.write_all(line.as_bytes()).map_err(write_error)?;
         file.sync_all().map_err(write_error)?;
         log::warn!(
@@ -610,6 +685,65 @@ impl HostKeyPolicy {
             seen: seen.fingerprint(),
             expected: self.accept.iter().map(Accept::describe).collect(),
         })
+    }
+}
+
+/// How long trust on first use waits for another process's lock on the
+/// `known_hosts` file before giving up.
+const RECORD_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes an exclusive `flock` on `file`, waiting at most [`RECORD_LOCK_WAIT`].
+fn lock_exclusive(file: &std::fs::File, path: &Path) -> Result<()> {
+    use rustix::fs::{flock, FlockOperation};
+    let deadline = std::time::Instant::now() + RECORD_LOCK_WAIT;
+    loop {
+        match flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot lock known_hosts file {}: {e}", path.display()),
+                    e.into(),
+                ))
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                operation: format!(
+                    "waiting for another process's lock on known_hosts file {}",
+                    path.display()
+                ),
+                timeout: RECORD_LOCK_WAIT,
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Refuses a name that cannot be written as one plain `known_hosts` host
+/// field: it would break the line, or be read back as a pattern, a marker,
+/// a comment or a hashed name, and so pin the key for other hosts too.
+fn check_recordable_name(name: &str, from: &'static str) -> Result<()> {
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("it contains whitespace or a control character")
+    } else if name.contains([',', '*', '?', '!']) {
+        Some("it contains `,`, `*`, `?` or `!`, which known_hosts reads as a pattern")
+    } else if name.starts_with(['@', '#', '|']) {
+        Some("it starts with `@`, `#` or `|`, which known_hosts reads as a marker, a comment or a hashed name")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(Error::invalid(
+            from,
+            format!(
+                "{name:?} cannot be recorded in known_hosts for trust on first use: {why}; \
+                 use a plain host name"
+            ),
+        )),
     }
 }
 

@@ -975,3 +975,34 @@ fn host_key_is_send_sync() {
     assert_send_sync::<KnownHost>();
     assert_send_sync::<HostKeyPolicy>();
 }
+
+#[test]
+fn recordable_names_are_one_plain_host_field() {
+    for ok in [
+        "partner",
+        "sftp.partner.example",
+        "[127.0.0.1]:2222",
+        "[::1]:22",
+    ] {
+        assert!(super::check_recordable_name(ok, "host").is_ok(), "{ok}");
+    }
+    for (bad, words) in [
+        ("", "empty"),
+        ("two words", "whitespace"),
+        ("tab\tname", "whitespace"),
+        ("bell\u{7}", "control"),
+        ("*.example", "pattern"),
+        ("a,b", "pattern"),
+        ("!negated", "pattern"),
+        ("@revoked", "marker"),
+        ("#comment", "comment"),
+        ("|1|hashed", "hashed"),
+    ] {
+        let err = super::check_recordable_name(bad, "host_key_alias").expect_err(bad);
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let text = err.to_string();
+        assert!(text.contains("host_key_alias"), "{text}");
+        assert!(text.contains(words), "{bad:?}: {text}");
+        assert!(!text.contains('\t') && !text.contains('\u{7}'), "{text:?}");
+    }
+}

@@ -202,6 +202,8 @@ pub(crate) struct SftpChannel {
     broken: bool,
     /// What the server said when the stream ended (asked once).
     last_words: Option<Option<String>>,
+    /// The `limits@openssh.com` request, until its reply comes.
+    limits_id: Option<u32>,
 }
 
 impl std::fmt::Debug for SftpChannel {
@@ -305,6 +307,7 @@ impl SftpChannel {
             kept: Vec::new(),
             broken: false,
             last_words: None,
+            limits_id: None,
         };
         ch.handshake()?;
         ch.io.started();
@@ -341,24 +344,30 @@ impl SftpChannel {
             version.version, self.target, self.ext
         );
         if self.ext.limits {
-            let id = self.send_extended(b"limits@openssh.com", |e| e);
-            match self.wait(id, "start", b"")? {
-                Reply::Extended(data) => {
-                    let mut r = proto::Reader::new(&data);
-                    let (_packet, read, write) = (r.u64(), r.u64(), r.u64());
-                    let clamp = |v: Option<u64>| match v {
-                        Some(0) | None => DEFAULT_IO_LEN,
-                        Some(v) => u32::try_from(v)
-                            .unwrap_or(MAX_IO_LEN)
-                            .clamp(1024, MAX_IO_LEN),
-                    };
-                    self.read_len = clamp(read);
-                    self.write_len = clamp(write);
-                }
-                other => debug!("no usable limits@openssh.com reply: {other:?}"),
-            }
+            // Not waited for: the reply comes in front of the replies to
+            // the first requests (servers answer in order), and is taken
+            // then (see `recv_where`): no round trip of its own.
+            self.limits_id = Some(self.send_extended(b"limits@openssh.com", |e| e));
         }
         Ok(())
+    }
+
+    /// The request sizes from the `limits@openssh.com` reply.
+    fn take_limits(&mut self, reply: Reply) {
+        let Reply::Extended(data) = reply else {
+            debug!("no usable limits@openssh.com reply: {reply:?}");
+            return;
+        };
+        let mut r = proto::Reader::new(&data);
+        let (_packet, read, write) = (r.u64(), r.u64(), r.u64());
+        let clamp = |v: Option<u64>| match v {
+            Some(0) | None => DEFAULT_IO_LEN,
+            Some(v) => u32::try_from(v)
+                .unwrap_or(MAX_IO_LEN)
+                .clamp(1024, MAX_IO_LEN),
+        };
+        self.read_len = clamp(read);
+        self.write_len = clamp(write);
     }
 
     /// The error for a server that sent something other than SFTP first:
@@ -710,6 +719,11 @@ impl SftpChannel {
                     &format!("a reply to request {id}, which was not sent or was answered"),
                 ));
             }
+            if self.limits_id == Some(id) {
+                self.limits_id = None;
+                self.take_limits(reply);
+                continue;
+            }
             if self.ignored.remove(&id) {
                 if let Reply::Status(code, msg) = &reply {
                     if *code != status::OK {
@@ -847,17 +861,22 @@ impl SftpChannel {
         }
     }
 
-    /// Removes a file we made, best effort; `Err` with the reason when the
-    /// server refused, for the caller to report as a leftover.
+    /// Removes a file we made, best effort (one already gone is fine);
+    /// `Err` with the reason when the server refused, for the caller to
+    /// report as a leftover.
     pub(crate) fn remove_ours(&mut self, path: &[u8]) -> std::result::Result<(), String> {
         if self.broken {
             return Err("the connection is lost".into());
         }
         let id = self.send_str(kind::REMOVE, path);
-        self.status_of(id, "remove", path).map_err(|e| {
-            warn!("cannot remove our temporary file {}: {e}", shown(path));
-            e.to_string()
-        })
+        match self.status_of(id, "remove", path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                warn!("cannot remove our temporary file {}: {e}", shown(path));
+                Err(e.to_string())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 }
 

@@ -146,8 +146,8 @@ pub(crate) fn mkdir_all(ch: &mut SftpChannel, path: &[u8], mode: u32) -> Result<
 fn aside_name(path: &[u8]) -> Vec<u8> {
     let dir = parent(path);
     let name = super::path::file_name(path);
-    let aside =
-        super::path::bounded_name(name, &format!(".{{name}}.{}.old", super::path::unique()));
+    let pattern = super::path::ASIDE_NAME.replace("{unique}", &super::path::unique());
+    let aside = super::path::bounded_name(name, &pattern);
     super::path::join(&dir, &aside)
 }
 

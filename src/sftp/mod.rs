@@ -47,8 +47,9 @@ pub use handle::{SftpReader, SftpWriter};
 pub use metadata::{DirEntry, FileType, Metadata};
 pub use path::RemotePath;
 pub use transfer::{
-    Overwrite, TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS,
-    DEFAULT_TEMP_NAME, PIPELINE_BUFFERS,
+    Checksum, Delivery, DirReport, FileReport, Overwrite, Progress, TransferOptions, Verified,
+    WriteOrder, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
+    PIPELINE_BUFFERS,
 };
 
 #[cfg(feature = "fuzzing")]
@@ -455,6 +456,39 @@ impl SftpSession {
             .unwrap_or_default()
     }
 
+    /// Removes the temporary files `options` make (see
+    /// [`TransferOptions::temp_name`]) from the remote folder `dir`, when
+    /// they are regular files last modified more than `older_than` ago:
+    /// what failed uploads left on the server when it refused to remove
+    /// them or the connection was cut (a resumable upload's temporary
+    /// file, too, once it is that old). Only names this crate makes are
+    /// touched. Returns what it removed.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let sftp: etl_ssh::SftpSession = todo!();
+    /// use std::time::Duration;
+    /// let options = etl_ssh::TransferOptions::new();
+    /// let removed = sftp.remove_stale_temps("/inbox", Duration::from_secs(24 * 3600), &options)?;
+    /// println!("{} stale temporary files removed", removed.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_dir`](Self::read_dir) and
+    /// [`remove_file`](Self::remove_file) (the first removal refused stops
+    /// it).
+    pub fn remove_stale_temps(
+        &self,
+        dir: impl AsRef<[u8]>,
+        older_than: std::time::Duration,
+        options: &TransferOptions,
+    ) -> Result<Vec<RemotePath>> {
+        self.with(|ch| transfer::stale::remove_remote(ch, dir.as_ref(), older_than, options))
+    }
+
     /// Opens `path` for reading, with read-ahead (see [`SftpReader`]):
     /// `std::io::copy` out of it is fast.
     ///
@@ -582,7 +616,45 @@ impl SftpSession {
         remote: impl AsRef<[u8]>,
         options: &TransferOptions,
     ) -> Result<u64> {
-        transfer::upload::upload_file(&self.shared, local.as_ref(), remote.as_ref(), options)
+        self.deliver(local, remote, options).map(|d| d.bytes())
+    }
+
+    /// [`upload_with`](Self::upload_with), reporting what was delivered:
+    /// the bytes, how the file was checked (its size, or the bytes the
+    /// server acknowledged when it refuses `stat`), and what the server
+    /// refused that did not stop the delivery (a modification time it
+    /// would not set, unless [`TransferOptions::strict_metadata`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let sftp: etl_ssh::SftpSession = todo!();
+    /// let options = etl_ssh::TransferOptions::new().preserve_mtime(true);
+    /// let delivery = sftp.deliver("out/orders.csv", "/inbox/orders.csv", &options)?;
+    /// println!("{} bytes, {}", delivery.bytes(), delivery.verified());
+    /// for warning in delivery.warnings() {
+    ///     eprintln!("delivered, but: {warning}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`upload`](Self::upload). An error says whether anything was
+    /// left on the server (each leftover named, and why it could not be
+    /// removed), names the target (the temporary file as detail), and the
+    /// option that fits the server where one does: a server that refuses
+    /// renames ([`TransferOptions::atomic`]`(false)`), one that takes every
+    /// file at close under the name it has then
+    /// ([`TransferOptions::temp_dir`], or `atomic(false)`; this error is
+    /// not transient, so a retry never delivers the data twice).
+    pub fn deliver(
+        &self,
+        local: impl AsRef<Path>,
+        remote: impl AsRef<[u8]>,
+        options: &TransferOptions,
+    ) -> Result<Delivery> {
+        transfer::upload::upload_file(&self.shared, local.as_ref(), remote.as_ref(), options, None)
     }
 
     /// Downloads `remote` to the local file `local`, atomically, with the
@@ -623,7 +695,28 @@ impl SftpSession {
         local: impl AsRef<Path>,
         options: &TransferOptions,
     ) -> Result<u64> {
-        transfer::download::download_file(&self.shared, remote.as_ref(), local.as_ref(), options)
+        self.fetch(remote, local, options).map(|d| d.bytes())
+    }
+
+    /// [`download_with`](Self::download_with), reporting what was
+    /// delivered (see [`Delivery`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`download`](Self::download).
+    pub fn fetch(
+        &self,
+        remote: impl AsRef<[u8]>,
+        local: impl AsRef<Path>,
+        options: &TransferOptions,
+    ) -> Result<Delivery> {
+        transfer::download::download_file(
+            &self.shared,
+            remote.as_ref(),
+            local.as_ref(),
+            options,
+            None,
+        )
     }
 
     /// Uploads the local folder `local` to `remote`, recursively: folders
@@ -648,6 +741,26 @@ impl SftpSession {
         remote: impl AsRef<[u8]>,
         options: &TransferOptions,
     ) -> Result<u64> {
+        self.upload_dir_report(local, remote, options)?
+            .into_result()
+    }
+
+    /// [`upload_dir`](Self::upload_dir), reporting every file: where it
+    /// went, its bytes, and whether it was delivered (see [`DirReport`]).
+    /// With [`TransferOptions::continue_on_error`] a failed file does not
+    /// stop the others.
+    ///
+    /// # Errors
+    ///
+    /// Only what stops the whole transfer before any file moves (the
+    /// remote folder cannot be created, the local one read); each file's
+    /// failure is in the report.
+    pub fn upload_dir_report(
+        &self,
+        local: impl AsRef<Path>,
+        remote: impl AsRef<[u8]>,
+        options: &TransferOptions,
+    ) -> Result<DirReport> {
         transfer::tree::upload_dir(&self.shared, local.as_ref(), remote.as_ref(), options)
     }
 
@@ -674,6 +787,23 @@ impl SftpSession {
         local: impl AsRef<Path>,
         options: &TransferOptions,
     ) -> Result<u64> {
+        self.download_dir_report(remote, local, options)?
+            .into_result()
+    }
+
+    /// [`download_dir`](Self::download_dir), reporting every file (see
+    /// [`upload_dir_report`](Self::upload_dir_report)).
+    ///
+    /// # Errors
+    ///
+    /// Only what stops the whole transfer before any file moves; each
+    /// file's failure is in the report.
+    pub fn download_dir_report(
+        &self,
+        remote: impl AsRef<[u8]>,
+        local: impl AsRef<Path>,
+        options: &TransferOptions,
+    ) -> Result<DirReport> {
         transfer::tree::download_dir(&self.shared, remote.as_ref(), local.as_ref(), options)
     }
 }

@@ -271,6 +271,52 @@ pub(crate) fn unique() -> String {
     format!("{}-{nanos:08x}-{n}", std::process::id())
 }
 
+/// The name a rename gives a replaced file while ours moves in.
+pub(crate) const ASIDE_NAME: &str = ".{name}.{unique}.old";
+
+/// Whether `token` is a `{unique}` part this crate makes: [`unique`]'s
+/// `PID-NANOS-COUNTER`, or a resumable transfer's `resume-HASH`.
+pub(crate) fn is_unique_token(token: &[u8]) -> bool {
+    let hex = |b: &[u8], n: usize| b.len() == n && b.iter().all(|c| c.is_ascii_hexdigit());
+    let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+    if let Some(hash) = token.strip_prefix(b"resume-") {
+        return hex(hash, 12);
+    }
+    let parts: Vec<&[u8]> = token.split(|&b| b == b'-').collect();
+    matches!(parts.as_slice(), [pid, nanos, n] if digits(pid) && nanos.len() >= 8 && hex(nanos, nanos.len()) && digits(n))
+}
+
+/// Whether `name` is what `pattern` (with `{name}` and `{unique}`) makes
+/// of some non-empty name and one of our `{unique}` tokens.
+pub(crate) fn matches_temp_pattern(name: &[u8], pattern: &str) -> bool {
+    // The pattern's literal parts and the order of its two fields.
+    let (name_at, unique_at) = match (pattern.find("{name}"), pattern.find("{unique}")) {
+        (Some(n), Some(u)) => (n, u),
+        _ => return false,
+    };
+    let (first, first_len, second_len) = if name_at < unique_at {
+        (name_at, 6, 8)
+    } else {
+        (unique_at, 8, 6)
+    };
+    let second = first.max(name_at.max(unique_at));
+    let bytes = pattern.as_bytes();
+    let head = &bytes[..first];
+    let middle = &bytes[first + first_len..second];
+    let tail = &bytes[second + second_len..];
+    let Some(rest) = name.strip_prefix(head).and_then(|r| r.strip_suffix(tail)) else {
+        return false;
+    };
+    // Every place the middle text could split the two fields.
+    (0..=rest.len().saturating_sub(middle.len())).any(|at| {
+        rest[at..].starts_with(middle) && {
+            let (a, b) = (&rest[..at], &rest[at + middle.len()..]);
+            let (field_name, token) = if name_at < unique_at { (a, b) } else { (b, a) };
+            !field_name.is_empty() && is_unique_token(token)
+        }
+    })
+}
+
 /// What a name in a listing turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Checked<'a> {
@@ -343,6 +389,30 @@ mod tests {
         ] {
             assert_eq!(check_name(bad, b"/d", "h:22"), Checked::Suspect, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn our_temporary_names_are_recognised_and_no_others() {
+        let pattern = ".{name}.{unique}.part";
+        let made = bounded_name(b"orders.csv", &pattern.replace("{unique}", &unique()));
+        assert!(matches_temp_pattern(&made, pattern), "{made:?}");
+        assert!(matches_temp_pattern(
+            b".a.b.c.resume-0123456789ab.part",
+            pattern
+        ));
+        for other in [
+            &b"orders.csv"[..],
+            b".orders.csv.part",
+            b".orders.csv.123.part",
+            b".orders.csv.1-2-3.part",
+            b"..123-0000000a-1.part",
+            b".x.resume-0123.part",
+        ] {
+            assert!(!matches_temp_pattern(other, pattern), "{other:?}");
+        }
+        let before = "{unique}_{name}.tmp";
+        assert!(matches_temp_pattern(b"7-0abcdef1-0_x.csv.tmp", before));
+        assert!(!matches_temp_pattern(b"x.csv.tmp", before));
     }
 
     #[test]

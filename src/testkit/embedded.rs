@@ -26,8 +26,8 @@ use super::sftp::{serve, Quirks, SftpServer};
 pub(crate) struct Shared {
     pub(crate) key_user: String,
     pub(crate) keys: Vec<PublicKey>,
-    pub(crate) password_user: String,
-    pub(crate) password: String,
+    /// The password user and password, when password authentication is on.
+    pub(crate) password: Option<(String, String)>,
     pub(crate) refuse_auth: AtomicBool,
     pub(crate) root: PathBuf,
     /// How the SFTP server departs from a well-behaved one.
@@ -40,6 +40,15 @@ pub(crate) struct Shared {
     pub(crate) one_channel_per_connection: bool,
     /// The receive window the server grants per channel.
     pub(crate) window_size: Option<u32>,
+    /// Exec channels close without an exit status or signal.
+    pub(crate) omit_exit_status: bool,
+    /// At most this many logins of a user at once, and what happens to
+    /// one more.
+    pub(crate) login_limit: Option<(usize, super::LoginLimit)>,
+    /// The logins now: connection id, and its handle once it opened a
+    /// channel.
+    pub(crate) logins: std::sync::Mutex<Vec<(u64, Option<russh::server::Handle>)>>,
+    pub(crate) next_login: std::sync::atomic::AtomicU64,
 }
 
 /// The running server; stops on drop.
@@ -66,7 +75,9 @@ impl Embedded {
             .build()?;
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::PublicKey);
-        methods.push(MethodKind::Password);
+        if shared.password.is_some() {
+            methods.push(MethodKind::Password);
+        }
         let config = Arc::new(Config {
             server_id: russh::SshId::Standard("SSH-2.0-etl_ssh_testkit".into()),
             methods,
@@ -121,16 +132,23 @@ impl Server for TestSshServer {
 
     fn new_client(&mut self, _peer: Option<SocketAddr>) -> Connection {
         Connection {
+            id: self.shared.next_login.fetch_add(1, Ordering::SeqCst),
             shared: Arc::clone(&self.shared),
             channels: HashMap::new(),
             sftp_channels: HashSet::new(),
             live: Arc::default(),
             opened: 0,
+            over_limit: false,
         }
     }
 }
 
 struct Connection {
+    /// This connection, among the logins.
+    id: u64,
+    /// One login more than [`LoginLimit::RefuseNew`] allows: its first
+    /// channel ends the connection.
+    over_limit: bool,
     shared: Arc<Shared>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     sftp_channels: HashSet<ChannelId>,
@@ -145,6 +163,44 @@ struct Connection {
 impl Connection {
     fn live(&self) -> std::sync::MutexGuard<'_, HashSet<ChannelId>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn logins(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Option<russh::server::Handle>)>> {
+        self.shared.logins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An authentication succeeded: count the login against the limit,
+    /// ending the oldest one ([`LoginLimit::KickOldest`]) or marking this
+    /// one to be turned away at its first channel
+    /// ([`LoginLimit::RefuseNew`]), as `pam_limits`' `maxlogins` does.
+    fn admit(&mut self) -> Auth {
+        let shared = Arc::clone(&self.shared);
+        let mut logins = shared.logins.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((max, policy)) = shared.login_limit {
+            if logins.len() >= max {
+                match policy {
+                    super::LoginLimit::RefuseNew => self.over_limit = true,
+                    super::LoginLimit::KickOldest => {
+                        let (_, handle) = logins.remove(0);
+                        if let Some(handle) = handle {
+                            tokio::spawn(async move {
+                                let _ = handle
+                                    .disconnect(
+                                        russh::Disconnect::ByApplication,
+                                        "logged out: another login of this user arrived".into(),
+                                        String::new(),
+                                    )
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if !self.over_limit {
+            logins.push((self.id, None));
+        }
+        Auth::Accept
     }
 
     /// A channel ended: with one channel per connection, so does the
@@ -178,13 +234,24 @@ impl Connection {
     }
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.logins().retain(|(i, _)| *i != id);
+    }
+}
+
 impl Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if !self.refusing() && user == self.shared.password_user && password == self.shared.password
-        {
-            Ok(Auth::Accept)
+        let accepted = self
+            .shared
+            .password
+            .as_ref()
+            .is_some_and(|(u, p)| !self.refusing() && user == u && password == p);
+        if accepted {
+            Ok(self.admit())
         } else {
             Ok(Auth::reject())
         }
@@ -204,7 +271,7 @@ impl Handler for Connection {
 
     async fn auth_publickey(&mut self, user: &str, key: &PublicKey) -> Result<Auth, Self::Error> {
         Ok(if self.key_ok(user, key) {
-            Auth::Accept
+            self.admit()
         } else {
             Auth::reject()
         })
@@ -214,8 +281,20 @@ impl Handler for Connection {
         &mut self,
         channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.over_limit {
+            session.disconnect(
+                russh::Disconnect::TooManyConnections,
+                "Too many logins for this user",
+                "",
+            )?;
+            return Ok(());
+        }
+        let id = self.id;
+        if let Some(login) = self.logins().iter_mut().find(|(i, _)| *i == id) {
+            login.1.get_or_insert_with(|| session.handle());
+        }
         self.opened += 1;
         let limit = match (
             self.shared.max_channels,
@@ -312,9 +391,10 @@ impl Handler for Connection {
         let handle = session.handle();
         let live = Arc::clone(&self.live);
         let one_channel = self.shared.one_channel_per_connection;
+        let report_status = !self.shared.omit_exit_status;
         tokio::spawn(async move {
             let id = chan.id();
-            run_command(chan, command, root, handle.clone()).await;
+            run_command(chan, command, root, handle.clone(), report_status).await;
             live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             if one_channel {
                 // After the client had time to read what the command said
@@ -379,12 +459,14 @@ fn signal_name(signal: i32) -> Sig {
 }
 
 /// Runs `sh -c COMMAND` in the SFTP root with the channel as its stdin,
-/// stdout and stderr, then reports the exit status or signal and closes.
+/// stdout and stderr, then reports the exit status or signal (unless
+/// `report_status` is false) and closes.
 async fn run_command(
     chan: Channel<Msg>,
     command: Vec<u8>,
     root: PathBuf,
     handle: russh::server::Handle,
+    report_status: bool,
 ) {
     use std::os::unix::ffi::OsStrExt;
     let id = chan.id();
@@ -467,6 +549,12 @@ async fn run_command(
         let _ = task.await;
     }
     let status = child.wait().await;
+    if !report_status {
+        // As a server that drops the message: output, EOF, close, no status.
+        let _ = write_half.eof().await;
+        let _ = write_half.close().await;
+        return;
+    }
     // The exit status goes before EOF, as OpenSSH sends it: a client may
     // close the channel as soon as it sees EOF.
     match status {

@@ -3,7 +3,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use russh::keys::ssh_key::LineEnding;
@@ -67,8 +68,13 @@ pub(crate) fn write(key: &GeneratedKey, path: &Path) -> io::Result<()> {
         .private
         .to_openssh(LineEnding::LF)
         .map_err(|e| other("encode private key", e))?;
-    fs::write(path, pem.as_bytes())?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    // 0600 from the start: never readable by others, even for a moment.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(pem.as_bytes())?;
     let mut public = path.as_os_str().to_owned();
     public.push(".pub");
     fs::write(public, format!("{}\n", key.public_line))?;

@@ -1,10 +1,11 @@
 //! A throwaway SSH/SFTP server for integration tests (feature `testkit`).
 //!
 //! [`TestServer::start`] runs a server on 127.0.0.1 on a free port, with a
-//! host key, a client key and a password it generates or is given, and
-//! hands out everything a test needs: the [`KnownHost`] pin, a key and a
-//! password [`Credential`] that it accepts, the folder that SFTP sees and a
-//! connected [`Session`]. It stops when dropped.
+//! host key and a client key it generates, and hands out everything a test
+//! needs: the [`KnownHost`] pin, a key [`Credential`] that it accepts (and a
+//! password one when asked for), the folder that SFTP sees and a connected
+//! [`Session`]. It stops when dropped. [`Sshd`] is the OpenSSH server on its
+//! own, for tests of what only OpenSSH has.
 //!
 //! ```
 //! use etl_ssh::testkit::TestServer;
@@ -24,16 +25,17 @@
 //! Two servers stand behind the one type ([`Backend`]):
 //!
 //! - **OpenSSH**: the real `sshd` binary (on `PATH`, or in `/usr/sbin` or
-//!   `/usr/local/sbin`), run as our child with its own temporary config,
-//!   keys and log; stopped with `SIGTERM` to its pid on drop.
+//!   `/usr/local/sbin`), started by [`Sshd`] with its own temporary config,
+//!   keys (made with `ssh-keygen`) and log.
 //! - **Embedded**: a pure-Rust server in this process, on
 //!   [`russh`](https://docs.rs/russh), with an SFTP server on this crate's
 //!   own packet code: SFTP version 3 with the `posix-rename@openssh.com`,
 //!   `fsync@openssh.com`, `hardlink@openssh.com` and `limits@openssh.com`
 //!   extensions, byte-exact names, exec through the local `sh -c`
 //!   (stdin, stdout, stderr, exit code, or the signal that killed it), key
-//!   and password authentication. Environment variables, PTYs and shells are
-//!   refused, as a default OpenSSH config refuses environment variables.
+//!   authentication, and password authentication when asked for.
+//!   Environment variables, PTYs and shells are refused, as a default
+//!   OpenSSH config refuses environment variables.
 //!
 //! The embedded server can also misbehave as odd, broken or hostile
 //! servers do, for tests of what a job does then (knobs on
@@ -48,26 +50,53 @@
 //! the embedded server; the environment variable `ETL_SSH_TESTKIT_BACKEND`
 //! (`openssh` or `embedded`) overrides that choice for `Auto` only.
 //!
-//! # Users and paths
+//! # What each backend serves, and to whom
 //!
-//! - The key credential logs in as [`TestServer::user`]: by default the user
-//!   running the tests, since OpenSSH only admits real accounts.
-//! - The password credential is [`DEFAULT_PASSWORD_USER`] /
-//!   [`DEFAULT_PASSWORD`] unless [`TestServerBuilder::password`] says
-//!   otherwise. The embedded server accepts it as configured. OpenSSH checks
-//!   it against the system account of that name through PAM, which needs the
-//!   tests to run as root and the account to exist with that password (the
-//!   testkit never creates accounts); without root, OpenSSH's password
-//!   authentication is off.
+//! Both listen on 127.0.0.1 only, so any local user can reach them while a
+//! test runs; what they let in is kept to what the test asked for.
+//!
+//! | | OpenSSH ([`Sshd`]) | Embedded |
+//! | --- | --- | --- |
+//! | key login | as [`TestServer::user`] (default: the user running the tests, root included: `PermitRootLogin prohibit-password`) with the generated client key or an [`authorized_key`](TestServerBuilder::authorized_key); `AllowUsers` names only that user and the password user | as [`TestServer::user`] with those keys; any other user name is refused |
+//! | password login | off unless [`password_authentication`](TestServerBuilder::password_authentication): then only for a test user of the server's own (below), through PAM; keyboard-interactive likewise ([`SshdBuilder::kbd_interactive_authentication`]) | off unless asked; then only for a random user name (`etlpw...`) with a random 32-character password made for that server |
+//! | commands and SFTP run as | the user who logged in: the key user, or the password test user (an unprivileged random uid) | the test process, whoever logs in (root, when the tests run as root) |
+//! | commands start in | that user's home (the password user's is the server's folder) | the SFTP root |
+//!
+//! No password is ever fixed or published: each server makes its own. The
+//! testkit never adds an account to the machine nor sets a password on one.
+//! For OpenSSH's password and keyboard-interactive authentication, sshd
+//! runs in a private mount namespace (`unshare --mount --propagation
+//! private`) in which temporary `/etc/passwd` and `/etc/shadow` files are
+//! bind-mounted over the real ones: passwd is the real one plus the test
+//! user (a random `etlpw...` name, an unused uid, home the server's folder,
+//! shell `/bin/sh`), shadow holds that user's line alone, with a SHA-512
+//! crypt hash (`openssl passwd -6`) of the server's random password and
+//! the aging fields of [`ShadowAging`]. Outside that namespace nothing
+//! changes, and it ends with sshd. This needs root, `unshare` and `mount`
+//! (util-linux) and `openssl`; elsewhere starting such a server fails with
+//! [`ErrorKind::Unsupported`](crate::ErrorKind)
+//! ([`Sshd::check_passwords_available`] tells beforehand), and password
+//! authentication is tested on the embedded server only.
+//!
+//! Nothing outlives the test process: sshd runs under a watchdog `sh`
+//! whose standard input is a pipe from the test process; when the pipe
+//! closes (a normal stop, or the test process dying, even by `SIGKILL`),
+//! the watchdog stops sshd by its pid and removes its folder. Every folder
+//! the testkit makes (keys, configs, logs, SFTP roots, [`temp_dir`]) lives
+//! under one temporary root per process, `$TMPDIR/etl-ssh-XXXXXX`, which
+//! another watchdog removes when the process ends. Private keys are
+//! created 0600.
+//!
+//! # Paths
+//!
 //! - [`TestServer::sftp_root`] is a fresh temporary folder. Both backends
-//!   serve the real file system as the test process sees it, and start
+//!   serve the real file system as the logged-in user sees it, and start
 //!   relative paths in that folder: `"inbox/a.csv"` and
 //!   [`TestServer::remote_path`]`("inbox/a.csv")` (its absolute form) name
 //!   the same file as `sftp_root().join("inbox/a.csv")`, on either backend.
 //!   Neither backend confines the client to the folder.
-//! - Commands run through `sh -c`: in the user's home with OpenSSH, in the
-//!   SFTP root with the embedded server. Use absolute paths
-//!   ([`TestServer::remote_path`]) in commands to stay backend-neutral.
+//! - Use absolute paths ([`TestServer::remote_path`]) in commands to stay
+//!   backend-neutral.
 //!
 //! # Faults
 //!
@@ -107,26 +136,41 @@
 
 mod embedded;
 mod keys;
-mod openssh;
+mod passwd;
+mod process;
 mod proxy;
 mod sftp;
+mod sshd;
+
+pub use passwd::ShadowAging;
+pub use sshd::{Sshd, SshdBuilder};
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{Credential, Error, KnownHost, Result, Session, SessionBuilder};
 
-/// User name of the default password credential.
-pub const DEFAULT_PASSWORD_USER: &str = "etlsshtest";
-/// Password of the default password credential (a throwaway test account's).
-pub const DEFAULT_PASSWORD: &str = "etl-ssh test pw 1";
+/// A temporary folder named `prefix` + random characters, under one
+/// temporary root per process (`$TMPDIR/etl-ssh-XXXXXX`, mode 0755). It is
+/// removed when dropped, and with the root when this process ends, even
+/// when it is killed: a watchdog process removes the root then. For the
+/// keys and files of tests that must not outlive them.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`](crate::ErrorKind) when the root, its watchdog or the
+/// folder cannot be made.
+pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    process::temp_dir(prefix).map_err(io_err("create a testkit temporary folder"))
+}
 
 /// The environment variable that forces a backend for [`Backend::Auto`].
 pub const BACKEND_ENV: &str = "ETL_SSH_TESTKIT_BACKEND";
@@ -149,7 +193,7 @@ impl Backend {
     /// [`Backend::OpenSsh`]; always for the others.
     pub fn is_available(self) -> bool {
         match self {
-            Backend::OpenSsh => openssh::sshd_path().is_some(),
+            Backend::OpenSsh => sshd::sshd_path().is_some(),
             Backend::Auto | Backend::Embedded => true,
         }
     }
@@ -187,6 +231,21 @@ impl fmt::Display for Backend {
     }
 }
 
+/// What the embedded server does with a login past
+/// [`TestServerBuilder::login_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LoginLimit {
+    /// The new login is authenticated, then its first channel ends the
+    /// connection with "Too many logins for this user" (as `pam_limits`'
+    /// `maxlogins` does with sshd).
+    RefuseNew,
+    /// The oldest login is disconnected ("logged out: another login of
+    /// this user arrived") and the new one goes on, as some appliances
+    /// and gateways do.
+    KickOldest,
+}
+
 /// A host key type for [`TestServerBuilder::host_key_types`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -201,48 +260,24 @@ pub enum HostKeyType {
 }
 
 impl HostKeyType {
-    fn file_name(self) -> &'static str {
-        match self {
-            HostKeyType::Ed25519 => "ssh_host_ed25519_key",
-            HostKeyType::Ecdsa => "ssh_host_ecdsa_key",
-            HostKeyType::Rsa => "ssh_host_rsa_key",
-        }
-    }
+    /// Every type, in the order [`SshdBuilder`] generates them by default.
+    pub const ALL: [HostKeyType; 3] = [HostKeyType::Ed25519, HostKeyType::Ecdsa, HostKeyType::Rsa];
 }
 
 /// Configures a [`TestServer`]. Obtain with [`TestServer::builder`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TestServerBuilder {
     backend: Backend,
     user: Option<String>,
-    password_user: String,
-    password: SecretString,
+    password_authentication: bool,
     host_key_types: Vec<HostKeyType>,
     authorized_keys: Vec<String>,
     quirks: sftp::Quirks,
     max_channels: Option<usize>,
     one_channel_per_connection: bool,
     window_size: Option<u32>,
-}
-
-impl fmt::Debug for TestServerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TestServerBuilder")
-            .field("backend", &self.backend)
-            .field("user", &self.user)
-            .field("password_user", &self.password_user)
-            .field("password", &"[REDACTED]")
-            .field("host_key_types", &self.host_key_types)
-            .field("authorized_keys", &self.authorized_keys)
-            .field("quirks", &self.quirks)
-            .field("max_channels", &self.max_channels)
-            .field(
-                "one_channel_per_connection",
-                &self.one_channel_per_connection,
-            )
-            .field("window_size", &self.window_size)
-            .finish()
-    }
+    omit_exit_status: bool,
+    login_limit: Option<(usize, LoginLimit)>,
 }
 
 impl Default for TestServerBuilder {
@@ -250,14 +285,15 @@ impl Default for TestServerBuilder {
         TestServerBuilder {
             backend: Backend::Auto,
             user: None,
-            password_user: DEFAULT_PASSWORD_USER.into(),
-            password: SecretString::from(DEFAULT_PASSWORD),
+            password_authentication: false,
             host_key_types: vec![HostKeyType::Ed25519],
             authorized_keys: Vec::new(),
             quirks: sftp::Quirks::default(),
             max_channels: None,
             one_channel_per_connection: false,
             window_size: None,
+            omit_exit_status: false,
+            login_limit: None,
         }
     }
 }
@@ -276,12 +312,18 @@ impl TestServerBuilder {
         self
     }
 
-    /// The password credential. Defaults to [`DEFAULT_PASSWORD_USER`] and
-    /// [`DEFAULT_PASSWORD`]. With OpenSSH this must be a real local account
-    /// with that password, and the tests must run as root.
-    pub fn password(mut self, user: impl Into<String>, password: SecretString) -> Self {
-        self.password_user = user.into();
-        self.password = password;
+    /// Accept password authentication for a test user of the server's own,
+    /// with a password generated for this server
+    /// ([`TestServer::password_credential`]). Defaults to `false`: the
+    /// server accepts keys only.
+    ///
+    /// OpenSSH checks it through PAM inside a private mount namespace in
+    /// which the test user exists (root only; see the [module
+    /// docs](self#what-each-backend-serves-and-to-whom)): where that is not
+    /// available, [`start`](Self::start) fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind).
+    pub fn password_authentication(mut self, on: bool) -> Self {
+        self.password_authentication = on;
         self
     }
 
@@ -411,6 +453,74 @@ impl TestServerBuilder {
         self
     }
 
+    /// A partner inbox whose watcher takes every file written in the SFTP
+    /// root the moment its handle closes (MOVEit-, GoAnywhere- and
+    /// gateway-style inboxes): the file moves into `picked-up/` below the
+    /// root, under the name it had then. Files in folders below the root
+    /// are left alone. Defaults to `false`.
+    pub fn pickup_on_close(mut self, on: bool) -> Self {
+        self.quirks.pickup_on_close = on;
+        self
+    }
+
+    /// Refuse every rename (plain and `posix-rename@openssh.com`) with
+    /// "permission denied", as inboxes that forbid renames do. Defaults to
+    /// `false`.
+    pub fn deny_rename(mut self, on: bool) -> Self {
+        self.quirks.deny_rename = on;
+        self
+    }
+
+    /// Refuse every REMOVE with "permission denied". Defaults to `false`.
+    pub fn deny_remove(mut self, on: bool) -> Self {
+        self.quirks.deny_remove = on;
+        self
+    }
+
+    /// Refuse STAT, LSTAT and FSTAT with "permission denied", as some
+    /// drop boxes do. Defaults to `false`.
+    pub fn deny_stat(mut self, on: bool) -> Self {
+        self.quirks.deny_stat = on;
+        self
+    }
+
+    /// Refuse SETSTAT and FSETSTAT (times, mode) with "permission denied".
+    /// Defaults to `false`.
+    pub fn deny_setstat(mut self, on: bool) -> Self {
+        self.quirks.deny_setstat = on;
+        self
+    }
+
+    /// Allow one open file per SFTP session: a second OPEN fails while one
+    /// is open, as some servers (IBM Sterling) do. Defaults to `false`.
+    pub fn one_open_file(mut self, on: bool) -> Self {
+        self.quirks.one_open_file = on;
+        self
+    }
+
+    /// Accept writes only at the end of what was written, as
+    /// object-storage-backed gateways do. Defaults to `false`.
+    pub fn sequential_writes(mut self, on: bool) -> Self {
+        self.quirks.sequential_writes = on;
+        self
+    }
+
+    /// At most `max` logins of a user at once; one more is turned away or
+    /// ends the oldest, as `policy` says. Defaults to no limit.
+    pub fn login_limit(mut self, max: usize, policy: LoginLimit) -> Self {
+        self.login_limit = Some((max.max(1), policy));
+        self
+    }
+
+    /// Close every exec channel after the command's output and end of file
+    /// without sending its exit status or signal, as some servers do (see
+    /// [`ExitStatus::code`](crate::ExitStatus::code) for what the client
+    /// reads then). Defaults to `false`.
+    pub fn omit_exit_status(mut self, omit: bool) -> Self {
+        self.omit_exit_status = omit;
+        self
+    }
+
     /// Whether a knob only the embedded backend has is set.
     fn needs_embedded(&self) -> Option<&'static str> {
         let q = &self.quirks;
@@ -425,12 +535,21 @@ impl TestServerBuilder {
             (q.text_first.is_some(), "text_before_sftp"),
             (q.unsolicited, "unsolicited_reply"),
             (q.fail_start.is_some(), "sftp_fails_at_start"),
+            (q.pickup_on_close, "pickup_on_close"),
+            (q.deny_rename, "deny_rename"),
+            (q.deny_remove, "deny_remove"),
+            (q.deny_stat, "deny_stat"),
+            (q.deny_setstat, "deny_setstat"),
+            (q.one_open_file, "one_open_file"),
+            (q.sequential_writes, "sequential_writes"),
             (self.max_channels.is_some(), "max_channels"),
             (
                 self.one_channel_per_connection,
                 "one_channel_per_connection",
             ),
             (self.window_size.is_some(), "window_size"),
+            (self.omit_exit_status, "omit_exit_status"),
+            (self.login_limit.is_some(), "login_limit"),
         ]
         .into_iter()
         .find_map(|(on, name)| on.then_some(name))
@@ -455,7 +574,7 @@ impl TestServerBuilder {
 }
 
 enum Running {
-    OpenSsh(Mutex<openssh::OpenSsh>),
+    OpenSsh(Box<Sshd>),
     Embedded(embedded::Embedded, Arc<embedded::Shared>),
 }
 
@@ -480,8 +599,8 @@ pub struct TestServer {
     user: String,
     key_path: PathBuf,
     key_public_line: String,
-    password_user: String,
-    password: SecretString,
+    /// The password credential, when password authentication is on.
+    password: Option<(String, SecretString)>,
     sftp_root: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -492,8 +611,7 @@ impl fmt::Debug for TestServer {
             .field("backend", &self.backend)
             .field("addr", &self.proxy.addr())
             .field("user", &self.user)
-            .field("password_user", &self.password_user)
-            .field("password", &"[REDACTED]")
+            .field("password_user", &self.password_user())
             .field("sftp_root", &self.sftp_root)
             .field("dir", &self.dir.path())
             .finish_non_exhaustive()
@@ -514,7 +632,7 @@ fn current_user() -> String {
 }
 
 fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::io(what.to_string(), e)
+    move |e| Error::io(format!("{what}: {e}"), e)
 }
 
 impl TestServer {
@@ -535,30 +653,18 @@ impl TestServer {
 
     fn start_with(b: TestServerBuilder) -> Result<TestServer> {
         let backend = b.backend.resolve()?;
-        let sshd = match backend {
-            Backend::OpenSsh => Some(openssh::sshd_path().ok_or_else(|| {
-                Error::invalid(
-                    "testkit backend",
-                    "sshd not found on PATH nor in /usr/sbin: install OpenSSH's server \
-                     (Debian: openssh-server) or use Backend::Embedded",
-                )
-            })?),
-            _ => None,
-        };
-        if let (Some(_), Some(knob)) = (&sshd, b.needs_embedded()) {
+        if let (Backend::OpenSsh, Some(knob)) = (backend, b.needs_embedded()) {
             return Err(Error::invalid(
                 "testkit backend",
                 format!("only the embedded backend has the {knob} knob: use Backend::Embedded"),
             ));
         }
-        let dir = tempfile::Builder::new()
-            .prefix("etl-ssh-testkit-")
-            .tempdir()
+        let dir = process::temp_dir("etl-ssh-testkit-")
             .map_err(io_err("create the test server's temporary folder"))?;
         let sftp_root = dir.path().join("sftp");
         {
             use std::os::unix::fs::PermissionsExt;
-            // sshd's per-user child reads authorized_keys as that user.
+            // Reached by the server's users (OpenSSH's password user too).
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
                 .map_err(io_err("chmod the test server's folder"))?;
             std::fs::create_dir(&sftp_root).map_err(io_err("create the SFTP root"))?;
@@ -574,73 +680,92 @@ impl TestServer {
         let key_path = dir.path().join("id_ed25519");
         keys::write(&client, &key_path).map_err(io_err("write the client key"))?;
 
-        let mut host_keys = Vec::new();
-        let mut host_private = Vec::new();
-        let mut host_paths = Vec::new();
-        for &kind in &b.host_key_types {
-            if host_keys.iter().any(|k: &OfferedKey| k.kind == kind) {
-                continue;
-            }
-            let key = keys::generate(kind, "etl-ssh-testkit-host")
-                .map_err(io_err("generate a host key"))?;
-            let path = dir.path().join(kind.file_name());
-            keys::write(&key, &path).map_err(io_err("write a host key"))?;
-            host_keys.push(OfferedKey {
-                kind,
-                line: key.public_line.clone(),
-                fingerprint: key.fingerprint.clone(),
-            });
-            host_paths.push(path);
-            host_private.push(key.private);
-        }
-
         let user = b.user.clone().unwrap_or_else(current_user);
         let mut authorized = vec![client.public_line.clone()];
         authorized.extend(b.authorized_keys.iter().cloned());
 
-        let running = match sshd {
-            Some(sshd) => {
-                let mut text = authorized.join("\n");
-                text.push('\n');
-                let ak = dir.path().join("authorized_keys");
-                std::fs::write(&ak, text).map_err(io_err("write authorized_keys"))?;
-                let config = openssh::SshdConfig {
-                    dir: dir.path(),
-                    host_keys: host_paths,
-                    sftp_root: &sftp_root,
-                    passwords: openssh::is_root(),
-                };
-                let server =
-                    openssh::OpenSsh::start(&sshd, &config).map_err(io_err("start test sshd"))?;
-                Running::OpenSsh(Mutex::new(server))
+        let mut host_keys = Vec::new();
+        let (running, password) = if backend == Backend::OpenSsh {
+            let mut builder = Sshd::builder()
+                .host_key_types(b.host_key_types.iter().copied())
+                .user(&user)
+                .password_authentication(b.password_authentication)
+                .sftp_start_dir(&sftp_root)
+                .log_level("VERBOSE");
+            for line in &authorized {
+                builder = builder.authorized_key(line);
             }
-            None => {
-                let mut keys = Vec::new();
-                for line in &authorized {
-                    let key = russh::keys::PublicKey::from_openssh(line).map_err(|e| {
-                        Error::invalid("authorized key", format!("{line:?} does not parse: {e}"))
-                    })?;
-                    keys.push(key);
+            let server = builder.start()?;
+            for &kind in &b.host_key_types {
+                if host_keys.iter().any(|k: &OfferedKey| k.kind == kind) {
+                    continue;
                 }
-                let shared = Arc::new(embedded::Shared {
-                    key_user: user.clone(),
-                    keys,
-                    password_user: b.password_user.clone(),
-                    password: b.password.expose_secret().to_string(),
-                    refuse_auth: Default::default(),
-                    root: sftp_root.clone(),
-                    quirks: b.quirks.clone(),
-                    max_channels: b.max_channels,
-                    one_channel_per_connection: b.one_channel_per_connection,
-                    window_size: b.window_size,
+                host_keys.push(OfferedKey {
+                    kind,
+                    line: server.host_key_public_line(kind).to_string(),
+                    fingerprint: server.host_key_fingerprint(kind).to_string(),
                 });
-                let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
-                    .map_err(io_err("start the embedded test server"))?;
-                Running::Embedded(server, shared)
             }
+            let password = server
+                .password_user()
+                .zip(server.password())
+                .map(|(u, p)| (u.to_string(), p.clone()));
+            (Running::OpenSsh(Box::new(server)), password)
+        } else {
+            let mut host_private = Vec::new();
+            for &kind in &b.host_key_types {
+                if host_keys.iter().any(|k: &OfferedKey| k.kind == kind) {
+                    continue;
+                }
+                let key = keys::generate(kind, "etl-ssh-testkit-host")
+                    .map_err(io_err("generate a host key"))?;
+                host_keys.push(OfferedKey {
+                    kind,
+                    line: key.public_line.clone(),
+                    fingerprint: key.fingerprint.clone(),
+                });
+                host_private.push(key.private);
+            }
+            let mut keys = Vec::new();
+            for line in &authorized {
+                let key = russh::keys::PublicKey::from_openssh(line).map_err(|e| {
+                    Error::invalid("authorized key", format!("{line:?} does not parse: {e}"))
+                })?;
+                keys.push(key);
+            }
+            let password = b.password_authentication.then(|| {
+                let mut rng = rand::rng();
+                let tail = Alphanumeric
+                    .sample_string(&mut rng, 10)
+                    .to_ascii_lowercase();
+                (
+                    format!("{}{tail}", passwd::USER_PREFIX),
+                    SecretString::from(Alphanumeric.sample_string(&mut rng, 32)),
+                )
+            });
+            let shared = Arc::new(embedded::Shared {
+                key_user: user.clone(),
+                keys,
+                password: password
+                    .as_ref()
+                    .map(|(u, p)| (u.clone(), p.expose_secret().to_string())),
+                refuse_auth: Default::default(),
+                root: sftp_root.clone(),
+                quirks: b.quirks.clone(),
+                max_channels: b.max_channels,
+                one_channel_per_connection: b.one_channel_per_connection,
+                window_size: b.window_size,
+                omit_exit_status: b.omit_exit_status,
+                login_limit: b.login_limit,
+                logins: Default::default(),
+                next_login: Default::default(),
+            });
+            let server = embedded::Embedded::start(Arc::clone(&shared), host_private)
+                .map_err(io_err("start the embedded test server"))?;
+            (Running::Embedded(server, shared), password)
         };
         let target = match &running {
-            Running::OpenSsh(s) => s.lock().unwrap_or_else(PoisonError::into_inner).addr(),
+            Running::OpenSsh(s) => s.addr(),
             Running::Embedded(s, _) => s.addr(),
         };
         let proxy = proxy::Proxy::start(target).map_err(io_err("start the fault proxy"))?;
@@ -657,8 +782,7 @@ impl TestServer {
             user,
             key_path,
             key_public_line: client.public_line,
-            password_user: b.password_user,
-            password: b.password,
+            password,
             sftp_root,
             dir,
         })
@@ -688,7 +812,7 @@ impl TestServer {
     /// there see no fault.
     pub fn server_addr(&self) -> SocketAddr {
         match &self.running {
-            Running::OpenSsh(s) => s.lock().unwrap_or_else(PoisonError::into_inner).addr(),
+            Running::OpenSsh(s) => s.addr(),
             Running::Embedded(s, _) => s.addr(),
         }
     }
@@ -756,19 +880,39 @@ impl TestServer {
         &self.key_public_line
     }
 
-    /// The password credential (see [`TestServerBuilder::password`] for
-    /// what OpenSSH needs to accept it).
-    pub fn password_credential(&self) -> Credential {
-        Credential::password(&self.password_user, self.password.clone())
+    /// The password credential the server accepts: its test user and the
+    /// password generated for this server. `None` unless
+    /// [`TestServerBuilder::password_authentication`] was set.
+    pub fn password_credential(&self) -> Option<Credential> {
+        self.password
+            .as_ref()
+            .map(|(user, pw)| Credential::password(user, pw.clone()))
     }
 
-    /// True when the server can accept [`Self::password_credential`]: always
-    /// for the embedded server; for OpenSSH when the tests run as root (the
-    /// account must still exist with that password).
+    /// The user of [`Self::password_credential`]: a random name
+    /// (`etlpw...`) that exists only for this server.
+    pub fn password_user(&self) -> Option<&str> {
+        self.password.as_ref().map(|(user, _)| user.as_str())
+    }
+
+    /// The password of [`Self::password_credential`], generated for this
+    /// server.
+    pub fn password(&self) -> Option<&SecretString> {
+        self.password.as_ref().map(|(_, pw)| pw)
+    }
+
+    /// True when the server accepts [`Self::password_credential`], that is
+    /// when [`TestServerBuilder::password_authentication`] was set.
     pub fn accepts_passwords(&self) -> bool {
-        match self.backend {
-            Backend::OpenSsh => openssh::is_root(),
-            _ => true,
+        self.password.is_some()
+    }
+
+    /// The OpenSSH server behind this test server, for what only it has
+    /// (its log, config, pid); `None` on the embedded backend.
+    pub fn sshd(&self) -> Option<&Sshd> {
+        match &self.running {
+            Running::OpenSsh(s) => Some(s),
+            Running::Embedded(..) => None,
         }
     }
 
@@ -783,7 +927,9 @@ impl TestServer {
         self.sftp_root.join(relative).to_string_lossy().into_owned()
     }
 
-    /// The server's own temporary folder (keys, config, log).
+    /// The server's own temporary folder: the client key and the SFTP root
+    /// (OpenSSH's config, host keys and log are in [`Sshd::dir`], see
+    /// [`Self::sshd`]).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -791,7 +937,7 @@ impl TestServer {
     /// sshd's log so far (LogLevel VERBOSE), for the OpenSSH backend.
     pub fn sshd_log(&self) -> Option<String> {
         match &self.running {
-            Running::OpenSsh(s) => Some(s.lock().unwrap_or_else(PoisonError::into_inner).log()),
+            Running::OpenSsh(s) => Some(s.log()),
             Running::Embedded(..) => None,
         }
     }
@@ -827,11 +973,7 @@ impl TestServer {
     /// [`ErrorKind::Io`](crate::ErrorKind) when sshd cannot be reloaded.
     pub fn refuse_auth(&self, refuse: bool) -> Result<()> {
         match &self.running {
-            Running::OpenSsh(s) => s
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .refuse_auth(refuse)
-                .map_err(io_err("reload test sshd")),
+            Running::OpenSsh(s) => s.refuse_auth(refuse),
             Running::Embedded(_, shared) => {
                 shared.refuse_auth.store(refuse, Ordering::SeqCst);
                 Ok(())

@@ -54,10 +54,30 @@ pub(crate) struct Quirks {
     /// The subsystem ends at once, saying this on stderr, with this exit
     /// status (as one that fails at start does).
     pub(crate) fail_start: Option<(String, u32)>,
+    /// A watcher takes every file written in the SFTP root (the inbox) the
+    /// moment its handle closes: it moves into [`PICKED_UP`] below it.
+    pub(crate) pickup_on_close: bool,
+    /// RENAME and posix-rename are refused (permission denied).
+    pub(crate) deny_rename: bool,
+    /// REMOVE is refused (permission denied).
+    pub(crate) deny_remove: bool,
+    /// STAT, LSTAT and FSTAT are refused (permission denied).
+    pub(crate) deny_stat: bool,
+    /// SETSTAT and FSETSTAT are refused (permission denied).
+    pub(crate) deny_setstat: bool,
+    /// One open file per session: a second OPEN fails while one is open.
+    pub(crate) one_open_file: bool,
+    /// WRITE only at the end of what was written (object-storage
+    /// gateways): any other offset fails.
+    pub(crate) sequential_writes: bool,
 }
 
+/// Where [`Quirks::pickup_on_close`] moves the files it takes.
+pub(crate) const PICKED_UP: &str = "picked-up";
+
 enum Open {
-    File(File, PathBuf),
+    /// A file, its path, and whether it was opened for writing.
+    File(File, PathBuf, bool),
     Dir(Vec<(Vec<u8>, Attrs)>),
 }
 
@@ -101,6 +121,10 @@ fn failure(msg: &str) -> Fail {
 
 fn bad_message() -> Fail {
     Fail(status::BAD_MESSAGE, "bad message".into())
+}
+
+fn denied() -> Fail {
+    Fail(status::PERMISSION_DENIED, "permission denied".into())
 }
 
 fn unsupported() -> Fail {
@@ -193,7 +217,7 @@ impl SftpServer {
 
     fn file(&self, handle: &[u8]) -> Result<&File, Fail> {
         match self.handles.get(handle) {
-            Some(Open::File(f, _)) => Ok(f),
+            Some(Open::File(f, _, _)) => Ok(f),
             _ => Err(failure("invalid handle")),
         }
     }
@@ -264,6 +288,11 @@ impl SftpServer {
                 let create = pflags & flags::CREATE != 0;
                 let excl = pflags & flags::EXCLUSIVE != 0;
                 let local = self.resolve(&path);
+                if self.quirks.one_open_file
+                    && self.handles.values().any(|h| matches!(h, Open::File(..)))
+                {
+                    return Err(failure("too many open files: one at a time"));
+                }
                 let file = OpenOptions::new()
                     .read(pflags & flags::READ != 0)
                     .write(pflags & flags::WRITE != 0)
@@ -273,16 +302,30 @@ impl SftpServer {
                     .create_new(create && excl)
                     .mode(a.perm.map_or(0o644, |m| m & 0o7777))
                     .open(&local)?;
-                let handle = self.insert(Open::File(file, local));
+                let writing = pflags & flags::WRITE != 0;
+                let handle = self.insert(Open::File(file, local, writing));
                 Encoder::request(out, kind::HANDLE, id)
                     .str(&handle)
                     .finish();
             }
             kind::CLOSE => {
                 let handle = string(r)?;
-                self.handles
+                let closed = self
+                    .handles
                     .remove(&handle)
                     .ok_or_else(|| failure("invalid handle"))?;
+                let in_inbox = |p: &Path| p.parent() == Some(self.root.as_path());
+                if let (Open::File(_, path, true), true) = (closed, self.quirks.pickup_on_close) {
+                    if !in_inbox(&path) {
+                        Self::ok(id, out);
+                        return Ok(());
+                    }
+                    let bin = self.root.join(PICKED_UP);
+                    fs::create_dir_all(&bin)?;
+                    if let Some(name) = path.file_name() {
+                        fs::rename(&path, bin.join(name))?;
+                    }
+                }
                 Self::ok(id, out);
             }
             kind::READ => {
@@ -311,9 +354,21 @@ impl SftpServer {
                 let handle = string(r)?;
                 let offset = r.u64().ok_or_else(bad_message)?;
                 let data = r.string().ok_or_else(bad_message)?;
-                self.file(&handle)?.write_all_at(data, offset)?;
+                let file = self.file(&handle)?;
+                if self.quirks.sequential_writes && offset != file.metadata()?.len() {
+                    return Err(failure("writes must be sequential"));
+                }
+                file.write_all_at(data, offset)?;
                 Self::ok(id, out);
             }
+            kind::STAT | kind::LSTAT | kind::FSTAT if self.quirks.deny_stat => {
+                return Err(denied());
+            }
+            kind::SETSTAT | kind::FSETSTAT if self.quirks.deny_setstat => {
+                return Err(denied());
+            }
+            kind::RENAME if self.quirks.deny_rename => return Err(denied()),
+            kind::REMOVE if self.quirks.deny_remove => return Err(denied()),
             kind::STAT | kind::LSTAT => {
                 let path = self.resolve(&string(r)?);
                 let a = if self.in_the_deep(&path) {
@@ -340,7 +395,7 @@ impl SftpServer {
                 let handle = string(r)?;
                 let a = r.attrs().ok_or_else(bad_message)?;
                 let (file, path) = match self.handles.get(&handle) {
-                    Some(Open::File(f, p)) => (f, p.clone()),
+                    Some(Open::File(f, p, _)) => (f, p.clone()),
                     _ => return Err(failure("invalid handle")),
                 };
                 set_attrs(&path, Some(file), &a)?;
@@ -448,6 +503,7 @@ impl SftpServer {
             return Err(unsupported());
         }
         match name {
+            b"posix-rename@openssh.com" if self.quirks.deny_rename => return Err(denied()),
             b"posix-rename@openssh.com" => {
                 let (from, to) = (self.resolve(&string(r)?), self.resolve(&string(r)?));
                 fs::rename(from, to)?;

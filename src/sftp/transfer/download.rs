@@ -10,14 +10,19 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, info, warn};
 
+use super::checksum::{self, Checksum};
 use super::options::{Overwrite, Plan, TransferOptions};
+use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Sink};
+use super::progress::Job;
 use super::segments::{download_segments, Workers};
+use crate::conn::Dialer;
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::metadata::Metadata;
 use crate::sftp::proto::{kind, open as flags, Attrs};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
+use std::sync::Arc;
 
 /// Removes a local temporary file when dropped, unless disarmed.
 pub(crate) struct LocalTemp {
@@ -67,15 +72,17 @@ pub(crate) fn local_mode(remote: &Metadata, options: &TransferOptions) -> u32 {
     bits & !umask()
 }
 
-/// Downloads `remote` to `local` as `options` say.
+/// Downloads `remote` to `local` as `options` say, as one file of `job`
+/// (or of a job of its own).
 pub(crate) fn download_file(
     shared: &Shared,
     remote: &[u8],
     local: &Path,
     options: &TransferOptions,
-) -> Result<u64> {
+    job: Option<&Job<'_>>,
+) -> Result<Delivery> {
     let mut guard = LocalTemp { path: None };
-    let result = download_into(shared, remote, local, options, &mut guard);
+    let result = download_into(shared, remote, local, options, job, &mut guard);
     if let Err(e) = &result {
         // A resumable download cut by the network keeps its temporary file
         // for the next attempt; any other failure removes it.
@@ -93,8 +100,9 @@ fn download_into(
     remote: &[u8],
     local: &Path,
     options: &TransferOptions,
+    job: Option<&Job<'_>>,
     guard: &mut LocalTemp,
-) -> Result<u64> {
+) -> Result<Delivery> {
     if options.overwrite == Overwrite::Never && local.symlink_metadata().is_ok() {
         return Err(Error::io(
             format!("cannot download to {}", local.display()),
@@ -107,6 +115,9 @@ fn download_into(
     let mut ch = shared.pool.any()?;
     let (handle, meta) = stat_and_open(&mut ch, remote)?;
     let total = meta.len();
+    let mut own_job = None;
+    let job = Job::or_own(job, &mut own_job, options, total);
+    let progress = job.file(local.display().to_string(), total);
     let target = match LocalTarget::create(&mut ch, &handle, remote, local, &meta, options, guard) {
         Ok(t) => t,
         Err(e) => {
@@ -114,7 +125,7 @@ fn download_into(
             return Err(e);
         }
     };
-    let done = match options.plan(total, false) {
+    let done = match options.plan(total, false, true) {
         Plan::Single | Plan::Wave => {
             let start = target.start;
             if start > 0 {
@@ -123,8 +134,8 @@ fn download_into(
                     crate::sftp::path::shown(remote)
                 );
             }
+            progress.start(start);
             let mut done = start;
-            options.report(done, total);
             let mut once = Some(start..total);
             let read = pipeline::read_ranges(
                 &mut ch,
@@ -136,7 +147,7 @@ fn download_into(
                 options.in_flight(),
                 &mut |n| {
                     done += n;
-                    options.report(done, total);
+                    progress.add(n);
                 },
             );
             pipeline::close_read(&mut ch, &handle, remote);
@@ -151,11 +162,46 @@ fn download_into(
                 .out
                 .set_len(total)
                 .map_err(|e| Error::io(format!("cannot size {}", target.path.display()), e))?;
+            progress.start(0);
             let workers = Workers::open(shared, sessions);
-            download_segments(shared, &workers, remote, &target.out, total, options)?
+            download_segments(
+                shared,
+                &workers,
+                remote,
+                &target.out,
+                total,
+                options,
+                &progress,
+            )?
         }
     };
-    finish_download(remote, local, target, done, &meta, options, guard, true)
+    let verify_with = options.verify_checksum.then_some(&shared.dialer);
+    finish_download(
+        remote,
+        local,
+        target,
+        done,
+        &meta,
+        options,
+        guard,
+        verify_with,
+        true,
+    )
+}
+
+/// The [`Delivery`] of a download of `bytes` to `local`.
+pub(crate) fn delivered(local: &Path, bytes: u64, options: &TransferOptions) -> Delivery {
+    Delivery {
+        target: local.display().to_string(),
+        bytes,
+        verified: if options.verify_size {
+            Verified::Size
+        } else {
+            Verified::NotChecked
+        },
+        checksum: Checksum::NotAsked,
+        warnings: Vec::new(),
+    }
 }
 
 /// STAT and OPEN of `remote` in one round trip: the handle and the
@@ -384,8 +430,9 @@ pub(crate) fn finish_download(
     remote_meta: &Metadata,
     options: &TransferOptions,
     guard: &mut LocalTemp,
+    verify_with: Option<&Arc<dyn Dialer>>,
     sync_dir: bool,
-) -> Result<u64> {
+) -> Result<Delivery> {
     let LocalTarget {
         target,
         out,
@@ -419,6 +466,10 @@ pub(crate) fn finish_download(
             format!("size check failed: the server said {total} bytes, received {done}"),
         ));
     }
+    let mut delivery = delivered(local, done, options);
+    if let Some(dialer) = verify_with {
+        delivery.checksum = checksum::verify(dialer, out_path, remote, &target, remote)?;
+    }
     if options.atomic {
         if options.overwrite == Overwrite::Never {
             // hard_link fails if `local` appeared meanwhile: no clobbering.
@@ -445,5 +496,5 @@ pub(crate) fn finish_download(
             sync_folder(&local_dir);
         }
     }
-    Ok(done)
+    Ok(delivery)
 }

@@ -1,18 +1,25 @@
 //! Transfers: the options and the one decision of how each file moves
-//! (`options.rs`), one file up or down (`upload.rs`, `download.rs`), the
+//! (`options.rs`), what they report (`outcome.rs`, `progress.rs`), one
+//! file up or down (`upload.rs`, `download.rs`), the
 //! pipelines they run on a channel (`pipeline.rs`), the pieces of a large
 //! file over several sessions (`segments.rs`), many small files at once
-//! (`wave.rs`), and folder trees (`tree.rs`).
+//! (`wave.rs`), folder trees (`tree.rs`), and the removal of stale
+//! temporary files (`stale.rs`).
 
+pub(crate) mod checksum;
 pub(crate) mod download;
 pub(crate) mod options;
+pub(crate) mod outcome;
 pub(crate) mod pipeline;
+pub(crate) mod progress;
 pub(crate) mod segments;
+pub(crate) mod stale;
 pub(crate) mod tree;
 pub(crate) mod upload;
 pub(crate) mod wave;
 
 pub use options::{
-    Overwrite, TransferOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS,
-    DEFAULT_TEMP_NAME, PIPELINE_BUFFERS,
+    Overwrite, TransferOptions, WriteOrder, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT,
+    DEFAULT_SESSIONS, DEFAULT_TEMP_NAME, PIPELINE_BUFFERS,
 };
+pub use outcome::{Checksum, Delivery, DirReport, FileReport, Progress, Verified};

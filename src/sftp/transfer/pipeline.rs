@@ -317,13 +317,25 @@ pub(crate) fn send_finish_write(
     }
 }
 
-/// Waits for the replies to what [`send_finish_write`] queued; the size
-/// FSTAT saw, when asked.
+/// What the requests that finish an upload found.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// The size FSTAT saw; `None` when it was not asked, or refused.
+    pub(crate) size: Option<u64>,
+    /// The server refused to set the attributes (when that is not to fail
+    /// the upload).
+    pub(crate) attrs_refused: Option<Error>,
+}
+
+/// Waits for the replies to what [`send_finish_write`] queued. A refused
+/// FSETSTAT fails the upload only when `strict`; a refused FSTAT never
+/// (the caller checks the acknowledged bytes instead).
 pub(crate) fn finish_write_replies(
     ch: &mut SftpChannel,
     ids: FinishIds,
     path: &[u8],
-) -> Result<Option<u64>> {
+    strict: bool,
+) -> Result<Finished> {
     let synced = match ids.fsync.map(|id| ch.status_of(id, "fsync", path)) {
         Some(Err(e)) if status_code(&e) == Some(status::OP_UNSUPPORTED) => {
             ch.forget_fsync();
@@ -338,13 +350,27 @@ pub(crate) fn finish_write_replies(
     let size = ids.stat.map(|id| ch.attrs_of(id, "stat", path)).transpose();
     let closed = ch.status_of(ids.close, "close", path);
     synced?;
-    attrs?;
-    let size = size?;
+    let attrs_refused = match attrs {
+        Err(e) if !strict && status_code(&e).is_some() => Some(e),
+        other => {
+            other?;
+            None
+        }
+    };
+    let size = match size {
+        Ok(a) => a.map(|a| a.size.unwrap_or(0)),
+        Err(e) if status_code(&e).is_some() => None,
+        Err(e) => return Err(e),
+    };
     closed?;
-    Ok(size.map(|a| a.size.unwrap_or(0)))
+    Ok(Finished {
+        size,
+        attrs_refused,
+    })
 }
 
 /// [`send_finish_write`] and [`finish_write_replies`].
+#[allow(clippy::too_many_arguments)] // one upload's finishing requests
 pub(crate) fn finish_write(
     ch: &mut SftpChannel,
     handle: &[u8],
@@ -352,9 +378,10 @@ pub(crate) fn finish_write(
     fsync: bool,
     attrs: Option<Attrs>,
     fstat: bool,
-) -> Result<Option<u64>> {
+    strict: bool,
+) -> Result<Finished> {
     let ids = send_finish_write(ch, handle, fsync, attrs, fstat);
-    finish_write_replies(ch, ids, path)
+    finish_write_replies(ch, ids, path, strict)
 }
 
 /// Opens `path` with `pflags` (and `attrs` for a file it creates).

@@ -14,6 +14,7 @@ use log::{info, warn};
 
 use super::options::TransferOptions;
 use super::pipeline::{self, Sink};
+use super::progress::FileProgress;
 use crate::sftp::proto::{open as flags, Attrs};
 use crate::sftp::{SftpSession, Shared};
 use crate::{Error, Result};
@@ -69,6 +70,13 @@ impl Workers {
         } else {
             info!("{target}: {wanted} sessions work in parallel");
         }
+        if !extra.is_empty() && !first_login_alive(shared) {
+            warn!(
+                "{target}: the server ended our first login when another arrived (it allows \
+                 fewer logins per user than {wanted}); carrying on with one session"
+            );
+            extra.clear();
+        }
         Workers { extra }
     }
 
@@ -121,6 +129,18 @@ impl Workers {
     }
 }
 
+/// Whether the caller's session still answers after the extra logins:
+/// some servers end a user's older login when a new one arrives.
+fn first_login_alive(shared: &Shared) -> bool {
+    match shared.pool.any() {
+        Ok(mut ch) => match crate::sftp::fs::realpath(&mut ch, b".") {
+            Ok(_) => true,
+            Err(e) => e.kind() != crate::ErrorKind::Disconnected,
+        },
+        Err(e) => e.kind() != crate::ErrorKind::Disconnected,
+    }
+}
+
 /// Hands out a file's bytes, one buffer at a time, to the sessions that
 /// move it: each session pulls the next piece when its pipeline has room,
 /// so a session that connects late or runs slow just takes fewer, and no
@@ -159,20 +179,6 @@ impl Pieces {
     }
 }
 
-/// Progress shared by the workers of one transfer.
-struct Progress<'a> {
-    done: AtomicU64,
-    total: u64,
-    options: &'a TransferOptions,
-}
-
-impl Progress<'_> {
-    fn add(&self, n: u64) {
-        let done = self.done.fetch_add(n, Ordering::SeqCst) + n;
-        self.options.report(done, self.total.max(done));
-    }
-}
-
 /// Runs `job` once on each of `workers`' sessions with the pieces of
 /// `total` bytes and the progress they share; a session that finds every
 /// piece taken before it starts does nothing.
@@ -181,21 +187,15 @@ fn run_pieces(
     workers: &Workers,
     total: u64,
     options: &TransferOptions,
-    job: impl Fn(&Shared, &Pieces, &Progress<'_>) -> Result<()> + Sync,
+    job: impl Fn(&Shared, &Pieces) -> Result<()> + Sync,
 ) -> Result<u64> {
     let pieces = Pieces::new(total, options.buffer_size);
-    let progress = Progress {
-        done: AtomicU64::new(0),
-        total,
-        options,
-    };
-    options.report(0, total);
     let sessions = vec![(); workers.len()];
     workers.run(shared, sessions, |shared, ()| {
         if pieces.all_taken() {
             return Ok(());
         }
-        job(shared, &pieces, &progress).inspect_err(|_| pieces.failed.store(true, Ordering::SeqCst))
+        job(shared, &pieces).inspect_err(|_| pieces.failed.store(true, Ordering::SeqCst))
     })?;
     Ok(total)
 }
@@ -209,38 +209,33 @@ pub(crate) fn upload_segments(
     path: &[u8],
     total: u64,
     options: &TransferOptions,
+    progress: &FileProgress<'_>,
 ) -> Result<u64> {
-    run_pieces(
-        shared,
-        workers,
-        total,
-        options,
-        |shared, pieces, progress| {
-            let source = File::open(local)
-                .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
-            let mut ch = shared.pool.any()?;
-            let handle = pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?;
-            let written = pipeline::write_ranges(
-                &mut ch,
-                &handle,
-                path,
-                &source,
-                &mut || pieces.take(),
-                options.in_flight(),
-                &mut |n| progress.add(n),
-            );
-            match written {
-                Ok(()) => {
-                    pipeline::finish_write(&mut ch, &handle, path, options.fsync, None, false)
-                        .map(drop)
-                }
-                Err(e) => {
-                    ch.close_quietly(&handle, path);
-                    Err(e)
-                }
+    run_pieces(shared, workers, total, options, |shared, pieces| {
+        let source = File::open(local)
+            .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
+        let mut ch = shared.pool.any()?;
+        let handle = pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?;
+        let written = pipeline::write_ranges(
+            &mut ch,
+            &handle,
+            path,
+            &source,
+            &mut || pieces.take(),
+            options.in_flight(),
+            &mut |n| progress.add(n),
+        );
+        match written {
+            Ok(()) => {
+                pipeline::finish_write(&mut ch, &handle, path, options.fsync, None, false, true)
+                    .map(drop)
             }
-        },
-    )
+            Err(e) => {
+                ch.close_quietly(&handle, path);
+                Err(e)
+            }
+        }
+    })
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
@@ -254,24 +249,19 @@ pub(crate) fn download_segments(
     out: &File,
     total: u64,
     options: &TransferOptions,
+    progress: &FileProgress<'_>,
 ) -> Result<u64> {
-    let done = run_pieces(
-        shared,
-        workers,
-        total,
-        options,
-        |shared, pieces, progress| {
-            read_pieces(
-                shared,
-                path,
-                out,
-                options,
-                &mut || pieces.take(),
-                None,
-                &mut |n| progress.add(n),
-            )
-        },
-    )?;
+    let done = run_pieces(shared, workers, total, options, |shared, pieces| {
+        read_pieces(
+            shared,
+            path,
+            out,
+            options,
+            &mut || pieces.take(),
+            None,
+            &mut |n| progress.add(n),
+        )
+    })?;
     read_pieces(
         shared,
         path,

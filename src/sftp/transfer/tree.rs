@@ -15,19 +15,21 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use log::{debug, warn};
 
 use super::download::download_file;
 use super::options::{Plan, TransferOptions, WAVE};
+use super::outcome::{Delivery, DirReport, FileReport};
+use super::progress::Job;
 use super::segments::Workers;
 use super::upload::upload_file;
 use super::wave::{download_wave, upload_wave};
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::fs::{mkdir, mkdir_all, read_dir, MAX_DEPTH, MAX_LISTING};
 use crate::sftp::metadata::FileType;
-use crate::sftp::path::{join, shown, trim_end_slashes};
+use crate::sftp::path::{join, shown, trim_end_slashes, RemotePath};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
 
@@ -69,7 +71,7 @@ pub(crate) fn upload_dir(
     local: &Path,
     remote: &[u8],
     options: &TransferOptions,
-) -> Result<u64> {
+) -> Result<DirReport> {
     let remote = match trim_end_slashes(remote) {
         b"" => &b"/"[..],
         r => r,
@@ -79,10 +81,69 @@ pub(crate) fn upload_dir(
         mkdir_all(&mut ch, remote, 0o755)?;
         walk_local(&mut ch, local, remote, options)?
     };
-    spread(shared, files, options, |shared, work, options| match work {
-        Work::Wave(files) => upload_wave(&mut *shared.pool.any()?, &files, options),
-        Work::One((local, remote)) => upload_file(shared, &local, &remote, options),
+    spread(shared, files, options, |shared, work, options, job| {
+        let report =
+            |(local, remote): (PathBuf, Vec<u8>), result| file_report(local, remote, result);
+        match work {
+            Work::Wave(files) => {
+                let results = on_a_channel(shared, |ch| {
+                    upload_wave(ch, &files, options, job, &shared.dialer)
+                });
+                each(files, results, report)
+            }
+            Work::One(file) => {
+                let result = upload_file(shared, &file.0, &file.1, options, Some(job));
+                vec![report(file, result)]
+            }
+        }
     })
+}
+
+/// The report of one file.
+fn file_report(local: PathBuf, remote: Vec<u8>, result: Result<Delivery>) -> FileReport {
+    FileReport {
+        local,
+        remote: RemotePath::new(remote),
+        result,
+    }
+}
+
+/// `f` on a channel of `shared`'s.
+fn on_a_channel<T>(shared: &Shared, f: impl FnOnce(&mut SftpChannel) -> Result<T>) -> Result<T> {
+    f(&mut *shared.pool.any()?)
+}
+
+/// The reports of `files` from their `results` (in order), or, when the
+/// whole wave failed, each with the wave's error.
+fn each<T>(
+    files: Vec<T>,
+    results: Result<Vec<Result<Delivery>>>,
+    report: impl Fn(T, Result<Delivery>) -> FileReport,
+) -> Vec<FileReport> {
+    match results {
+        Ok(results) => files
+            .into_iter()
+            .zip(results)
+            .map(|(f, r)| report(f, r))
+            .collect(),
+        Err(e) => {
+            let mut reports = Vec::with_capacity(files.len());
+            let mut first = Some(e);
+            for f in files {
+                let err = first.take().unwrap_or_else(|| {
+                    crate::sftp::channel::sftp_error(
+                        ErrorKind::Disconnected,
+                        "transfer",
+                        "",
+                        b"",
+                        "the wave this file was in failed (see the first file's error)",
+                    )
+                });
+                reports.push(report(f, Err(err)));
+            }
+            reports
+        }
+    }
 }
 
 /// A local folder to walk: its path, the remote folder it goes to, and
@@ -188,20 +249,46 @@ pub(crate) fn download_dir(
     remote: &[u8],
     local: &Path,
     options: &TransferOptions,
-) -> Result<u64> {
+) -> Result<DirReport> {
     fs::create_dir_all(local)
         .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
     let files = walk_remote(&mut *shared.pool.any()?, remote, local, options)?;
-    spread(shared, files, options, |shared, work, options| match work {
-        Work::Wave(files) => {
-            let mut bigger = Vec::new();
-            let mut bytes = download_wave(&mut *shared.pool.any()?, &files, options, &mut bigger)?;
-            for (remote, local) in bigger {
-                bytes += download_file(shared, &remote, &local, options)?;
+    spread(shared, files, options, |shared, work, options, job| {
+        let report =
+            |(remote, local): (Vec<u8>, PathBuf), result| file_report(local, remote, result);
+        match work {
+            Work::Wave(files) => {
+                let results = on_a_channel(shared, |ch| {
+                    download_wave(ch, &files, options, job, &shared.dialer)
+                });
+                // Files bigger than a wave takes (`None`) move alone.
+                let (results, bigger): (Vec<_>, Vec<_>) = match results {
+                    Ok(results) => {
+                        let mut done = Vec::new();
+                        let mut bigger = Vec::new();
+                        for (file, result) in files.iter().zip(results) {
+                            match result {
+                                Some(r) => done.push((file.clone(), r)),
+                                None => bigger.push(file.clone()),
+                            }
+                        }
+                        (done, bigger)
+                    }
+                    Err(e) => return each(files, Err(e), report),
+                };
+                let mut reports: Vec<FileReport> =
+                    results.into_iter().map(|(f, r)| report(f, r)).collect();
+                for file in bigger {
+                    let result = download_file(shared, &file.0, &file.1, options, Some(job));
+                    reports.push(report(file, result));
+                }
+                reports
             }
-            Ok(bytes)
+            Work::One(file) => {
+                let result = download_file(shared, &file.0, &file.1, options, Some(job));
+                vec![report(file, result)]
+            }
         }
-        Work::One((remote, local)) => download_file(shared, &remote, &local, options),
     })
 }
 
@@ -284,33 +371,56 @@ fn walk_remote(
 
 /// Runs `job` over `files` (each with its size) on as many sessions as
 /// [`TransferOptions::sessions`] allows for that many files: small files
-/// in waves of up to [`WAVE`], bigger ones alone, biggest first; each file
-/// moves on one session, with `options` less segmenting. Returns the bytes
-/// the jobs moved.
+/// in waves of up to [`TransferOptions::open_files`], bigger ones alone,
+/// biggest first; each file moves on one session, with `options` less
+/// segmenting, as a file of one job whose progress adds up. Returns the
+/// report of every file tried: all of them with
+/// [`TransferOptions::continue_on_error`], else up to the first failure.
 fn spread<T: Send + Clone>(
     shared: &Shared,
     mut files: Vec<(T, u64)>,
     options: &TransferOptions,
-    job: impl Fn(&Shared, Work<T>, &TransferOptions) -> Result<u64> + Sync,
-) -> Result<u64> {
+    job: impl Fn(&Shared, Work<T>, &TransferOptions, &Job<'_>) -> Vec<FileReport> + Sync,
+) -> Result<DirReport> {
     let per_file = options.clone().sessions(1);
+    let progress = Job::new(options, files.iter().map(|(_, size)| size).sum());
     let workers = Workers::open(shared, options.sessions_for_files(files.len()));
     files.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
     let (small, big): (Vec<_>, Vec<_>) = files
         .into_iter()
-        .partition(|(_, size)| options.plan(*size, true) == Plan::Wave);
+        .partition(|(_, size)| options.plan(*size, true, true) == Plan::Wave);
     let small: Vec<T> = small.into_iter().map(|(f, _)| f).collect();
     let work: Vec<Work<T>> = big
         .into_iter()
         .map(|(f, _)| Work::One(f))
-        .chain(small.chunks(WAVE).map(|c| Work::Wave(c.to_vec())))
+        .chain(
+            small
+                .chunks(options.open_files.min(WAVE))
+                .map(|c| Work::Wave(c.to_vec())),
+        )
         .collect();
-    let bytes = AtomicU64::new(0);
-    workers.run(shared, work, |shared, work| {
-        bytes.fetch_add(job(shared, work, &per_file)?, Ordering::Relaxed);
-        Ok(())
-    })?;
-    Ok(bytes.into_inner())
+    let reports = Mutex::new(Vec::new());
+    let stopped = workers.run(shared, work, |shared, work| {
+        let files = job(shared, work, &per_file, &progress);
+        let failed = files.iter().find_map(|f| f.result.as_ref().err());
+        let stop = match failed {
+            Some(e) if !options.continue_on_error => Err(crate::Error::invalid(
+                "folder transfer",
+                format!("stopped at the first failure: {e}"),
+            )),
+            _ => Ok(()),
+        };
+        reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(files);
+        stop
+    });
+    // A stop is in the report: the failed file's own error.
+    drop(stopped);
+    Ok(DirReport {
+        files: reports.into_inner().unwrap_or_else(|e| e.into_inner()),
+    })
 }
 
 #[cfg(test)]

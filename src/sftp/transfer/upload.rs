@@ -1,17 +1,24 @@
-//! One file up: to a temporary name beside the target (or in place),
-//! pipelined, flushed, its size checked, renamed into place; or cut in
-//! pieces over several sessions (`segments.rs`).
+//! One file up: to a temporary name (beside the target, or in
+//! [`TransferOptions::temp_dir`]) or in place, pipelined, flushed, checked,
+//! renamed into place; or cut in pieces over several sessions
+//! (`segments.rs`). Every upload ends in a [`Delivery`] or in an error that
+//! names the target, what is left on the server, and the option that fits
+//! the partner's inbox.
 
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use log::info;
+use log::{info, warn};
 
+use super::checksum::{self, Checksum};
 use super::options::{Overwrite, Plan, TransferOptions};
-use super::pipeline::{self, Sink};
+use super::outcome::{Delivery, Verified};
+use super::pipeline::{self, Finished, Sink};
+use super::progress::{FileProgress, Job};
 use super::segments::{upload_segments, Workers};
+use crate::conn::Dialer;
 use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::fs::{self as rfs, rename_no_replace, rename_replace};
@@ -19,6 +26,7 @@ use crate::sftp::path::{file_name, join, parent, shown};
 use crate::sftp::proto::{open as flags, Attrs};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
+use std::sync::Arc;
 
 /// The local file an upload reads, and its metadata; a folder is refused.
 pub(crate) fn open_source(local: &Path) -> Result<(File, fs::Metadata)> {
@@ -71,20 +79,6 @@ pub(crate) fn finish_attrs(meta: &fs::Metadata, options: &TransferOptions) -> Op
     (attrs != Attrs::default()).then_some(attrs)
 }
 
-/// The size check of an upload: `size` is what the server has after
-/// `sent` bytes went out.
-pub(crate) fn check_size(ch: &SftpChannel, remote: &[u8], sent: u64, size: u64) -> Result<()> {
-    if size == sent {
-        return Ok(());
-    }
-    Err(ch.error(
-        ErrorKind::Other,
-        "upload",
-        remote,
-        format!("size check failed: sent {sent} bytes, the server has {size}"),
-    ))
-}
-
 /// The error of a failed upload after its temporary file `temp` was
 /// removed (or could not be: then the error says it is left).
 pub(crate) fn after_cleanup(ch: &mut SftpChannel, err: Error, temp: &[u8]) -> Error {
@@ -100,22 +94,34 @@ pub(crate) fn after_cleanup(ch: &mut SftpChannel, err: Error, temp: &[u8]) -> Er
     }
 }
 
-/// Uploads `local` to `remote` as `options` say.
+/// The temporary name of an upload to `remote`: in `temp_dir`, or beside
+/// the target.
+fn temp_path(remote: &[u8], options: &TransferOptions, source_id: &[u8]) -> Vec<u8> {
+    let dir = match &options.temp_dir {
+        Some(dir) => dir.clone(),
+        None => parent(remote),
+    };
+    join(&dir, &options.temp_for(file_name(remote), source_id))
+}
+
+/// Uploads `local` to `remote` as `options` say, as one file of `job`
+/// (or of a job of its own).
 pub(crate) fn upload_file(
     shared: &Shared,
     local: &Path,
     remote: &[u8],
     options: &TransferOptions,
-) -> Result<u64> {
+    job: Option<&Job<'_>>,
+) -> Result<Delivery> {
     let (source, meta) = open_source(local)?;
     let total = meta.len();
+    let mut own_job = None;
+    let job = Job::or_own(job, &mut own_job, options, total);
+    let progress = job.file(shown(remote), total);
     let mut source_id = local.as_os_str().as_encoded_bytes().to_vec();
     source_id.extend_from_slice(format!("\0{total}\0{:?}", meta.modified().ok()).as_bytes());
     let write_path = if options.atomic {
-        join(
-            &parent(remote),
-            &options.temp_for(file_name(remote), &source_id),
-        )
+        temp_path(remote, options, &source_id)
     } else {
         remote.to_vec()
     };
@@ -127,10 +133,17 @@ pub(crate) fn upload_file(
         create_mode: upload_modes(&meta, options).1,
         attrs: finish_attrs(&meta, options),
         options,
+        progress: &progress,
+        verify_with: options.verify_checksum.then_some((local, &shared.dialer)),
     };
-    match options.plan(total, false) {
-        Plan::Single | Plan::Wave => job.on_one_session(&mut *shared.pool.any()?),
-        Plan::Segments(sessions) => job.in_segments(shared, local, sessions),
+    let mut ch = shared.pool.any()?;
+    let any_order = options.any_order(ch.extensions());
+    match options.plan(total, false, any_order) {
+        Plan::Single | Plan::Wave => job.on_one_session(&mut ch),
+        Plan::Segments(sessions) => {
+            drop(ch);
+            job.in_segments(shared, local, sessions)
+        }
     }
 }
 
@@ -146,11 +159,15 @@ pub(crate) struct Upload<'a> {
     /// Set before the file is closed ([`finish_attrs`]).
     pub(crate) attrs: Option<Attrs>,
     pub(crate) options: &'a TransferOptions,
+    pub(crate) progress: &'a FileProgress<'a>,
+    /// With [`TransferOptions::verify_checksum`]: the local file and the
+    /// session that hashes the remote one.
+    pub(crate) verify_with: Option<(&'a Path, &'a Arc<dyn Dialer>)>,
 }
 
 impl Upload<'_> {
     /// The whole upload on one channel.
-    fn on_one_session(&self, ch: &mut SftpChannel) -> Result<u64> {
+    fn on_one_session(&self, ch: &mut SftpChannel) -> Result<Delivery> {
         let (write_path, options) = (self.write_path, self.options);
         let (handle, start) = match self.resumable(ch)? {
             Some(resumed) => resumed,
@@ -163,8 +180,7 @@ impl Upload<'_> {
                 self.total
             );
         }
-        let mut done = start;
-        options.report(done, self.total);
+        self.progress.start(start);
         let mut once = Some(start..self.total);
         let sent = pipeline::write_ranges(
             ch,
@@ -173,10 +189,7 @@ impl Upload<'_> {
             self.source,
             &mut || once.take(),
             options.in_flight(),
-            &mut |n| {
-                done += n;
-                options.report(done, self.total);
-            },
+            &mut |n| self.progress.add(n),
         );
         let result = match sent {
             Ok(()) => pipeline::finish_write(
@@ -186,15 +199,16 @@ impl Upload<'_> {
                 options.fsync,
                 self.attrs,
                 options.verify_size,
+                options.strict_metadata,
             )
-            .and_then(|size| self.put_in_place(ch, self.total, size)),
+            .map_err(|e| self.written_but(e))
+            .and_then(|finished| self.settle(ch, self.total, finished)),
             Err(e) => {
                 ch.close_quietly(&handle, write_path);
                 Err(e)
             }
         };
         match result {
-            Ok(()) => Ok(self.total),
             // A resumable upload cut by the network keeps its temporary
             // file for the next attempt; any other failure removes it.
             Err(e)
@@ -202,8 +216,25 @@ impl Upload<'_> {
             {
                 Err(after_cleanup(ch, e, write_path))
             }
-            Err(e) => Err(e),
+            other => other,
         }
+    }
+
+    /// An error after every byte was written and acknowledged: for an
+    /// upload in place, the file at the target may well be complete.
+    fn written_but(&self, e: Error) -> Error {
+        if self.options.atomic {
+            return e;
+        }
+        add_note(
+            e,
+            format!(
+                "; all {} bytes had been written to {} and acknowledged by the server \
+                 before this failure: the file there may be complete",
+                self.total,
+                shown(self.remote)
+            ),
+        )
     }
 
     /// A temporary file left by an earlier attempt of the same upload,
@@ -269,14 +300,12 @@ impl Upload<'_> {
         let attrs = Attrs::perm(self.create_mode);
         pipeline::open(ch, write_path, pflags, &attrs, "upload").map_err(|err| {
             if err.kind() == ErrorKind::NotFound {
+                let folder = parent(write_path);
                 return ch.error(
                     ErrorKind::NotFound,
                     "upload",
                     remote,
-                    format!(
-                        "the remote folder {} does not exist",
-                        shown(&parent(remote))
-                    ),
+                    format!("the remote folder {} does not exist", shown(&folder)),
                 );
             }
             if err.kind() == ErrorKind::Other
@@ -296,30 +325,139 @@ impl Upload<'_> {
         })
     }
 
-    /// The size check (`size`: what the server has, `None` when
-    /// [`TransferOptions::verify_size`] is off) and the rename into place.
-    pub(crate) fn put_in_place(
+    /// After the data and the finishing requests: the size check (with
+    /// the bytes the server acknowledged when it refuses `stat`), the
+    /// attributes it refused (a warning unless strict), and the rename
+    /// into place.
+    pub(crate) fn settle(
         &self,
         ch: &mut SftpChannel,
         sent: u64,
-        size: Option<u64>,
-    ) -> Result<()> {
-        let (remote, written, options) = (self.remote, self.write_path, self.options);
-        if let Some(size) = size {
-            check_size(ch, remote, sent, size)?;
+        finished: Finished,
+    ) -> Result<Delivery> {
+        let mut delivery = self.verdict(ch, sent, finished)?;
+        self.check_sum(ch, &mut delivery)?;
+        if self.options.atomic {
+            let renamed = match self.options.overwrite {
+                Overwrite::Replace => rename_replace(ch, self.write_path, self.remote),
+                Overwrite::Never => rename_no_replace(ch, self.write_path, self.remote),
+            };
+            renamed.map_err(|e| self.rename_error(ch, e))?;
         }
-        if options.atomic {
-            match options.overwrite {
-                Overwrite::Replace => rename_replace(ch, written, remote)?,
-                Overwrite::Never => rename_no_replace(ch, written, remote)?,
-            }
+        Ok(delivery)
+    }
+
+    /// With [`TransferOptions::verify_checksum`], the SHA-256 of the
+    /// written file against the source's, into `delivery`.
+    pub(crate) fn check_sum(&self, ch: &SftpChannel, delivery: &mut Delivery) -> Result<()> {
+        if let Some((local, dialer)) = self.verify_with {
+            delivery.checksum =
+                checksum::verify(dialer, local, self.write_path, ch.target(), self.remote)
+                    .map_err(|e| self.written_but(e))?;
         }
         Ok(())
     }
 
+    /// What the finishing requests found, before the rename: how the file
+    /// was checked, and what the server refused that does not stop the
+    /// delivery; or why it must not be put in place.
+    pub(crate) fn verdict(
+        &self,
+        ch: &SftpChannel,
+        sent: u64,
+        finished: Finished,
+    ) -> Result<Delivery> {
+        let (remote, options) = (self.remote, self.options);
+        let mut warnings = Vec::new();
+        if let Some(e) = finished.attrs_refused {
+            let what = match self.attrs {
+                Some(a) if a.mtime.is_some() && a.perm.is_some() => "modification time and mode",
+                Some(a) if a.mtime.is_some() => "modification time",
+                _ => "mode",
+            };
+            let words = format!(
+                "the server refused to set the {what} of {} ({e}); delivered without it \
+                 (TransferOptions::strict_metadata(true) makes this an error)",
+                shown(remote)
+            );
+            warn!("{}: {words}", ch.target());
+            warnings.push(words);
+        }
+        let verified = match (options.verify_size, finished.size) {
+            (false, _) => Verified::NotChecked,
+            (true, Some(size)) if size == sent => Verified::Size,
+            (true, Some(size)) => {
+                return Err(ch.error(
+                    ErrorKind::Other,
+                    "upload",
+                    remote,
+                    format!(
+                        "size check failed: sent {sent} bytes, the server has {size} \
+                         (TransferOptions::verify_size(false) skips this check)"
+                    ),
+                ))
+            }
+            (true, None) => {
+                info!(
+                    "{}: the server refuses stat; the size check of {} is the {sent} bytes \
+                     it acknowledged",
+                    ch.target(),
+                    shown(remote)
+                );
+                Verified::Acknowledged
+            }
+        };
+        Ok(Delivery {
+            target: shown(remote),
+            bytes: sent,
+            verified,
+            checksum: Checksum::NotAsked,
+            warnings,
+        })
+    }
+
+    /// What a failed rename into place means for the job: the server took
+    /// the file at close (it vanished), renames are refused, or the error
+    /// as it is.
+    pub(crate) fn rename_error(&self, ch: &mut SftpChannel, e: Error) -> Error {
+        let (remote, temp) = (self.remote, self.write_path);
+        if ch.is_broken() {
+            return e;
+        }
+        match e.kind() {
+            ErrorKind::NotFound if matches!(rfs::stat(ch, temp, false), Err(ref g) if g.kind() == ErrorKind::NotFound) => {
+                ch.error(
+                    ErrorKind::Other,
+                    "upload",
+                    remote,
+                    format!(
+                        "the server took the file at close under its temporary name {} (a \
+                         watcher that picks up every closed file): it was not delivered as \
+                         {}, and trying again would deliver the data again under another \
+                         temporary name; upload with TransferOptions::temp_dir (a folder the \
+                         watcher does not watch) or TransferOptions::atomic(false)",
+                        shown(temp),
+                        shown(remote)
+                    ),
+                )
+            }
+            ErrorKind::PermissionDenied => ch.error(
+                ErrorKind::PermissionDenied,
+                "upload",
+                remote,
+                format!(
+                    "the server refused to rename the temporary file {} into place ({e}); if \
+                     this inbox forbids renames, upload with TransferOptions::atomic(false)",
+                    shown(temp)
+                ),
+            ),
+            _ => e,
+        }
+    }
+
     /// Creates the temporary file, lets `sessions` sessions write their
     /// pieces into it, then checks and renames it.
-    fn in_segments(&self, shared: &Shared, local: &Path, sessions: usize) -> Result<u64> {
+    fn in_segments(&self, shared: &Shared, local: &Path, sessions: usize) -> Result<Delivery> {
         let write_path = self.write_path;
         {
             let mut ch = shared.pool.any()?;
@@ -329,6 +467,7 @@ impl Upload<'_> {
                 return Err(after_cleanup(&mut ch, e, write_path));
             }
         }
+        self.progress.start(0);
         let workers = Workers::open(shared, sessions);
         let written = upload_segments(
             shared,
@@ -337,19 +476,35 @@ impl Upload<'_> {
             write_path,
             self.total,
             self.options,
+            self.progress,
         );
         let mut ch = shared.pool.any()?;
         let done = written.and_then(|sent| {
             // The segments' handles are closed: stat and set by name.
             let size = if self.options.verify_size {
-                Some(rfs::stat(&mut ch, write_path, true)?.len())
+                match rfs::stat(&mut ch, write_path, true) {
+                    Ok(m) => Some(m.len()),
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => None,
+                    Err(e) => return Err(e),
+                }
             } else {
                 None
             };
-            if let Some(attrs) = &self.attrs {
-                rfs::set_attrs(&mut ch, "set attributes", write_path, attrs)?;
-            }
-            self.put_in_place(&mut ch, sent, size).map(|()| sent)
+            let attrs_refused = match &self.attrs {
+                Some(attrs) => match rfs::set_attrs(&mut ch, "set attributes", write_path, attrs) {
+                    Err(e) if !self.options.strict_metadata && !ch.is_broken() => Some(e),
+                    other => {
+                        other?;
+                        None
+                    }
+                },
+                None => None,
+            };
+            let finished = Finished {
+                size,
+                attrs_refused,
+            };
+            self.settle(&mut ch, sent, finished)
         });
         match done {
             Err(e) if !ch.is_broken() => Err(after_cleanup(&mut ch, e, write_path)),

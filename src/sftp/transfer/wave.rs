@@ -2,11 +2,11 @@
 //!
 //! One file at a time, an atomic upload takes three round trips (open;
 //! write, fsync, fstat and close; rename) and a download two (stat and
-//! open; read and close). A *wave* of up to [`WAVE`](super::options::WAVE)
-//! files takes the same round trips for all of its files together: every
-//! file's open goes out before the first answer is read, and so on. Each
-//! file stays atomic on its own: written to its temporary name, checked,
-//! renamed.
+//! open; read and close). A *wave* of up to [`TransferOptions::open_files`]
+//! files (32 by default) takes the same round trips for all of its files
+//! together: every file's open goes out before the first answer is read,
+//! and so on. Each file stays atomic on its own: written to its temporary
+//! name, checked, renamed; and each ends in its own result.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -14,58 +14,105 @@ use std::path::{Path, PathBuf};
 
 use super::download::{finish_download, sync_folder, LocalTarget, LocalTemp};
 use super::options::{Plan, TransferOptions};
-use super::pipeline::{self, FinishIds, Sink};
-use super::upload::{check_size, finish_attrs, open_source, upload_modes};
+use super::outcome::Delivery;
+use super::pipeline::{self, FinishIds, Finished, Sink};
+use super::progress::{FileProgress, Job};
+use super::upload::{after_cleanup, finish_attrs, open_source, upload_modes, Upload};
+use crate::conn::Dialer;
 use crate::sftp::channel::{status_code, Reply, SftpChannel};
 use crate::sftp::fs::rename_replace;
 use crate::sftp::metadata::Metadata;
 use crate::sftp::path::{file_name, join, parent, shown};
 use crate::sftp::proto::{kind, open as flags, status, Attrs};
 use crate::{Error, ErrorKind, Result};
+use std::sync::Arc;
 
 /// One upload of a wave.
 struct Up<'a> {
+    local: &'a Path,
     remote: &'a [u8],
     temp: Vec<u8>,
     source: File,
     size: u64,
     create_mode: u32,
     attrs: Option<Attrs>,
+    progress: FileProgress<'a>,
     handle: Option<Vec<u8>>,
     /// The temporary file was created (and must go if not renamed).
     created: bool,
     finish: Option<FinishIds>,
-    writes: Vec<u32>,
+    writes: Vec<(u32, u64)>,
+    finished: Option<Finished>,
     error: Option<Error>,
 }
 
-/// Uploads `files` (local, remote), each atomic, in one wave on `ch`.
-/// Returns the bytes sent, or the first file's error (in `files` order)
-/// after the others are done.
-pub(crate) fn upload_wave(
-    ch: &mut SftpChannel,
-    files: &[(PathBuf, Vec<u8>)],
-    options: &TransferOptions,
-) -> Result<u64> {
-    let mut items = Vec::with_capacity(files.len());
-    for (local, remote) in files {
-        let (source, meta) = open_source(local)?;
-        items.push(Up {
-            remote,
-            temp: join(&parent(remote), &options.temp_for(file_name(remote), b"")),
-            source,
-            size: meta.len(),
-            create_mode: upload_modes(&meta, options).1,
-            attrs: finish_attrs(&meta, options),
-            handle: None,
-            created: false,
-            finish: None,
-            writes: Vec::new(),
-            error: None,
-        });
+impl Up<'_> {
+    /// The upload as [`Upload`] sees it, for its checks and messages.
+    fn upload<'b>(
+        &'b self,
+        options: &'b TransferOptions,
+        dialer: &'b Arc<dyn Dialer>,
+    ) -> Upload<'b> {
+        Upload {
+            source: &self.source,
+            remote: self.remote,
+            write_path: &self.temp,
+            total: self.size,
+            create_mode: self.create_mode,
+            attrs: self.attrs,
+            options,
+            progress: &self.progress,
+            verify_with: options.verify_checksum.then_some((self.local, dialer)),
+        }
     }
+}
+
+/// Uploads `files` (local, remote), each atomic, in one wave on `ch`, as
+/// files of `job`. Returns each file's result in `files` order; `Err` only
+/// when the channel failed (every file not finished then failed with it).
+pub(crate) fn upload_wave<'a>(
+    ch: &mut SftpChannel,
+    files: &'a [(PathBuf, Vec<u8>)],
+    options: &TransferOptions,
+    job: &'a Job<'a>,
+    dialer: &Arc<dyn Dialer>,
+) -> Result<Vec<Result<Delivery>>> {
+    let mut items = Vec::with_capacity(files.len());
+    let mut results: Vec<Option<Result<Delivery>>> = Vec::with_capacity(files.len());
+    for (local, remote) in files {
+        match open_source(local) {
+            Ok((source, meta)) => {
+                let temp = match &options.temp_dir {
+                    Some(dir) => join(dir, &options.temp_for(file_name(remote), b"")),
+                    None => join(&parent(remote), &options.temp_for(file_name(remote), b"")),
+                };
+                items.push(Some(Up {
+                    local,
+                    remote,
+                    temp,
+                    source,
+                    size: meta.len(),
+                    create_mode: upload_modes(&meta, options).1,
+                    attrs: finish_attrs(&meta, options),
+                    progress: job.file(shown(remote), meta.len()),
+                    handle: None,
+                    created: false,
+                    finish: None,
+                    writes: Vec::new(),
+                    finished: None,
+                    error: None,
+                }));
+                results.push(None);
+            }
+            Err(e) => {
+                items.push(None);
+                results.push(Some(Err(e)));
+            }
+        }
+    }
+    let mut live: Vec<&mut Up<'_>> = items.iter_mut().flatten().collect();
     // Round trip 1: every temporary file is created.
-    let ids: Vec<u32> = items
+    let ids: Vec<u32> = live
         .iter()
         .map(|it| {
             ch.send_open(
@@ -75,21 +122,19 @@ pub(crate) fn upload_wave(
             )
         })
         .collect();
-    for (it, id) in items.iter_mut().zip(ids) {
+    for (it, id) in live.iter_mut().zip(ids) {
         match ch.handle_of(id, "upload", &it.temp) {
             Ok(h) => {
                 it.handle = Some(h);
                 it.created = true;
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
+                let folder = parent(&it.temp);
                 it.error = Some(ch.error(
                     ErrorKind::NotFound,
                     "upload",
                     it.remote,
-                    format!(
-                        "the remote folder {} does not exist",
-                        shown(&parent(it.remote))
-                    ),
+                    format!("the remote folder {} does not exist", shown(&folder)),
                 ));
             }
             Err(e) => it.error = Some(e),
@@ -99,17 +144,17 @@ pub(crate) fn upload_wave(
     // file. The replies of the oldest files are taken as the channel's
     // request limit requires: a sliding window over the files.
     let mut oldest = 0;
-    for i in 0..items.len() {
-        let Some(handle) = items[i].handle.take() else {
+    for i in 0..live.len() {
+        let Some(handle) = live[i].handle.take() else {
             continue;
         };
-        let writes = items[i].size.div_ceil(u64::from(ch.write_len())) as usize;
+        let writes = live[i].size.div_ceil(u64::from(ch.write_len())) as usize;
         while !ch.has_room(writes + 4) && oldest < i {
-            upload_replies(ch, &mut items[oldest]);
+            upload_replies(ch, live[oldest], options);
             oldest += 1;
         }
-        let it = &mut items[i];
-        options.report(0, it.size);
+        let it = &mut live[i];
+        it.progress.start(0);
         let mut offset = 0;
         while offset < it.size {
             let len = (it.size - offset).min(u64::from(ch.write_len()));
@@ -118,7 +163,7 @@ pub(crate) fn upload_wave(
             match ch.send_write_with(&handle, at, len as usize, |buf| {
                 source.read_exact_at(buf, at)
             }) {
-                Ok(id) => it.writes.push(id),
+                Ok(id) => it.writes.push((id, len)),
                 Err(e) => {
                     it.error = Some(Error::io(
                         format!("cannot read the local file for {}", shown(it.remote)),
@@ -138,25 +183,34 @@ pub(crate) fn upload_wave(
             options.verify_size,
         ));
     }
-    for it in items.iter_mut().skip(oldest) {
-        upload_replies(ch, it);
+    for it in live.iter_mut().skip(oldest) {
+        upload_replies(ch, it, options);
     }
-    // Round trip 3: the complete files are renamed into place, the others'
-    // temporary files removed.
+    // Round trip 3: the checked files are renamed into place (posix-rename
+    // all at once), the others' temporary files removed.
+    let mut verdicts: Vec<Option<Result<Delivery>>> = live
+        .iter_mut()
+        .map(|it| match (it.error.take(), it.finished.take()) {
+            (Some(e), _) => Some(Err(e)),
+            (None, Some(f)) => Some({
+                let upload = it.upload(options, dialer);
+                upload.verdict(ch, it.size, f).and_then(|mut d| {
+                    upload.check_sum(ch, &mut d)?;
+                    Ok(d)
+                })
+            }),
+            (None, None) => None,
+        })
+        .collect();
     let posix = ch.extensions().posix_rename;
     let mut renames = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        if it.error.is_some() {
-            if it.created {
-                let id = ch.send_str(kind::REMOVE, &it.temp);
-                ch.ignore([id]);
-            }
-        } else if posix {
-            renames.push((i, ch.send_rename(&it.temp, it.remote, true)));
+    for (i, verdict) in verdicts.iter().enumerate() {
+        if let (Some(Ok(_)), true) = (verdict, posix) {
+            renames.push((i, ch.send_rename(&live[i].temp, live[i].remote, true)));
         }
     }
     for (i, id) in renames {
-        let it = &mut items[i];
+        let it = &live[i];
         let renamed = match ch.status_of(id, "rename", it.remote) {
             Err(e) if status_code(&e) == Some(status::OP_UNSUPPORTED) => {
                 ch.forget_posix_rename();
@@ -165,47 +219,60 @@ pub(crate) fn upload_wave(
             other => other,
         };
         if let Err(e) = renamed {
-            it.error = Some(e);
-            let _ = ch.remove_ours(&it.temp);
+            verdicts[i] = Some(Err(it.upload(options, dialer).rename_error(ch, e)));
         }
     }
     if !posix {
         // One by one: the plain rename needs the target out of the way.
-        for it in items.iter_mut().filter(|it| it.error.is_none()) {
-            if let Err(e) = rename_replace(ch, &it.temp, it.remote) {
-                it.error = Some(e);
-                let _ = ch.remove_ours(&it.temp);
+        for (i, verdict) in verdicts.iter_mut().enumerate() {
+            if let Some(Ok(_)) = verdict {
+                let it = &live[i];
+                if let Err(e) = rename_replace(ch, &it.temp, it.remote) {
+                    *verdict = Some(Err(it.upload(options, dialer).rename_error(ch, e)));
+                }
             }
         }
     }
-    ch.flush("upload", b"")?;
-    let mut sent = 0;
-    for it in items {
-        if let Some(e) = it.error {
-            return Err(e);
+    for (i, verdict) in verdicts.iter_mut().enumerate() {
+        let it = &live[i];
+        if let Some(Err(e)) = verdict.take_if(|v| v.is_err()) {
+            *verdict = Some(Err(if it.created && !ch.is_broken() {
+                after_cleanup(ch, e, &it.temp)
+            } else {
+                e
+            }));
         }
-        options.report(it.size, it.size);
-        sent += it.size;
     }
-    Ok(sent)
+    ch.flush("upload", b"")?;
+    let mut verdicts = verdicts.into_iter();
+    Ok(results
+        .into_iter()
+        .zip(&items)
+        .map(|(early, item)| match (early, item) {
+            (Some(result), _) => result,
+            (None, _) => verdicts
+                .next()
+                .flatten()
+                .unwrap_or_else(|| Err(ch.error(ErrorKind::Other, "upload", b"", "not finished"))),
+        })
+        .collect())
 }
 
 /// Takes the replies to one wave file's writes and finishing requests.
-fn upload_replies(ch: &mut SftpChannel, it: &mut Up<'_>) {
-    for id in std::mem::take(&mut it.writes) {
-        let written = ch.status_of(id, "upload", &it.temp);
-        if it.error.is_none() {
-            it.error = written.err();
+fn upload_replies(ch: &mut SftpChannel, it: &mut Up<'_>, options: &TransferOptions) {
+    for (id, len) in std::mem::take(&mut it.writes) {
+        match ch.status_of(id, "upload", &it.temp) {
+            Ok(()) => it.progress.add(len),
+            Err(e) => {
+                it.error.get_or_insert(e);
+            }
         }
     }
     let Some(ids) = it.finish.take() else {
         return;
     };
-    match pipeline::finish_write_replies(ch, ids, &it.temp) {
-        Ok(Some(size)) if it.error.is_none() => {
-            it.error = check_size(ch, it.remote, it.size, size).err();
-        }
-        Ok(_) => {}
+    match pipeline::finish_write_replies(ch, ids, &it.temp, options.strict_metadata) {
+        Ok(finished) => it.finished = Some(finished),
         Err(e) => {
             it.error.get_or_insert(e);
         }
@@ -273,6 +340,9 @@ impl Reads {
             match pipeline::read_reply(ch, reply, it.remote, &Sink::File(out), offset, len) {
                 Ok(got) => {
                     it.received += got;
+                    if let Some(p) = &it.progress {
+                        p.add(got);
+                    }
                     if got < len {
                         // A short read: ask again for the rest. The file's
                         // close went out with its reads, so on a server
@@ -300,20 +370,24 @@ struct Down<'a> {
     meta: Option<Metadata>,
     target: Option<LocalTarget>,
     guard: LocalTemp,
+    progress: Option<FileProgress<'a>>,
     received: u64,
+    /// Bigger than a wave takes: left for the caller to move alone.
+    bigger: bool,
     error: Option<Error>,
 }
 
-/// Downloads `files` (remote, local), each atomic, in one wave on `ch`.
-/// Files that turn out bigger than a wave takes are returned in `bigger`
-/// untouched, for the caller to download alone. Returns the bytes
-/// received, or the first file's error (in `files` order).
-pub(crate) fn download_wave(
+/// Downloads `files` (remote, local), each atomic, in one wave on `ch`, as
+/// files of `job`. Returns each file's result in `files` order; a file
+/// that turns out bigger than a wave takes has `None`, untouched, for the
+/// caller to download alone. `Err` only when the channel failed.
+pub(crate) fn download_wave<'a>(
     ch: &mut SftpChannel,
-    files: &[(Vec<u8>, PathBuf)],
+    files: &'a [(Vec<u8>, PathBuf)],
     options: &TransferOptions,
-    bigger: &mut Vec<(Vec<u8>, PathBuf)>,
-) -> Result<u64> {
+    job: &'a Job<'a>,
+    dialer: &Arc<dyn Dialer>,
+) -> Result<Vec<Option<Result<Delivery>>>> {
     let mut items: Vec<Down<'_>> = files
         .iter()
         .map(|(remote, local)| Down {
@@ -322,7 +396,9 @@ pub(crate) fn download_wave(
             meta: None,
             target: None,
             guard: LocalTemp { path: None },
+            progress: None,
             received: 0,
+            bigger: false,
             error: None,
         })
         .collect();
@@ -359,9 +435,9 @@ pub(crate) fn download_wave(
             Ok(m)
         });
         match opened {
-            Ok(m) if options.plan(m.len(), true) != Plan::Wave => {
+            Ok(m) if options.plan(m.len(), true, true) != Plan::Wave => {
                 ch.close_quietly(&handle, it.remote);
-                bigger.push((it.remote.to_vec(), it.local.to_path_buf()));
+                it.bigger = true;
                 handles.push(None);
             }
             Ok(m) => {
@@ -376,6 +452,9 @@ pub(crate) fn download_wave(
                 ) {
                     Ok(t) => {
                         it.target = Some(t);
+                        let progress = job.file(it.local.display().to_string(), m.len());
+                        progress.start(0);
+                        it.progress = Some(progress);
                         it.meta = Some(m);
                         handles.push(Some(handle));
                     }
@@ -412,7 +491,6 @@ pub(crate) fn download_wave(
             reads.settle(ch, &mut items, &handles, oldest)?;
             oldest += 1;
         }
-        options.report(0, size);
         let mut offset = 0;
         while offset < size {
             let len = (size - offset).min(read_len);
@@ -426,8 +504,7 @@ pub(crate) fn download_wave(
         reads.settle(ch, &mut items, &handles, i)?;
     }
     // Locally: flush, rename into place, and flush each folder once.
-    let mut received = 0;
-    let mut first_error = None;
+    let mut results = Vec::with_capacity(items.len());
     let mut folders: Vec<PathBuf> = Vec::new();
     for it in items {
         let Down {
@@ -436,38 +513,42 @@ pub(crate) fn download_wave(
             meta,
             target,
             mut guard,
-            received: got,
+            received,
+            bigger,
             error,
+            ..
         } = it;
-        if let Some(e) = error {
-            first_error.get_or_insert(e);
+        if bigger {
+            results.push(None);
             continue;
         }
-        let (Some(target), Some(meta)) = (target, meta) else {
-            continue;
+        let result = match (error, target, meta) {
+            (Some(e), _, _) => Err(e),
+            (None, Some(target), Some(meta)) => {
+                if !folders.contains(&target.dir) {
+                    folders.push(target.dir.clone());
+                }
+                let verify_with = options.verify_checksum.then_some(dialer);
+                finish_download(
+                    remote,
+                    local,
+                    target,
+                    received,
+                    &meta,
+                    options,
+                    &mut guard,
+                    verify_with,
+                    false,
+                )
+            }
+            _ => Err(ch.error(ErrorKind::Other, "download", remote, "not finished")),
         };
-        if !folders.contains(&target.dir) {
-            folders.push(target.dir.clone());
-        }
-        match finish_download(
-            remote, local, target, got, &meta, options, &mut guard, false,
-        ) {
-            Ok(n) => {
-                options.report(n, n);
-                received += n;
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+        results.push(Some(result));
     }
     if options.fsync {
         for dir in &folders {
             sync_folder(dir);
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(received),
-    }
+    Ok(results)
 }
