@@ -35,79 +35,88 @@ fn openssh() -> Option<(TestServer, Session)> {
     Some((server, session))
 }
 
-/// An OpenSSH test server, a session on it and a tunnel to `host` and
-/// `target`'s port; `None` as [`openssh`].
-fn tunnel_to(host: &str, target: SocketAddr) -> Option<(TestServer, Session, Tunnel)> {
+/// One test at a time, an OpenSSH test server, a session on it and a
+/// tunnel to `host` and `target`'s port.
+struct Fixture {
+    tunnel: Tunnel,
+    session: Session,
+    server: TestServer,
+    _one: MutexGuard<'static, ()>,
+}
+
+/// A [`Fixture`]; `None` as [`openssh`].
+fn tunnel_to(host: &str, target: SocketAddr) -> Option<Fixture> {
+    let one = one_at_a_time();
     let (server, session) = openssh()?;
     let tunnel = session
         .forward_local(any_port(), host, target.port())
         .expect("forward");
-    Some((server, session, tunnel))
+    Some(Fixture {
+        tunnel,
+        session,
+        server,
+        _one: one,
+    })
 }
 
 fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().expect("address")
 }
 
-/// A TCP echo server on loopback, one thread per connection; it stops
-/// accepting when the process ends.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind(any_port()).expect("bind echo");
+/// A server on loopback that runs `serve` on a thread for each connection;
+/// it stops accepting when the process ends.
+fn loopback_server(serve: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind(any_port()).expect("bind");
     let addr = listener.local_addr().expect("addr");
     thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut buf = [0u8; 64 * 1024];
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = stream.shutdown(Shutdown::Write);
-            });
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || serve(stream));
         }
     });
     addr
 }
 
-/// A tiny HTTP/1.0 server on loopback: `GET /N` answers N bytes.
-fn http_server() -> SocketAddr {
-    let listener = TcpListener::bind(any_port()).expect("bind http");
-    let addr = listener.local_addr().expect("addr");
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
+/// A TCP echo server.
+fn echo_server() -> SocketAddr {
+    loopback_server(|mut stream| {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        break;
                     }
                 }
-                let line = String::from_utf8_lossy(&request);
-                let size: usize = line
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.trim_start_matches('/').parse().ok())
-                    .unwrap_or(0);
-                let body = random_bytes(size, size as u64);
-                let head = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
-            });
+            }
         }
-    });
-    addr
+        let _ = stream.shutdown(Shutdown::Write);
+    })
+}
+
+/// A tiny HTTP/1.0 server: `GET /N` answers N bytes.
+fn http_server() -> SocketAddr {
+    loopback_server(|mut stream| {
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let line = String::from_utf8_lossy(&request);
+        let size: usize = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.trim_start_matches('/').parse().ok())
+            .unwrap_or(0);
+        let body = random_bytes(size, size as u64);
+        let head =
+            format!("HTTP/1.0 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body);
+    })
 }
 
 /// Sends `data` through an echo connection and reads it back.
@@ -130,6 +139,34 @@ fn echo_round_trip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Runs `job` for each item on a thread of its own, all at once, and waits
+/// for them (a panic in one fails the test).
+fn at_once<T: Send>(items: impl IntoIterator<Item = T>, job: impl Fn(T) + Sync) {
+    let job = &job;
+    thread::scope(|s| {
+        for item in items {
+            s.spawn(move || job(item));
+        }
+    });
+}
+
+/// A connection to `tunnel` is closed without a byte.
+fn assert_closed_at_once(tunnel: &Tunnel) {
+    let mut stream = TcpStream::connect(tunnel.local_addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    assert!(matches!(stream.read_to_end(&mut rest), Ok(0) | Err(_)));
+    assert!(rest.is_empty());
+}
+
+/// A command runs on `session`.
+fn assert_usable(session: &Session) {
+    let out = session.exec().expect("exec").run("echo ok").expect("run");
+    assert_eq!(out.stdout(), b"ok\n");
+}
+
 /// This process's threads whose name starts with `prefix`.
 fn threads_named(prefix: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -141,10 +178,10 @@ fn threads_named(prefix: &str) -> usize {
 
 #[test]
 fn echo_through_the_tunnel_with_connections_at_once() {
-    let _one = one_at_a_time();
-    let Some((_server, _session, tunnel)) = tunnel_to("127.0.0.1", echo_server()) else {
+    let Some(f) = tunnel_to("127.0.0.1", echo_server()) else {
         return;
     };
+    let Fixture { tunnel, .. } = f;
     let local = tunnel.local_addr();
     assert!(local.ip().is_loopback() && local.port() != 0, "{local}");
     assert!(
@@ -153,60 +190,47 @@ fn echo_through_the_tunnel_with_connections_at_once() {
         tunnel.target()
     );
 
-    let clients: Vec<_> = (0..8u64)
-        .map(|i| {
-            thread::spawn(move || {
-                let data = random_bytes(1 << 20, i);
-                assert!(echo_round_trip(local, &data) == data, "connection {i}");
-            })
-        })
-        .collect();
-    for c in clients {
-        c.join().expect("client");
-    }
+    at_once(0..8u64, |i| {
+        let data = random_bytes(1 << 20, i);
+        assert!(echo_round_trip(local, &data) == data, "connection {i}");
+    });
     assert!(tunnel.take_error().is_none());
     tunnel.close().expect("close");
 }
 
 #[test]
 fn http_through_the_tunnel() {
-    let _one = one_at_a_time();
-    let Some((_server, _session, tunnel)) = tunnel_to("localhost", http_server()) else {
+    let Some(f) = tunnel_to("localhost", http_server()) else {
         return;
     };
+    let tunnel = &f.tunnel;
     let local = tunnel.local_addr();
-    let requests: Vec<_> = [0usize, 10, 100_000, 3 << 20]
-        .into_iter()
-        .map(|size| {
-            thread::spawn(move || {
-                let mut stream = TcpStream::connect(local).expect("connect");
-                write!(stream, "GET /{size} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
-                let mut reply = Vec::new();
-                stream.read_to_end(&mut reply).expect("reply");
-                let split = reply
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .expect("headers end");
-                let head = String::from_utf8_lossy(&reply[..split]);
-                assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
-                assert!(head.contains(&format!("Content-Length: {size}")), "{head}");
-                assert!(reply[split + 4..] == random_bytes(size, size as u64)[..]);
-            })
-        })
-        .collect();
-    for r in requests {
-        r.join().expect("request");
-    }
+    at_once([0usize, 10, 100_000, 3 << 20], |size| {
+        let mut stream = TcpStream::connect(local).expect("connect");
+        write!(stream, "GET /{size} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).expect("reply");
+        let split = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers end");
+        let head = String::from_utf8_lossy(&reply[..split]);
+        assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+        assert!(head.contains(&format!("Content-Length: {size}")), "{head}");
+        assert!(reply[split + 4..] == random_bytes(size, size as u64)[..]);
+    });
 }
 
 /// Idle tunnel connections do not hold the session; SFTP and exec on it go
 /// on, and a connection opened meanwhile still works.
 #[test]
 fn sftp_and_exec_go_on_while_connections_sit_idle() {
-    let _one = one_at_a_time();
-    let Some((server, session, tunnel)) = tunnel_to("127.0.0.1", echo_server()) else {
+    let Some(f) = tunnel_to("127.0.0.1", echo_server()) else {
         return;
     };
+    let server = &f.server;
+    let session = &f.session;
+    let tunnel = &f.tunnel;
     let mut idle: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(tunnel.local_addr()).expect("connect"))
         .collect();
@@ -218,15 +242,7 @@ fn sftp_and_exec_go_on_while_connections_sit_idle() {
         sftp.write(server.remote_path("idle.txt"), format!("{i}"))
             .expect("write");
     }
-    assert_eq!(
-        session
-            .exec()
-            .expect("exec")
-            .run("echo ok")
-            .expect("run")
-            .stdout(),
-        b"ok\n"
-    );
+    assert_usable(session);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -247,10 +263,10 @@ fn sftp_and_exec_go_on_while_connections_sit_idle() {
 /// until one ends.
 #[test]
 fn connections_past_the_bound_wait_their_turn() {
-    let _one = one_at_a_time();
-    let Some((_server, _session, tunnel)) = tunnel_to("127.0.0.1", echo_server()) else {
+    let Some(f) = tunnel_to("127.0.0.1", echo_server()) else {
         return;
     };
+    let tunnel = &f.tunnel;
     let mut served: Vec<TcpStream> = Vec::new();
     for i in 0..MAX_TUNNEL_CONNECTIONS {
         let mut s = TcpStream::connect(tunnel.local_addr()).expect("connect");
@@ -282,10 +298,11 @@ fn connections_past_the_bound_wait_their_turn() {
 /// no thread behind.
 #[test]
 fn drop_closes_everything() {
-    let _one = one_at_a_time();
-    let Some((_server, session, tunnel)) = tunnel_to("127.0.0.1", echo_server()) else {
+    let Some(f) = tunnel_to("127.0.0.1", echo_server()) else {
         return;
     };
+    let session = &f.session;
+    let Fixture { tunnel, .. } = f;
     let local = tunnel.local_addr();
     let mut open = TcpStream::connect(local).expect("connect");
     open.write_all(b"ping").expect("write");
@@ -308,15 +325,7 @@ fn drop_closes_everything() {
     assert!(matches!(open.read_to_end(&mut rest), Ok(0) | Err(_)));
     assert!(TcpStream::connect(local).is_err(), "still listening");
     // The session goes on.
-    assert_eq!(
-        session
-            .exec()
-            .expect("exec")
-            .run("echo ok")
-            .expect("run")
-            .stdout(),
-        b"ok\n"
-    );
+    assert_usable(session);
 }
 
 /// A target the server cannot reach, and a server that does not forward
@@ -340,15 +349,7 @@ fn refusals_close_the_connection_and_say_why() {
         let tunnel = session
             .forward_local(any_port(), "127.0.0.1", closed_port)
             .expect("forward");
-        let mut stream = TcpStream::connect(tunnel.local_addr()).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut rest = Vec::new();
-        assert!(
-            matches!(stream.read_to_end(&mut rest), Ok(0) | Err(_)),
-            "{case}"
-        );
+        assert_closed_at_once(&tunnel);
         let err = tunnel
             .take_error()
             .unwrap_or_else(|| panic!("{case}: no error kept"));
@@ -357,16 +358,7 @@ fn refusals_close_the_connection_and_say_why() {
         assert!(text.contains(&format!("127.0.0.1:{closed_port}")), "{text}");
         assert!(text.contains("AllowTcpForwarding"), "{text}");
         drop(tunnel);
-        assert_eq!(
-            session
-                .exec()
-                .expect("exec")
-                .run("echo ok")
-                .expect("run")
-                .stdout(),
-            b"ok\n",
-            "{case}"
-        );
+        assert_usable(session);
     }
     if let Some((server, key)) =
         common::sshd_with_key(common::Sshd::builder().extra_config("AllowTcpForwarding no"))
@@ -380,12 +372,7 @@ fn refusals_close_the_connection_and_say_why() {
         let tunnel = session
             .forward_local(any_port(), "127.0.0.1", echo.port())
             .expect("forward");
-        let mut stream = TcpStream::connect(tunnel.local_addr()).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut rest = Vec::new();
-        assert!(matches!(stream.read_to_end(&mut rest), Ok(0) | Err(_)));
+        assert_closed_at_once(&tunnel);
         let err = tunnel.close().expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
         assert!(err.to_string().contains("prohibited"), "{err}");

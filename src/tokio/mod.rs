@@ -52,6 +52,26 @@ use crate::{AuthMethod, Error, ExecOutput, HostKey, Result, SessionBuilder, Tunn
 
 pub use sftp::{SftpReader, SftpSession, SftpWriter};
 
+/// `Debug` and `From` for a facade on a blocking handle: `$name { inner }`.
+macro_rules! wraps {
+    ($name:ident, $blocking:ty) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(concat!("tokio::", stringify!($name)))
+                    .field(&self.inner)
+                    .finish()
+            }
+        }
+
+        impl From<$blocking> for $name {
+            fn from(inner: $blocking) -> $name {
+                $name { inner }
+            }
+        }
+    };
+}
+use wraps;
+
 /// Runs `work` on tokio's blocking pool and waits for it without blocking
 /// the runtime. Work that panics panics here too.
 async fn blocking<T: Send + 'static>(
@@ -84,17 +104,7 @@ pub struct Session {
     inner: crate::Session,
 }
 
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("tokio::Session").field(&self.inner).finish()
-    }
-}
-
-impl From<crate::Session> for Session {
-    fn from(inner: crate::Session) -> Session {
-        Session { inner }
-    }
-}
+wraps!(Session, crate::Session);
 
 impl Session {
     /// Connects as [`SessionBuilder::connect`] does: resolve, TCP,
@@ -210,19 +220,7 @@ pub struct ExecSession {
     inner: crate::ExecSession,
 }
 
-impl fmt::Debug for ExecSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("tokio::ExecSession")
-            .field(&self.inner)
-            .finish()
-    }
-}
-
-impl From<crate::ExecSession> for ExecSession {
-    fn from(inner: crate::ExecSession) -> ExecSession {
-        ExecSession { inner }
-    }
-}
+wraps!(ExecSession, crate::ExecSession);
 
 impl ExecSession {
     /// The blocking exec session this one wraps.

@@ -11,7 +11,7 @@ use std::task::{ready, Context, Poll};
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::task::{spawn_blocking, JoinHandle};
 
-use super::blocking;
+use super::{blocking, wraps};
 use crate::{DirEntry, Error, Metadata, RemotePath, Result, TransferOptions};
 
 /// How much a streaming handle moves per trip to the blocking pool.
@@ -43,19 +43,7 @@ pub struct SftpSession {
     inner: crate::SftpSession,
 }
 
-impl fmt::Debug for SftpSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("tokio::SftpSession")
-            .field(&self.inner)
-            .finish()
-    }
-}
-
-impl From<crate::SftpSession> for SftpSession {
-    fn from(inner: crate::SftpSession) -> SftpSession {
-        SftpSession { inner }
-    }
-}
+wraps!(SftpSession, crate::SftpSession);
 
 /// Methods on one remote path, each the blocking method of the same name
 /// on the blocking pool.
