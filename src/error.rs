@@ -496,6 +496,16 @@ pub(crate) fn add_note(mut err: Error, note: String) -> Error {
     err
 }
 
+/// The operation of an upload's error when the connection ended while
+/// the file was being renamed into place: it may have been delivered.
+pub(crate) const RENAME_IN_DOUBT: &str = "rename into place";
+
+/// Whether `err` leaves a delivery in doubt (see [`RENAME_IN_DOUBT`]): a
+/// transfer must not send that file again on its own.
+pub(crate) fn delivery_in_doubt(err: &Error) -> bool {
+    matches!(err, Error::Sftp { operation, .. } if *operation == RENAME_IN_DOUBT)
+}
+
 /// Whether the server refused to open a channel: libssh2's
 /// `CHANNEL_FAILURE` behind `err` (OpenSSH's `MaxSessions`, or a server
 /// that allows one channel per connection).

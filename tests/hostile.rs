@@ -180,11 +180,9 @@ fn an_unsolicited_reply_is_a_protocol_error() {
         .unsolicited_reply(true)
         .start()
         .expect("server");
-    let err = server
-        .session()
-        .expect("session")
-        .sftp()
-        .expect_err("protocol error");
+    // The reply waits behind the version; the first request meets it.
+    let sftp = server.session().expect("session").sftp().expect("sftp");
+    let err = sftp.metadata(".").expect_err("protocol error");
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
     assert!(err.to_string().contains("was not sent"), "{err}");
     assert!(err.to_string().contains("127.0.0.1"), "{err}");

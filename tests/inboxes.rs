@@ -455,6 +455,54 @@ fn login_limits_per_user_still_deliver() {
     }
 }
 
+/// Folders under a login limit: with four sessions asked for, a server
+/// that turns away the extra logins leaves the work to ours; one that
+/// ends the older login when a new one arrives has the files of the
+/// session it ended moved by another. Every file is delivered both ways,
+/// each exactly once in the report, nothing else is left.
+#[test]
+fn login_limits_per_user_still_deliver_folders() {
+    use etl_ssh::testkit::LoginLimit;
+    let (src, total) = folder(90);
+    let big = random_bytes(9 << 20, 99);
+    fs::write(src.path().join("big.bin"), &big).expect("write");
+    let parallel = TransferOptions::new().sessions(4).min_segment_size(8 << 20);
+    for policy in [LoginLimit::RefuseNew, LoginLimit::KickOldest] {
+        let (server, sftp) = embedded(TestServer::builder().login_limit(1, policy));
+        let report = sftp
+            .upload_dir_report(src.path(), server.remote_path("in"), &parallel)
+            .unwrap_or_else(|e| panic!("{policy:?}: {e}"));
+        assert!(report.is_complete(), "{policy:?}: {report:?}");
+        assert_eq!(report.files().len(), 91, "{policy:?}");
+        assert_eq!(report.bytes(), total + big.len() as u64, "{policy:?}");
+        // Files whose session was ended say so; nothing else is warned.
+        for file in report.delivered() {
+            for warning in file.result().expect("delivered").warnings() {
+                assert!(warning.starts_with("an earlier try failed"), "{warning}");
+            }
+        }
+        assert_eq!(
+            names_in(&server.sftp_root().join("in")),
+            names_in(src.path()),
+            "{policy:?}"
+        );
+        let back = tempfile::tempdir().expect("temp dir");
+        let report = sftp
+            .download_dir_report(server.remote_path("in"), back.path(), &parallel)
+            .unwrap_or_else(|e| panic!("{policy:?}: download: {e}"));
+        assert!(report.is_complete(), "{policy:?}: {report:?}");
+        assert_eq!(report.files().len(), 91, "{policy:?}");
+        for name in names_in(src.path()) {
+            assert!(
+                fs::read(src.path().join(&name)).expect("read")
+                    == fs::read(back.path().join(&name)).expect("read back"),
+                "{policy:?}: {name}"
+            );
+        }
+        assert_eq!(names_in(back.path()), names_in(src.path()), "{policy:?}");
+    }
+}
+
 /// The same inbox on OpenSSH itself: `internal-sftp -P rename,posix-rename`
 /// denies renames (as the partner's sshd can); the default upload fails
 /// naming `atomic(false)` and leaves nothing, in place it delivers.

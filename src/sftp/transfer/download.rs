@@ -15,7 +15,7 @@ use super::options::{Overwrite, Plan, TransferOptions};
 use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Sink};
 use super::progress::Job;
-use super::segments::{download_segments, Workers};
+use super::segments::download_segments;
 use crate::conn::Dialer;
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::metadata::Metadata;
@@ -163,10 +163,9 @@ fn download_into(
                 .set_len(total)
                 .map_err(|e| Error::io(format!("cannot size {}", target.path.display()), e))?;
             progress.start(0);
-            let workers = Workers::open(shared, sessions);
             download_segments(
                 shared,
-                &workers,
+                sessions,
                 remote,
                 &target.out,
                 total,

@@ -1,13 +1,15 @@
 //! Transfers: the options and the one decision of how each file moves
 //! (`options.rs`), what they report (`outcome.rs`, `progress.rs`), one
 //! file up or down (`upload.rs`, `download.rs`), the
-//! pipelines they run on a channel (`pipeline.rs`), the pieces of a large
-//! file over several sessions (`segments.rs`), many small files at once
+//! pipelines they run on a channel (`pipeline.rs`), work shared by several
+//! sessions as they connect (`lanes.rs`), the pieces of a large file over
+//! them (`segments.rs`), many small files at once
 //! (`wave.rs`), folder trees (`tree.rs`), and the removal of stale
 //! temporary files (`stale.rs`).
 
 pub(crate) mod checksum;
 pub(crate) mod download;
+pub(crate) mod lanes;
 pub(crate) mod options;
 pub(crate) mod outcome;
 pub(crate) mod pipeline;

@@ -2,6 +2,7 @@
 //! both callbacks of [`TransferOptions`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::options::TransferOptions;
 use super::outcome::Progress;
@@ -11,6 +12,9 @@ pub(crate) struct Job<'a> {
     options: &'a TransferOptions,
     total: u64,
     done: AtomicU64,
+    /// Temporary files (with their targets) a try may have left on the
+    /// server when its connection ended: removed when the job ends.
+    orphans: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl<'a> Job<'a> {
@@ -19,7 +23,24 @@ impl<'a> Job<'a> {
             options,
             total,
             done: AtomicU64::new(0),
+            orphans: Mutex::new(Vec::new()),
         }
+    }
+
+    /// `temp`, the temporary file of an upload to `target`, may be left
+    /// on the server: the connection ended before it was renamed or
+    /// removed.
+    pub(crate) fn orphan(&self, target: &[u8], temp: &[u8]) {
+        self.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((target.to_vec(), temp.to_vec()));
+    }
+
+    /// The temporary files recorded by [`orphan`](Self::orphan), with
+    /// their targets.
+    pub(crate) fn take_orphans(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// `job`, or a job of one file of `total` bytes kept in `own`.

@@ -1,145 +1,21 @@
-//! Work spread over several sessions: the pieces of one large file, or
-//! the files of a folder. libssh2 serialises every call on one session,
-//! so parallel work needs connections of its own
-//! ([`Session::connect_another`](crate::Session::connect_another)).
+//! The pieces of one large file, moved over several sessions at once
+//! (see [`lanes`](super::lanes)): each session pulls the next piece when
+//! its pipeline has room; the pieces a session held when the server ended
+//! it go to the others.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use log::{info, warn};
-
+use super::lanes::{self, Step};
 use super::options::TransferOptions;
 use super::pipeline::{self, Sink};
 use super::progress::FileProgress;
 use crate::sftp::proto::{open as flags, Attrs};
-use crate::sftp::{SftpSession, Shared};
-use crate::{Error, Result};
-
-/// The sessions that work together: the caller's, and the extra ones that
-/// could be opened.
-pub(crate) struct Workers {
-    extra: Vec<SftpSession>,
-}
-
-impl Workers {
-    /// Opens up to `wanted - 1` extra sessions beside `shared`'s, in
-    /// parallel. Those the server refuses are logged and done without: the
-    /// work then goes to the sessions that did open, down to `shared`'s
-    /// alone.
-    pub(crate) fn open(shared: &Shared, wanted: usize) -> Workers {
-        if wanted <= 1 {
-            return Workers { extra: Vec::new() };
-        }
-        let results: Vec<Result<SftpSession>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (1..wanted)
-                .map(|_| scope.spawn(|| SftpSession::start(shared.dialer.another()?)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::io(
-                            "opening an extra session",
-                            std::io::Error::other("the thread panicked"),
-                        ))
-                    })
-                })
-                .collect()
-        });
-        let mut extra = Vec::new();
-        let mut refused = Vec::new();
-        for result in results {
-            match result {
-                Ok(sftp) => extra.push(sftp),
-                Err(e) => refused.push(e),
-            }
-        }
-        let target = shared.pool.target();
-        if let Some(first) = refused.first() {
-            warn!(
-                "{target}: {} of {} extra connections failed ({first}); carrying on with {} \
-                 session(s)",
-                refused.len(),
-                wanted - 1,
-                extra.len() + 1
-            );
-        } else {
-            info!("{target}: {wanted} sessions work in parallel");
-        }
-        if !extra.is_empty() && !first_login_alive(shared) {
-            warn!(
-                "{target}: the server ended our first login when another arrived (it allows \
-                 fewer logins per user than {wanted}); carrying on with one session"
-            );
-            extra.clear();
-        }
-        Workers { extra }
-    }
-
-    /// How many sessions work.
-    pub(crate) fn len(&self) -> usize {
-        self.extra.len() + 1
-    }
-
-    /// Runs `job` for each item of `items` on every session at once (each
-    /// session takes the next item when done with one) and returns the
-    /// first error; the others stop taking items after it.
-    pub(crate) fn run<T: Send>(
-        &self,
-        shared: &Shared,
-        items: Vec<T>,
-        job: impl Fn(&Shared, T) -> Result<()> + Sync,
-    ) -> Result<()> {
-        let queue = Mutex::new(VecDeque::from(items));
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        let next = || {
-            if failed.load(Ordering::SeqCst) {
-                return None;
-            }
-            queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
-        };
-        let work = |shared: &Shared| {
-            while let Some(item) = next() {
-                if let Err(e) = job(shared, item) {
-                    failed.store(true, Ordering::SeqCst);
-                    first_error
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                    return;
-                }
-            }
-        };
-        std::thread::scope(|scope| {
-            for sftp in &self.extra {
-                let work = &work;
-                scope.spawn(move || work(&sftp.shared));
-            }
-            work(shared);
-        });
-        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Whether the caller's session still answers after the extra logins:
-/// some servers end a user's older login when a new one arrives.
-fn first_login_alive(shared: &Shared) -> bool {
-    match shared.pool.any() {
-        Ok(mut ch) => match crate::sftp::fs::realpath(&mut ch, b".") {
-            Ok(_) => true,
-            Err(e) => e.kind() != crate::ErrorKind::Disconnected,
-        },
-        Err(e) => e.kind() != crate::ErrorKind::Disconnected,
-    }
-}
+use crate::sftp::Shared;
+use crate::{Error, ErrorKind, Result};
 
 /// Hands out a file's bytes, one buffer at a time, to the sessions that
 /// move it: each session pulls the next piece when its pipeline has room,
@@ -149,6 +25,9 @@ struct Pieces {
     next: AtomicU64,
     total: u64,
     size: u64,
+    /// Pieces handed out to a session that ended before it confirmed
+    /// them: handed out again first.
+    returned: Mutex<Vec<Range<u64>>>,
     /// Set by the first session that fails: the others stop pulling.
     failed: AtomicBool,
 }
@@ -159,14 +38,25 @@ impl Pieces {
             next: AtomicU64::new(0),
             total,
             size: (size as u64).max(1),
+            returned: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
         }
+    }
+
+    fn returned(&self) -> std::sync::MutexGuard<'_, Vec<Range<u64>>> {
+        self.returned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The next piece, or `None` once every piece is taken (or a session
     /// failed).
     fn take(&self) -> Option<Range<u64>> {
-        if self.all_taken() {
+        if self.failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(piece) = self.returned().pop() {
+            return Some(piece);
+        }
+        if self.next.load(Ordering::SeqCst) >= self.total {
             return None;
         }
         let start = self.next.fetch_add(self.size, Ordering::SeqCst);
@@ -175,43 +65,72 @@ impl Pieces {
 
     /// Whether [`take`](Self::take) has nothing more to hand out.
     fn all_taken(&self) -> bool {
-        self.failed.load(Ordering::SeqCst) || self.next.load(Ordering::SeqCst) >= self.total
+        self.failed.load(Ordering::SeqCst)
+            || (self.next.load(Ordering::SeqCst) >= self.total && self.returned().is_empty())
+    }
+
+    /// Hands `pieces` out again.
+    fn give_back(&self, pieces: Vec<Range<u64>>) {
+        self.returned().extend(pieces);
     }
 }
 
-/// Runs `job` once on each of `workers`' sessions with the pieces of
-/// `total` bytes and the progress they share; a session that finds every
-/// piece taken before it starts does nothing.
+/// Runs `job` on `lanes` sessions at once with the pieces of `total`
+/// bytes: `job` moves what its `next` hands out. The pieces a session
+/// took go back when the server ended it; another error stops all.
 fn run_pieces(
     shared: &Shared,
-    workers: &Workers,
+    lanes: usize,
     total: u64,
     options: &TransferOptions,
-    job: impl Fn(&Shared, &Pieces) -> Result<()> + Sync,
+    job: impl Fn(&Shared, pipeline::NextRange<'_>) -> Result<()> + Sync,
 ) -> Result<u64> {
     let pieces = Pieces::new(total, options.buffer_size);
-    let sessions = vec![(); workers.len()];
-    workers.run(shared, sessions, |shared, ()| {
+    lanes::run(shared, lanes, vec![(); lanes], |shared, (), last_try| {
         if pieces.all_taken() {
-            return Ok(());
+            return Step::Done;
         }
-        job(shared, &pieces).inspect_err(|_| pieces.failed.store(true, Ordering::SeqCst))
-    })?;
+        let mut taken = Vec::new();
+        let result = job(shared, &mut || {
+            let piece = pieces.take();
+            taken.extend(piece.clone());
+            piece
+        });
+        match result {
+            Err(e) if e.kind() == ErrorKind::Disconnected && !last_try => {
+                pieces.give_back(taken);
+                // Whichever session is left drains what came back.
+                Step::Again(vec![()], e)
+            }
+            Err(e) => {
+                pieces.failed.store(true, Ordering::SeqCst);
+                Step::Stop(e)
+            }
+            Ok(()) => Step::Done,
+        }
+    })
+    .map_err(|left| left.error)?;
+    if !pieces.all_taken() {
+        return Err(Error::invalid(
+            "parallel transfer",
+            "pieces of the file were left when the sessions ended",
+        ));
+    }
     Ok(total)
 }
 
-/// Writes `local` into the remote file `path` (which exists) on all
-/// `workers` at once; each flushes it where the server offers fsync.
+/// Writes `local` into the remote file `path` (which exists) on `lanes`
+/// sessions at once; each flushes it where the server offers fsync.
 pub(crate) fn upload_segments(
     shared: &Shared,
-    workers: &Workers,
+    lanes: usize,
     local: &Path,
     path: &[u8],
     total: u64,
     options: &TransferOptions,
     progress: &FileProgress<'_>,
 ) -> Result<u64> {
-    run_pieces(shared, workers, total, options, |shared, pieces| {
+    run_pieces(shared, lanes, total, options, |shared, next| {
         let source = File::open(local)
             .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
         let mut ch = shared.pool.any()?;
@@ -221,7 +140,7 @@ pub(crate) fn upload_segments(
             &handle,
             path,
             &source,
-            &mut || pieces.take(),
+            next,
             options.in_flight(),
             &mut |n| progress.add(n),
         );
@@ -239,28 +158,22 @@ pub(crate) fn upload_segments(
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
-/// on all `workers` at once, then checks that the file still ends at
+/// on `lanes` sessions at once, then checks that the file still ends at
 /// `total` (it did not grow meanwhile; a piece that found the end early
 /// already failed: it shrank).
 pub(crate) fn download_segments(
     shared: &Shared,
-    workers: &Workers,
+    lanes: usize,
     path: &[u8],
     out: &File,
     total: u64,
     options: &TransferOptions,
     progress: &FileProgress<'_>,
 ) -> Result<u64> {
-    let done = run_pieces(shared, workers, total, options, |shared, pieces| {
-        read_pieces(
-            shared,
-            path,
-            out,
-            options,
-            &mut || pieces.take(),
-            None,
-            &mut |n| progress.add(n),
-        )
+    let done = run_pieces(shared, lanes, total, options, |shared, next| {
+        read_pieces(shared, path, out, options, next, None, &mut |n| {
+            progress.add(n)
+        })
     })?;
     read_pieces(
         shared,
@@ -345,5 +258,19 @@ mod tests {
         pieces.failed.store(true, Ordering::SeqCst);
         assert_eq!(pieces.take(), None);
         assert!(pieces.all_taken());
+    }
+
+    #[test]
+    fn pieces_given_back_are_handed_out_again_before_new_ones() {
+        let pieces = Pieces::new(30, 10);
+        assert_eq!(pieces.take(), Some(0..10));
+        assert_eq!(pieces.take(), Some(10..20));
+        assert_eq!(pieces.take(), Some(20..30));
+        assert!(pieces.all_taken());
+        let second = 10..20;
+        pieces.give_back(vec![second]);
+        assert!(!pieces.all_taken());
+        assert_eq!(pieces.take(), Some(10..20));
+        assert_eq!(pieces.take(), None);
     }
 }

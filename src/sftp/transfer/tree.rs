@@ -20,12 +20,13 @@ use std::sync::Mutex;
 use log::{debug, warn};
 
 use super::download::download_file;
+use super::lanes::{self, Step};
 use super::options::{Plan, TransferOptions, WAVE};
 use super::outcome::{Delivery, DirReport, FileReport};
 use super::progress::Job;
-use super::segments::Workers;
-use super::upload::upload_file;
+use super::upload::{remove_orphans, upload_file};
 use super::wave::{download_wave, upload_wave};
+use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::fs::{mkdir, mkdir_all, read_dir, MAX_DEPTH, MAX_LISTING};
 use crate::sftp::metadata::FileType;
@@ -81,22 +82,23 @@ pub(crate) fn upload_dir(
         mkdir_all(&mut ch, remote, 0o755)?;
         walk_local(&mut ch, local, remote, options)?
     };
-    spread(shared, files, options, |shared, work, options, job| {
-        let report =
-            |(local, remote): (PathBuf, Vec<u8>), result| file_report(local, remote, result);
-        match work {
+    spread(
+        shared,
+        files,
+        options,
+        |shared, work, options, job| match work {
             Work::Wave(files) => {
                 let results = on_a_channel(shared, |ch| {
                     upload_wave(ch, &files, options, job, &shared.dialer)
                 });
-                each(files, results, report)
+                each(files, results)
             }
             Work::One(file) => {
                 let result = upload_file(shared, &file.0, &file.1, options, Some(job));
-                vec![report(file, result)]
+                vec![file.report(result)]
             }
-        }
-    })
+        },
+    )
 }
 
 /// The report of one file.
@@ -115,31 +117,29 @@ fn on_a_channel<T>(shared: &Shared, f: impl FnOnce(&mut SftpChannel) -> Result<T
 
 /// The reports of `files` from their `results` (in order), or, when the
 /// whole wave failed, each with the wave's error.
-fn each<T>(
-    files: Vec<T>,
-    results: Result<Vec<Result<Delivery>>>,
-    report: impl Fn(T, Result<Delivery>) -> FileReport,
-) -> Vec<FileReport> {
+fn each<T: FileItem>(files: Vec<T>, results: Result<Vec<Result<Delivery>>>) -> Vec<FileReport> {
     match results {
         Ok(results) => files
             .into_iter()
             .zip(results)
-            .map(|(f, r)| report(f, r))
+            .map(|(f, r)| f.report(r))
             .collect(),
         Err(e) => {
             let mut reports = Vec::with_capacity(files.len());
+            // Of the same kind: a wave whose session ended goes to another.
+            let kind = e.kind();
             let mut first = Some(e);
             for f in files {
                 let err = first.take().unwrap_or_else(|| {
                     crate::sftp::channel::sftp_error(
-                        ErrorKind::Disconnected,
+                        kind,
                         "transfer",
                         "",
                         b"",
                         "the wave this file was in failed (see the first file's error)",
                     )
                 });
-                reports.push(report(f, Err(err)));
+                reports.push(f.report(Err(err)));
             }
             reports
         }
@@ -254,8 +254,6 @@ pub(crate) fn download_dir(
         .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
     let files = walk_remote(&mut *shared.pool.any()?, remote, local, options)?;
     spread(shared, files, options, |shared, work, options, job| {
-        let report =
-            |(remote, local): (Vec<u8>, PathBuf), result| file_report(local, remote, result);
         match work {
             Work::Wave(files) => {
                 let results = on_a_channel(shared, |ch| {
@@ -274,19 +272,19 @@ pub(crate) fn download_dir(
                         }
                         (done, bigger)
                     }
-                    Err(e) => return each(files, Err(e), report),
+                    Err(e) => return each(files, Err(e)),
                 };
                 let mut reports: Vec<FileReport> =
-                    results.into_iter().map(|(f, r)| report(f, r)).collect();
+                    results.into_iter().map(|(f, r)| f.report(r)).collect();
                 for file in bigger {
                     let result = download_file(shared, &file.0, &file.1, options, Some(job));
-                    reports.push(report(file, result));
+                    reports.push(file.report(result));
                 }
                 reports
             }
             Work::One(file) => {
                 let result = download_file(shared, &file.0, &file.1, options, Some(job));
-                vec![report(file, result)]
+                vec![file.report(result)]
             }
         }
     })
@@ -369,6 +367,50 @@ fn walk_remote(
     Ok(files)
 }
 
+/// A file of a folder transfer, as its report names it.
+trait FileItem: Clone + Send {
+    /// The report of this file with `result`.
+    fn report(self, result: Result<Delivery>) -> FileReport;
+    /// The file a report is about.
+    fn of(report: &FileReport) -> Self;
+    /// Its remote path.
+    fn remote(&self) -> &[u8];
+}
+
+/// An upload: (local, remote).
+impl FileItem for (PathBuf, Vec<u8>) {
+    fn report(self, result: Result<Delivery>) -> FileReport {
+        file_report(self.0, self.1, result)
+    }
+    fn of(report: &FileReport) -> Self {
+        (report.local.clone(), report.remote.as_bytes().to_vec())
+    }
+    fn remote(&self) -> &[u8] {
+        &self.1
+    }
+}
+
+/// A download: (remote, local).
+impl FileItem for (Vec<u8>, PathBuf) {
+    fn report(self, result: Result<Delivery>) -> FileReport {
+        file_report(self.1, self.0, result)
+    }
+    fn of(report: &FileReport) -> Self {
+        (report.remote.as_bytes().to_vec(), report.local.clone())
+    }
+    fn remote(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Whether a file that failed with `e` goes to another session: its
+/// session ended, and it is known not to be in place (a rename on its way
+/// when the connection ended may have delivered it: trying again could
+/// deliver it twice).
+fn worth_another_session(e: &Error) -> bool {
+    e.kind() == ErrorKind::Disconnected && !crate::error::delivery_in_doubt(e)
+}
+
 /// Runs `job` over `files` (each with its size) on as many sessions as
 /// [`TransferOptions::sessions`] allows for that many files: small files
 /// in waves of up to [`TransferOptions::open_files`], bigger ones alone,
@@ -376,7 +418,12 @@ fn walk_remote(
 /// segmenting, as a file of one job whose progress adds up. Returns the
 /// report of every file tried: all of them with
 /// [`TransferOptions::continue_on_error`], else up to the first failure.
-fn spread<T: Send + Clone>(
+///
+/// A file whose session the server ended is tried again on another; when
+/// that delivers it, its [`Delivery::warnings`] keep the earlier try's
+/// error, which names any temporary file that session could not remove.
+/// Files left when every session ended are reported failed.
+fn spread<T: FileItem>(
     shared: &Shared,
     mut files: Vec<(T, u64)>,
     options: &TransferOptions,
@@ -384,7 +431,7 @@ fn spread<T: Send + Clone>(
 ) -> Result<DirReport> {
     let per_file = options.clone().sessions(1);
     let progress = Job::new(options, files.iter().map(|(_, size)| size).sum());
-    let workers = Workers::open(shared, options.sessions_for_files(files.len()));
+    let sessions = options.sessions_for_files(files.len());
     files.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
     let (small, big): (Vec<_>, Vec<_>) = files
         .into_iter()
@@ -400,27 +447,105 @@ fn spread<T: Send + Clone>(
         )
         .collect();
     let reports = Mutex::new(Vec::new());
-    let stopped = workers.run(shared, work, |shared, work| {
-        let files = job(shared, work, &per_file, &progress);
-        let failed = files.iter().find_map(|f| f.result.as_ref().err());
-        let stop = match failed {
-            Some(e) if !options.continue_on_error => Err(crate::Error::invalid(
+    // What an earlier try of a file said when the server ended its session.
+    let first_tries: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+    let ran = lanes::run(shared, sessions, work, |shared, work, last_try| {
+        let (again, mut done): (Vec<_>, Vec<_>) = job(shared, work, &per_file, &progress)
+            .into_iter()
+            .partition(|f| !last_try && f.result.as_ref().is_err_and(worth_another_session));
+        let mut lost = None;
+        let mut items = Vec::new();
+        for report in again {
+            items.push(Work::One(T::of(&report)));
+            if let Err(e) = report.result {
+                first_tries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((report.local, format!("an earlier try failed: {e}")));
+                lost.get_or_insert(e);
+            }
+        }
+        let step = match (lost, done.iter().find_map(|f| f.result.as_ref().err())) {
+            (Some(e), _) => Step::Again(items, e),
+            (None, Some(e)) if !options.continue_on_error => Step::Stop(crate::Error::invalid(
                 "folder transfer",
                 format!("stopped at the first failure: {e}"),
             )),
-            _ => Ok(()),
+            _ => Step::Done,
         };
+        let tries = first_tries.lock().unwrap_or_else(|e| e.into_inner());
+        for report in &mut done {
+            if let Ok(delivery) = &mut report.result {
+                delivery.warnings.extend(
+                    tries
+                        .iter()
+                        .filter(|(local, _)| *local == report.local)
+                        .map(|(_, first)| first.clone()),
+                );
+            }
+        }
+        drop(tries);
         reports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(files);
-        stop
+            .extend(done);
+        step
     });
-    // A stop is in the report: the failed file's own error.
-    drop(stopped);
-    Ok(DirReport {
-        files: reports.into_inner().unwrap_or_else(|e| e.into_inner()),
-    })
+    let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    match ran {
+        // A stop is in the report already: the failed file's own error.
+        Ok(()) => {}
+        Err(left) if left.stopped => {}
+        Err(left) => {
+            warn!(
+                "{}: every session ended with {} job(s) left: {}",
+                shared.pool.target(),
+                left.items.len(),
+                left.error
+            );
+            for work in left.items {
+                let files = match work {
+                    Work::One(f) => vec![f],
+                    Work::Wave(files) => files,
+                };
+                for file in files {
+                    let err = Error::Sftp {
+                        kind: ErrorKind::Disconnected,
+                        operation: "folder transfer",
+                        path: shown(file.remote()),
+                        target: shared.pool.target().to_owned(),
+                        status: None,
+                        reason: format!(
+                            "not tried: every session ended ({}); nothing was written for it",
+                            left.error
+                        ),
+                        source: None,
+                    };
+                    reports.push(file.report(Err(err)));
+                }
+            }
+        }
+    }
+    let left = remove_orphans(shared, &progress);
+    if !left.is_empty() {
+        reports = reports
+            .into_iter()
+            .map(|mut report| {
+                let notes = left.iter().filter(|(t, _)| *t == report.remote.as_bytes());
+                for (_, note) in notes {
+                    report.result = match report.result {
+                        Ok(mut delivery) => {
+                            delivery.warnings.push(note.clone());
+                            Ok(delivery)
+                        }
+                        Err(e) => Err(add_note(e, format!("; {note}"))),
+                    };
+                }
+                report
+            })
+            .collect();
+    }
+    Ok(DirReport { files: reports })
 }
 
 #[cfg(test)]

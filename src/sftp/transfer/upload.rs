@@ -17,7 +17,7 @@ use super::options::{Overwrite, Plan, TransferOptions};
 use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Finished, Sink};
 use super::progress::{FileProgress, Job};
-use super::segments::{upload_segments, Workers};
+use super::segments::upload_segments;
 use crate::conn::Dialer;
 use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
@@ -115,6 +115,7 @@ pub(crate) fn upload_file(
 ) -> Result<Delivery> {
     let (source, meta) = open_source(local)?;
     let total = meta.len();
+    let in_a_job = job.is_some();
     let mut own_job = None;
     let job = Job::or_own(job, &mut own_job, options, total);
     let progress = job.file(shown(remote), total);
@@ -125,7 +126,7 @@ pub(crate) fn upload_file(
     } else {
         remote.to_vec()
     };
-    let job = Upload {
+    let upload = Upload {
         source: &source,
         remote,
         write_path: &write_path,
@@ -136,15 +137,69 @@ pub(crate) fn upload_file(
         progress: &progress,
         verify_with: options.verify_checksum.then_some((local, &shared.dialer)),
     };
-    let mut ch = shared.pool.any()?;
-    let any_order = options.any_order(ch.extensions());
-    match options.plan(total, false, any_order) {
-        Plan::Single | Plan::Wave => job.on_one_session(&mut ch),
-        Plan::Segments(sessions) => {
-            drop(ch);
-            job.in_segments(shared, local, sessions)
+    let result = shared.pool.any().and_then(|mut ch| {
+        let any_order = options.any_order(ch.extensions());
+        match options.plan(total, false, any_order) {
+            Plan::Single | Plan::Wave => upload.on_one_session(&mut ch),
+            Plan::Segments(sessions) => {
+                drop(ch);
+                upload.in_segments(shared, local, sessions)
+            }
+        }
+    });
+    if let Err(e) = &result {
+        if e.kind() == ErrorKind::Disconnected && options.atomic && !options.resume {
+            job.orphan(remote, &write_path);
         }
     }
+    if in_a_job {
+        // The job removes them when it ends.
+        return result;
+    }
+    // A job of its own: what the ended connection left goes now.
+    match (result, remove_orphans(shared, job).pop()) {
+        (Ok(mut delivery), Some((_, note))) => {
+            delivery.warnings.push(note);
+            Ok(delivery)
+        }
+        (Err(e), Some((_, note))) => Err(add_note(e, format!("; {note}"))),
+        (result, None) => result,
+    }
+}
+
+/// Removes the temporary files that tries of `job` may have left when
+/// their connection ended, over a channel of `shared`'s (its pool
+/// connects again); returns a note, by target, for each still there.
+pub(crate) fn remove_orphans(shared: &Shared, job: &Job<'_>) -> Vec<(Vec<u8>, String)> {
+    let orphans = job.take_orphans();
+    if orphans.is_empty() {
+        return Vec::new();
+    }
+    let mut ch = match shared.pool.any() {
+        Ok(ch) => Some(ch),
+        Err(e) => {
+            warn!("cannot remove the temporary files of ended connections: {e}");
+            None
+        }
+    };
+    let mut left = Vec::new();
+    for (target, temp) in orphans {
+        let removed = match ch.as_mut() {
+            Some(ch) => ch.remove_ours(&temp),
+            None => Err("no connection to the server".into()),
+        };
+        if let Err(why) = removed {
+            left.push((
+                target,
+                format!(
+                    "the temporary file {} of a try whose connection ended is left on the \
+                     server ({why})",
+                    shown(&temp)
+                ),
+            ));
+        }
+    }
+    left
 }
 
 /// One file's upload: what it writes where.
@@ -416,13 +471,22 @@ impl Upload<'_> {
         })
     }
 
-    /// What a failed rename into place means for the job: the server took
-    /// the file at close (it vanished), renames are refused, or the error
-    /// as it is.
+    /// What a failed rename into place means for the job: the connection
+    /// ended on its way (delivery in doubt), the server took the file at
+    /// close (it vanished), renames are refused, or the error as it is.
     pub(crate) fn rename_error(&self, ch: &mut SftpChannel, e: Error) -> Error {
         let (remote, temp) = (self.remote, self.write_path);
         if ch.is_broken() {
-            return e;
+            return ch.error(
+                ErrorKind::Disconnected,
+                crate::error::RENAME_IN_DOUBT,
+                remote,
+                format!(
+                    "the connection ended while {} was being renamed into place ({e}):                      whether {} was delivered is unknown; look before sending it again",
+                    shown(temp),
+                    shown(remote)
+                ),
+            );
         }
         match e.kind() {
             ErrorKind::NotFound if matches!(rfs::stat(ch, temp, false), Err(ref g) if g.kind() == ErrorKind::NotFound) => {
@@ -468,10 +532,9 @@ impl Upload<'_> {
             }
         }
         self.progress.start(0);
-        let workers = Workers::open(shared, sessions);
         let written = upload_segments(
             shared,
-            &workers,
+            sessions,
             local,
             write_path,
             self.total,

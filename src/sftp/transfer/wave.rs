@@ -77,15 +77,44 @@ pub(crate) fn upload_wave<'a>(
     job: &'a Job<'a>,
     dialer: &Arc<dyn Dialer>,
 ) -> Result<Vec<Result<Delivery>>> {
+    let mut temps = Vec::with_capacity(files.len());
+    let results = upload_wave_on(ch, files, options, job, dialer, &mut temps);
+    if ch.is_broken() && !options.resume {
+        // The connection ended: the temporary files of the files not
+        // delivered may be left, for the job to remove.
+        let delivered = |i: usize| matches!(&results, Ok(r) if r.get(i).is_some_and(|r| r.is_ok()));
+        for (i, (remote, temp)) in temps {
+            if !delivered(i) {
+                job.orphan(remote, &temp);
+            }
+        }
+    }
+    results
+}
+
+/// A temporary file of a wave: its file's index, target and name.
+type WaveTemp<'a> = (usize, (&'a [u8], Vec<u8>));
+
+/// [`upload_wave`], noting in `temps` each temporary file it may create
+/// (with the index of its file and the target).
+fn upload_wave_on<'a>(
+    ch: &mut SftpChannel,
+    files: &'a [(PathBuf, Vec<u8>)],
+    options: &TransferOptions,
+    job: &'a Job<'a>,
+    dialer: &Arc<dyn Dialer>,
+    temps: &mut Vec<WaveTemp<'a>>,
+) -> Result<Vec<Result<Delivery>>> {
     let mut items = Vec::with_capacity(files.len());
     let mut results: Vec<Option<Result<Delivery>>> = Vec::with_capacity(files.len());
-    for (local, remote) in files {
+    for (i, (local, remote)) in files.iter().enumerate() {
         match open_source(local) {
             Ok((source, meta)) => {
                 let temp = match &options.temp_dir {
                     Some(dir) => join(dir, &options.temp_for(file_name(remote), b"")),
                     None => join(&parent(remote), &options.temp_for(file_name(remote), b"")),
                 };
+                temps.push((i, (remote.as_slice(), temp.clone())));
                 items.push(Some(Up {
                     local,
                     remote,
@@ -243,7 +272,11 @@ pub(crate) fn upload_wave<'a>(
             }));
         }
     }
-    ch.flush("upload", b"")?;
+    // Every reply was read: a failure now leaves the verdicts as they are
+    // (a rename already confirmed must not be sent again).
+    if let Err(e) = ch.flush("upload", b"") {
+        log::warn!("{}: after the renames: {e}", ch.target());
+    }
     let mut verdicts = verdicts.into_iter();
     Ok(results
         .into_iter()
