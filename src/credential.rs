@@ -555,14 +555,38 @@ impl Credential {
         self.keys().first().and_then(KeyPair::path)
     }
 
-    /// The SSH authentication method this credential uses: `publickey`
-    /// or `password`.
-    pub fn method(&self) -> &'static str {
+    /// The SSH authentication method this credential offers first, as the
+    /// [`AuthMethod`](crate::AuthMethod) a session reports once accepted:
+    /// for keys, [`AuthMethod::PublicKey`](crate::AuthMethod::PublicKey)
+    /// with the first key's label (`ssh-agent` for an agent) and no
+    /// fingerprint (a key file is read when connecting, not here). A
+    /// password may end up answering a keyboard-interactive prompt instead
+    /// ([`Session::auth_method`](crate::Session::auth_method) says).
+    /// `to_string()` gives the SSH name's form (`publickey id_ed25519`,
+    /// `password`).
+    ///
+    /// ```
+    /// use etl_ssh::{AuthMethod, Credential};
+    /// use etl_ssh::secrecy::SecretString;
+    ///
+    /// let pass = Credential::password("etl", SecretString::from("s3cret"));
+    /// assert_eq!(pass.method(), AuthMethod::Password);
+    /// let key = Credential::key_pair("etl", "/keys/id_ed25519");
+    /// assert!(matches!(key.method(), AuthMethod::PublicKey { label, .. } if label == "id_ed25519"));
+    /// ```
+    pub fn method(&self) -> crate::AuthMethod {
         match &self.secret {
-            Secret::Password(_) => "password",
-            Secret::KeyboardInteractive(_) => "keyboard-interactive",
-            Secret::Keys(_) | Secret::Agent(_) => "publickey",
-            Secret::All(steps) => steps.first().map_or("none", Credential::method),
+            Secret::Password(_) => crate::AuthMethod::Password,
+            Secret::KeyboardInteractive(_) => crate::AuthMethod::KeyboardInteractive,
+            Secret::Keys(keys) => crate::AuthMethod::public_key(
+                None,
+                keys.first().map_or_else(String::new, KeyPair::label),
+            ),
+            Secret::Agent(_) => crate::AuthMethod::public_key(None, "ssh-agent".to_string()),
+            // The first factor; `Session::auth_factors` lists all accepted.
+            Secret::All(steps) => steps
+                .first()
+                .map_or(crate::AuthMethod::None, Credential::method),
         }
     }
 

@@ -47,6 +47,9 @@ pub enum ErrorKind {
     KeyFile,
     /// A private key is encrypted and its passphrase is missing or wrong.
     Passphrase,
+    /// The ssh-agent could not be used: `SSH_AUTH_SOCK` is not set, or
+    /// nothing answers at its socket.
+    Agent,
     /// A remote or local file or directory does not exist.
     NotFound,
     /// The server or the local system refused access.
@@ -87,6 +90,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::PasswordExpired => "password expired",
             ErrorKind::KeyFile => "key file",
             ErrorKind::Passphrase => "passphrase",
+            ErrorKind::Agent => "ssh-agent",
             ErrorKind::NotFound => "not found",
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::AlreadyExists => "already exists",
@@ -355,6 +359,23 @@ pub enum Error {
         missing: bool,
     },
 
+    /// The ssh-agent of a [`Credential::agent`](crate::Credential::agent)
+    /// credential could not be used.
+    #[error("{}", agent_message(socket.as_deref(), *from_env, reason))]
+    #[non_exhaustive]
+    Agent {
+        /// The agent's socket: as given to
+        /// [`Credential::agent_at`](crate::Credential::agent_at), or
+        /// `SSH_AUTH_SOCK`'s value (`None` when it is not set).
+        socket: Option<PathBuf>,
+        /// Whether the socket came from `SSH_AUTH_SOCK`.
+        from_env: bool,
+        /// What failed.
+        reason: String,
+        /// The underlying error, if any.
+        source: Option<BoxError>,
+    },
+
     /// A `known_hosts` file could not be read.
     #[error("cannot read known_hosts file {}", path.display())]
     #[non_exhaustive]
@@ -436,6 +457,15 @@ pub enum Error {
         target: String,
         /// What went wrong, in words.
         reason: String,
+        /// Whether the command may have started: the request to run it was
+        /// sent. A command that started may have done its work, or part of
+        /// it, so [`Error::is_transient`] is false then unless it is
+        /// [`idempotent`](crate::ExecSession::with_idempotent).
+        started: bool,
+        /// Whether the caller marked the command
+        /// [idempotent](crate::ExecSession::with_idempotent): safe to run
+        /// again after a timeout or a hang-up.
+        idempotent: bool,
         /// The underlying error, if any.
         source: Option<BoxError>,
     },
@@ -506,6 +536,27 @@ fn disconnected_message(host: &str, port: u16, local: Option<SocketAddr>, stage:
             "{head}; if the partner allow-lists source addresses, ask them to allow {ours}; \
              a server under load (OpenSSH's MaxStartups) or a ban (fail2ban) does the same: \
              retry with backoff (RetryPolicy)"
+        ),
+    }
+}
+
+fn agent_message(socket: Option<&std::path::Path>, from_env: bool, reason: &str) -> String {
+    match (socket, from_env) {
+        (None, _) => "ssh-agent cannot be used: SSH_AUTH_SOCK is not set in this process's \
+                      environment (cron, systemd and sudo do not pass it on); run the job \
+                      where the agent's SSH_AUTH_SOCK is set, or name the socket with \
+                      Credential::agent_at"
+            .to_string(),
+        (Some(path), true) => format!(
+            "ssh-agent at SSH_AUTH_SOCK={} cannot be used: {reason}; check that the agent \
+             is running (`ssh-add -l` in the same environment lists its keys)",
+            path.display()
+        ),
+        (Some(path), false) => format!(
+            "ssh-agent at {} cannot be used: {reason}; check that the agent is running \
+             (`SSH_AUTH_SOCK={} ssh-add -l` lists its keys)",
+            path.display(),
+            path.display()
         ),
     }
 }
@@ -621,6 +672,7 @@ impl Error {
             Error::Negotiation { .. } => ErrorKind::Protocol,
             Error::Auth { .. } => ErrorKind::Auth,
             Error::PasswordExpired { .. } => ErrorKind::PasswordExpired,
+            Error::Agent { .. } => ErrorKind::Agent,
             Error::KeyFile { .. } => ErrorKind::KeyFile,
             Error::Passphrase { .. } => ErrorKind::Passphrase,
             Error::KnownHostsFile { source, .. } => io_kind(source.kind()),
@@ -894,6 +946,40 @@ mod tests {
             said_note(&["Moving on 1 May.\n".into(), String::new()]),
             "; the server said: \"Moving on 1 May.\""
         );
+    }
+
+    #[test]
+    fn agent_errors_name_the_socket_and_ssh_auth_sock() {
+        let unset = Error::Agent {
+            socket: None,
+            from_env: true,
+            reason: String::new(),
+            source: None,
+        };
+        assert_eq!(unset.kind(), ErrorKind::Agent);
+        assert!(
+            unset.to_string().contains("SSH_AUTH_SOCK is not set"),
+            "{unset}"
+        );
+        let env = Error::Agent {
+            socket: Some("/run/agent.sock".into()),
+            from_env: true,
+            reason: "cannot connect".into(),
+            source: None,
+        };
+        let text = env.to_string();
+        assert!(text.contains("SSH_AUTH_SOCK=/run/agent.sock"), "{text}");
+        assert!(text.contains("cannot connect"), "{text}");
+        assert!(!text.contains("private key"), "{text}");
+        let given = Error::Agent {
+            socket: Some("/run/agent.sock".into()),
+            from_env: false,
+            reason: "cannot connect".into(),
+            source: None,
+        };
+        assert!(given
+            .to_string()
+            .contains("SSH_AUTH_SOCK=/run/agent.sock ssh-add -l"));
     }
 
     #[test]

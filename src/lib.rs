@@ -149,8 +149,14 @@
 //! as libssh2 requires). Both streams are drained together, so a command
 //! that fills one while we wait on the other never deadlocks;
 //! [`run_with_input`](ExecSession::run_with_input) streams stdin at the same
-//! time. Each command has a timeout (the session's by default) and an
-//! output cap. [`run_args`](ExecSession::run_args) and [`quote`] quote each
+//! time. Each command has a timeout of its own ([`DEFAULT_COMMAND_TIMEOUT`],
+//! an hour, by default; `None` for none) and an output cap. A running
+//! command does not hold the session: SFTP and other commands on it go on
+//! meanwhile. A command that timed out or lost its connection is not
+//! [transient](Error::is_transient) unless marked
+//! [idempotent](ExecSession::with_idempotent), so a [`RetryPolicy`] never
+//! runs an import twice behind the caller's back.
+//! [`run_args`](ExecSession::run_args) and [`quote`] quote each
 //! argument for a POSIX shell, so a file name cannot change the command.
 //! [`spawn`](ExecSession::spawn) streams large input or output. An
 //! SFTP-only account, a refused environment variable or PTY are
@@ -164,6 +170,27 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Async
+//!
+//! With the `tokio` feature, `etl_ssh::tokio` has `Session`, `SftpSession`
+//! and `ExecSession` with the same operations
+//! as `async fn`s, run on tokio's blocking pool so that no worker thread
+//! blocks; `open` and `create` give `AsyncRead` and `AsyncWrite` handles.
+//! A dropped future leaves its operation to run to its end in the
+//! background and the session usable.
+//!
+//! ```toml
+//! etl-ssh = { version = "0.1", features = ["tokio"] }
+//! ```
+//!
+//! ## Tunnels
+//!
+//! [`Session::forward_local`] forwards a local port to a host and port seen
+//! from the server, as `ssh -L` does (Airflow's `SSHHook.get_tunnel`): a
+//! job points its database driver at `127.0.0.1:<port>`, and the
+//! [`Tunnel`] serves connections, each on its own `direct-tcpip` channel,
+//! at most [`MAX_TUNNEL_CONNECTIONS`] at once, until it is dropped.
 //!
 //! ## Errors
 //!
@@ -192,7 +219,10 @@
 //! Nothing waits forever. [`SessionBuilder::connect_timeout`] (30 s by
 //! default) bounds DNS resolution, the TCP connection and the SSH handshake;
 //! [`SessionBuilder::timeout`] (60 s by default) bounds each blocking
-//! operation after that, authentication included.
+//! operation after that, authentication included, and each exchange with
+//! the server of a remote command; the command itself is bounded by
+//! [`ExecSession::with_timeout`] (an hour by default; no limit only when
+//! asked for with `None`).
 //!
 //! ## Secrets
 //!
@@ -235,7 +265,9 @@
 //!
 //! [`Session`], [`Credential`] and [`KnownHost`] are `Send` and `Sync`.
 //! libssh2 serialises every call on one session: for parallel work open
-//! several sessions.
+//! several sessions. A remote command, a spawned command's streams and a
+//! [tunnel](Session::forward_local)'s connections lock the session only
+//! for each exchange with the server, so they share it with SFTP.
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
@@ -257,19 +289,35 @@ mod ssh_config;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+/// The [`secrecy`](https://docs.rs/secrecy) crate this crate's secrets are
+/// held in, re-exported so that a program passes a
+/// [`SecretString`](secrecy::SecretString) of the very version
+/// [`Credential`] takes without a dependency of its own:
+///
+/// ```
+/// use etl_ssh::secrecy::SecretString;
+/// use etl_ssh::Credential;
+///
+/// let pass = Credential::password("etl", SecretString::from("from the vault"));
+/// # let _ = pass;
+/// ```
+pub use secrecy;
 
 pub use algorithms::{has_sha1_algorithms, AlgorithmFamily};
 pub use credential::{AuthPrompt, Credential, KeyPair};
 pub use error::{BoxError, Error, ErrorKind};
 pub use exec::{
     quote, quote_args, ExecChild, ExecOutput, ExecSession, ExecStderr, ExecStdin, ExecStdout,
-    ExitStatus, DEFAULT_MAX_OUTPUT,
+    ExitStatus, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_OUTPUT,
 };
 pub use known_host::{HostKey, KnownHost};
 pub use retry::RetryPolicy;
 pub use session::{
-    AuthMethod, Session, SessionBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_PORT,
-    DEFAULT_RECEIVE_BUFFER, DEFAULT_TIMEOUT,
+    AuthMethod, Session, SessionBuilder, Tunnel, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE,
+    DEFAULT_PORT, DEFAULT_RECEIVE_BUFFER, DEFAULT_TIMEOUT, MAX_TUNNEL_CONNECTIONS,
 };
 pub use ssh_config::{HostConfig, SshConfig};
 

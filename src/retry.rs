@@ -138,7 +138,54 @@ impl RetryPolicy {
     /// # Errors
     ///
     /// The last attempt's error.
-    pub fn run<T>(&self, what: &str, mut operation: impl FnMut(u32) -> Result<T>) -> Result<T> {
+    pub fn run<T>(&self, what: &str, operation: impl FnMut(u32) -> Result<T>) -> Result<T> {
+        self.run_with(what, Error::is_transient, operation)
+    }
+
+    /// Like [`run`](Self::run), for an operation with an error type of its
+    /// own: `classify` says which errors are worth another attempt. A job
+    /// whose steps return `anyhow::Error` or its own enum keeps it, and
+    /// hands this crate's judgement on to the errors that came from here.
+    ///
+    /// ```no_run
+    /// use etl_ssh::{Error, RetryPolicy, Session};
+    ///
+    /// #[derive(Debug)]
+    /// enum JobError {
+    ///     Ssh(Error),
+    ///     BadReport(String),
+    /// }
+    /// impl std::fmt::Display for JobError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         match self {
+    ///             JobError::Ssh(e) => write!(f, "{e}"),
+    ///             JobError::BadReport(why) => write!(f, "bad report: {why}"),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # fn fetch(session: &Session) -> Result<Vec<u8>, JobError> { todo!() }
+    /// # fn main() -> Result<(), JobError> {
+    /// # let session: Session = todo!();
+    /// let report = RetryPolicy::new().run_with(
+    ///     "fetch the daily report",
+    ///     |e: &JobError| matches!(e, JobError::Ssh(e) if e.is_transient()),
+    ///     |_attempt| fetch(&session),
+    /// )?;
+    /// # let _ = report;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's error.
+    pub fn run_with<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        classify: impl Fn(&E) -> bool,
+        mut operation: impl FnMut(u32) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
@@ -146,7 +193,7 @@ impl RetryPolicy {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
-            if !err.is_transient() {
+            if !classify(&err) {
                 return Err(err);
             }
             let wait = jittered(self.backoff(attempt), self.jitter);
@@ -186,11 +233,23 @@ impl Error {
     /// name that did not resolve for a while, a timeout, a hang-up, a file
     /// that changed while it was transferred. Never
     /// authentication, host keys, key files, missing paths, refusals or
-    /// bad input. [`RetryPolicy`] retries exactly these.
+    /// bad input, and never a remote command that timed out or lost its
+    /// connection after it started (it may have done its work: running it
+    /// twice may import a file twice) unless its
+    /// [`ExecSession`](crate::ExecSession) was marked
+    /// [idempotent](crate::ExecSession::with_idempotent). [`RetryPolicy`]
+    /// retries exactly these.
     pub fn is_transient(&self) -> bool {
         match self {
             // A name that does not exist will not exist in a second either.
             Error::Resolve { source, .. } => source.kind() != std::io::ErrorKind::NotFound,
+            // A command that may have run is not run again unless the
+            // caller said that is safe.
+            Error::Exec {
+                started: true,
+                idempotent: false,
+                ..
+            } => false,
             other => matches!(
                 other.kind(),
                 ErrorKind::Connect
@@ -327,6 +386,45 @@ mod tests {
             seen.insert(w);
         }
         assert!(seen.len() > 1, "jitter never varied");
+    }
+
+    #[test]
+    fn run_with_takes_the_callers_error_and_classifier() {
+        #[derive(Debug, PartialEq)]
+        enum Mine {
+            Busy,
+            Broken,
+        }
+        impl std::fmt::Display for Mine {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{self:?}")
+            }
+        }
+        let calls = Cell::new(0);
+        let result: std::result::Result<u32, Mine> = fast().attempts(5).run_with(
+            "t",
+            |e| *e == Mine::Busy,
+            |n| {
+                calls.set(n);
+                if n < 3 {
+                    Err(Mine::Busy)
+                } else {
+                    Ok(n)
+                }
+            },
+        );
+        assert_eq!(result, Ok(3));
+        let calls = Cell::new(0);
+        let result: std::result::Result<(), Mine> = fast().attempts(5).run_with(
+            "t",
+            |e| *e == Mine::Busy,
+            |n| {
+                calls.set(n);
+                Err(Mine::Broken)
+            },
+        );
+        assert_eq!(result, Err(Mine::Broken));
+        assert_eq!(calls.get(), 1, "a permanent error was retried");
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<etl_ssh::DirEntry>();
     assert_send_sync::<etl_ssh::Metadata>();
     assert_send_sync::<etl_ssh::Glob>();
+    assert_send_sync::<etl_ssh::Tunnel>();
     assert_send_sync::<etl_ssh::testkit::TestServer>();
     assert_send_sync::<etl_ssh::testkit::TestServerBuilder>();
     assert_send_sync::<etl_ssh::testkit::Sshd>();
@@ -53,4 +54,20 @@ fn error_is_a_std_error_and_converts_to_io() {
     }
     assert!(into_io().is_err());
     assert!(into_box().is_err());
+}
+
+#[test]
+fn handles_clone_and_pins_parse_from_text() {
+    fn assert_clone<T: Clone>() {}
+    fn assert_text<T: std::str::FromStr<Err = Error> + std::fmt::Display>() {}
+    assert_clone::<Session>();
+    assert_clone::<etl_ssh::SftpSession>();
+    assert_clone::<etl_ssh::ExecSession>();
+    assert_text::<KnownHost>();
+    assert_text::<HostKey>();
+    assert_text::<etl_ssh::Glob>();
+    // The secrecy version the credentials take, without a dependency.
+    let _ = Credential::password("etl", etl_ssh::secrecy::SecretString::from("x"));
+    let e: Error = std::io::Error::other("x").into();
+    assert_eq!(e.kind(), ErrorKind::Io);
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{backends, random_bytes, test_server, ClientKey, Sshd, SshdBuilder};
-use etl_ssh::{quote, quote_args, ErrorKind, ExecSession, Session};
+use etl_ssh::{quote, quote_args, ErrorKind, ExecSession, Session, DEFAULT_COMMAND_TIMEOUT};
 
 const MIB: usize = 1024 * 1024;
 
@@ -69,6 +69,13 @@ fn fixture() -> Option<Fixture> {
 impl Fixture {
     fn exec(&self) -> ExecSession {
         self.session.exec().expect("exec session")
+    }
+
+    /// The testkit server of a fixture from [`fixtures`].
+    fn testkit(&self) -> &etl_ssh::testkit::TestServer {
+        self._server
+            .downcast_ref::<etl_ssh::testkit::TestServer>()
+            .expect("a testkit server")
     }
 }
 
@@ -192,7 +199,7 @@ fn timeout_ends_the_command_and_the_session_stays_usable() {
     for f in fixtures() {
         eprintln!("backend: {}", f.backend);
         let exec = f.exec().with_timeout(Duration::from_secs(2));
-        assert_eq!(exec.timeout(), Duration::from_secs(2));
+        assert_eq!(exec.timeout(), Some(Duration::from_secs(2)));
         let started = Instant::now();
         let err = exec.run("sleep 100").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -218,10 +225,12 @@ fn timeout_ends_the_command_and_the_session_stays_usable() {
 }
 
 #[test]
-fn default_timeout_is_the_sessions() {
+fn default_timeout_is_the_commands_own() {
     for f in fixtures() {
         eprintln!("backend: {}", f.backend);
-        assert_eq!(f.exec().timeout(), f.session.timeout());
+        assert_eq!(f.exec().timeout(), Some(DEFAULT_COMMAND_TIMEOUT));
+        assert_eq!(f.exec().with_timeout(None).timeout(), None);
+        assert!(!f.exec().idempotent());
     }
 }
 
@@ -454,6 +463,230 @@ fn spawn_streams_stdin_stdout_stderr() {
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
         drop(child);
         assert_eq!(exec.run("echo ok").unwrap().stdout(), b"ok\n");
+    }
+}
+
+/// A long command does not hold the session: SFTP and another command on
+/// the same `Session` complete while it runs.
+#[test]
+fn a_running_command_leaves_the_session_to_others() {
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let server = f.testkit();
+        let sftp = f.session.sftp().expect("sftp");
+        let session = f.session.clone();
+        let started = Instant::now();
+        let command =
+            std::thread::spawn(move || session.exec().expect("exec").run("sleep 3; echo done"));
+        std::thread::sleep(Duration::from_millis(300));
+        let path = server.remote_path("meanwhile.txt");
+        let mut ops = 0;
+        while started.elapsed() < Duration::from_secs(2) {
+            sftp.write(&path, format!("{ops}")).expect("write");
+            assert!(sftp.metadata(&path).expect("metadata").is_file());
+            assert!(!sftp
+                .read_dir(server.remote_path(""))
+                .expect("list")
+                .is_empty());
+            ops += 1;
+        }
+        let quick = Instant::now();
+        let out = f.exec().run("echo quick").expect("a second command");
+        assert_eq!(out.stdout(), b"quick\n");
+        assert!(
+            quick.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            quick.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(2900),
+            "the command was over"
+        );
+        let out = command.join().expect("thread").expect("the long command");
+        assert_eq!(out.stdout(), b"done\n");
+        assert!(started.elapsed() >= Duration::from_secs(3));
+        assert!(ops >= 10, "only {ops} rounds of SFTP while the command ran");
+        eprintln!("{} rounds of SFTP during `sleep 3`", ops);
+    }
+}
+
+/// The session's operation timeout no longer bounds a whole command.
+#[test]
+fn the_command_timeout_is_not_the_sessions() {
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let server = f.testkit();
+        let session = server
+            .session_builder()
+            .timeout(Duration::from_secs(1))
+            .connect()
+            .expect("connect");
+        let out = session.exec().expect("exec").run("sleep 2; echo done");
+        assert_eq!(
+            out.expect("outlives the session timeout").stdout(),
+            b"done\n"
+        );
+        let out = session
+            .exec()
+            .expect("exec")
+            .with_timeout(None)
+            .run("sleep 2; echo none");
+        assert_eq!(out.expect("no limit").stdout(), b"none\n");
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// A command that writes its pid to a file in `dir`, then sleeps 30 s.
+fn sleep_writing_its_pid(dir: &Path) -> (std::path::PathBuf, String) {
+    let pidfile = dir.join("pid");
+    let command = format!(
+        "echo $$ > {}; exec sleep 30",
+        quote(pidfile.to_str().expect("utf-8"))
+    );
+    (pidfile, command)
+}
+
+/// Runs a 30 s sleep with a 1 s timeout on `exec`: its pid, and the
+/// timeout's message.
+fn time_out_a_sleep(exec: ExecSession) -> (u32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pidfile, command) = sleep_writing_its_pid(dir.path());
+    let err = exec
+        .with_timeout(Duration::from_secs(1))
+        .run(&command)
+        .expect_err("times out");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(!err.is_transient(), "a started command is not transient");
+    eprintln!("{err}");
+    (read_pid(&pidfile), err.to_string())
+}
+
+/// Waits until `pid` has ended, 5 s at most.
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read_pid(path: &Path) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(pid) = fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Without a PTY a timed-out command cannot be signalled, and the error
+/// says that it may still run; it is not transient.
+#[test]
+fn a_timeout_without_a_pty_says_the_command_may_still_run() {
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let (pid, text) = time_out_a_sleep(f.exec());
+        for words in [
+            "timed out after 1.0 s",
+            "may still be running",
+            "with_pty(true)",
+            "with_kill_on_timeout(true)",
+        ] {
+            assert!(text.contains(words), "{text}");
+        }
+        assert!(pid_alive(pid), "the command was stopped after all");
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+        assert_eq!(f.exec().run("echo ok").expect("usable").stdout(), b"ok\n");
+    }
+}
+
+// OpenSSH only: the embedded server refuses PTYs.
+#[test]
+fn a_timeout_with_a_pty_hangs_the_command_up() {
+    let Some(f) = fixture() else { return };
+    let (pid, text) = time_out_a_sleep(f.exec().with_pty(true));
+    assert!(text.contains("SIGHUP"), "{text}");
+    wait_gone(pid);
+    assert_eq!(f.exec().run("echo ok").expect("usable").stdout(), b"ok\n");
+}
+
+/// `RetryPolicy` runs a timed-out command again only when it is marked
+/// idempotent.
+#[test]
+fn retry_runs_a_timed_out_command_again_only_when_idempotent() {
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let policy = etl_ssh::RetryPolicy::new()
+            .attempts(3)
+            .initial_backoff(Duration::from_millis(10))
+            .jitter(0.0);
+        for idempotent in [false, true] {
+            let exec = f
+                .exec()
+                .with_timeout(Duration::from_millis(500))
+                .with_idempotent(idempotent);
+            assert_eq!(exec.idempotent(), idempotent);
+            let mut attempts = 0;
+            let err = policy
+                .run("sleep", |n| {
+                    attempts = n;
+                    exec.run("sleep 5")
+                })
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+            assert_eq!(err.is_transient(), idempotent, "{err}");
+            assert_eq!(attempts, if idempotent { 3 } else { 1 });
+            match err {
+                etl_ssh::Error::Exec {
+                    started,
+                    idempotent: marked,
+                    ..
+                } => assert!(started && marked == idempotent),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A command refused before it started is no different.
+        let err = f.exec().run("a\0b").unwrap_err();
+        assert!(matches!(err, etl_ssh::Error::Exec { started: false, .. }));
+    }
+}
+
+/// With `with_kill_on_timeout`, a timed-out command is signalled over a
+/// second channel and ends; its output is untouched by the pid line.
+#[test]
+fn kill_on_timeout_signals_the_command() {
+    for f in fixtures() {
+        eprintln!("backend: {}", f.backend);
+        let exec = f.exec().with_kill_on_timeout(true);
+        assert!(exec.kill_on_timeout());
+        let out = exec
+            .run("echo out; echo err >&2; printf 'no newline' >&2")
+            .expect("run");
+        assert_eq!(out.stdout(), b"out\n");
+        assert_eq!(out.stderr(), b"err\nno newline");
+        let out = exec.run("true").expect("no stderr at all");
+        assert!(out.stderr().is_empty(), "{out:?}");
+        let out = exec.run_with_input("cat", &b"in"[..]).expect("input");
+        assert_eq!(out.stdout(), b"in");
+
+        let (pid, text) = time_out_a_sleep(exec.clone());
+        assert!(text.contains("SIGTERM was sent"), "{text}");
+        assert!(!text.contains("etl-ssh-pid"), "{text}");
+        wait_gone(pid);
+        assert_eq!(f.exec().run("echo ok").expect("usable").stdout(), b"ok\n");
     }
 }
 

@@ -16,12 +16,15 @@ use crate::conn::{Conn, Dialer, Locked};
 use crate::error::channel_refused;
 use crate::{Error, ErrorKind, Result};
 
-use drive::{Ctx, PACKET_SIZE, WINDOW_SIZE};
+use drive::{abandon, poll_step, Collector, Ctx, Poll, PACKET_SIZE, PID_PREFIX, WINDOW_SIZE};
 pub use quote::{quote, quote_args};
 pub use spawn::{ExecChild, ExecStderr, ExecStdin, ExecStdout};
 
 /// Default for [`ExecSession::with_max_output`]: 256 MiB.
 pub const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
+
+/// Default for [`ExecSession::with_timeout`]: one hour for each command.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// Runs commands on the server, each on its own SSH channel.
 ///
@@ -33,12 +36,21 @@ pub const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
 ///
 /// stdout and stderr are drained together, so a command that fills one of
 /// them while we wait for the other never deadlocks; stdin is written while
-/// they are drained. Every command is bounded by a
-/// [timeout](Self::with_timeout) and its output by a
+/// they are drained. Every command is bounded by its own
+/// [timeout](Self::with_timeout) (an hour by default), and its output by a
 /// [cap](Self::with_max_output).
 ///
-/// `ExecSession` is `Send` and `Sync`. Commands on one session run one
-/// after the other (libssh2 serialises every call on a session).
+/// A running command does not hold the session: the connection is locked
+/// for each exchange with the server only, not while the command runs, so
+/// SFTP transfers and other commands on the same [`Session`](crate::Session)
+/// go on meanwhile (libssh2 still serialises the calls themselves).
+///
+/// A command that times out or loses its connection after it started may
+/// have done its work: [`Error::is_transient`] is false for it, so a
+/// [`RetryPolicy`](crate::RetryPolicy) does not run it twice, unless the
+/// `ExecSession` is marked [idempotent](Self::with_idempotent).
+///
+/// `ExecSession` is `Send` and `Sync`.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), etl_ssh::Error> {
@@ -56,11 +68,16 @@ pub const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
 #[derive(Clone)]
 pub struct ExecSession {
     inner: Arc<dyn Dialer>,
-    timeout: Duration,
+    timeout: Option<Duration>,
     max_output: u64,
     env: Vec<(String, String)>,
     pty: bool,
+    idempotent: bool,
+    kill_on_timeout: bool,
 }
+
+/// How long the second channel that signals a timed-out command may take.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a command printed and how it ended.
 #[derive(Clone, PartialEq, Eq)]
@@ -205,40 +222,141 @@ impl fmt::Debug for ExecSession {
                 &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             )
             .field("pty", &self.pty)
+            .field("idempotent", &self.idempotent)
+            .field("kill_on_timeout", &self.kill_on_timeout)
             .finish()
     }
 }
 
 impl ExecSession {
     pub(crate) fn new(inner: Arc<dyn Dialer>) -> Self {
-        let timeout = inner.current().timeout();
         ExecSession {
             inner,
-            timeout,
+            timeout: Some(DEFAULT_COMMAND_TIMEOUT),
             max_output: DEFAULT_MAX_OUTPUT,
             env: Vec::new(),
             pty: false,
+            idempotent: false,
+            kill_on_timeout: false,
         }
     }
 
-    /// Deadline for each command, from the channel's opening to its close:
-    /// a command still running then is abandoned (its channel closed) and
-    /// [`ErrorKind::Timeout`] returned; the session stays usable. Defaults
-    /// to the session's [timeout](crate::SessionBuilder::timeout). A zero
-    /// duration counts as one millisecond.
+    /// Deadline for each command, from the request to start it to its
+    /// end: a command still running then is abandoned and
+    /// [`ErrorKind::Timeout`] returned; the session stays usable. For
+    /// [`spawn`](Self::spawn) it bounds the child's reads, writes and
+    /// [`wait`](ExecChild::wait), counted from the start too. Defaults to
+    /// [`DEFAULT_COMMAND_TIMEOUT`] (one hour); `None` sets no limit, for a
+    /// command that may run as long as it takes. A zero duration counts as
+    /// one millisecond. Opening the channel and each exchange that starts
+    /// or ends a command are bounded by the session's
+    /// [timeout](crate::SessionBuilder::timeout) as well.
     ///
-    /// Closing the channel does not kill a command without a PTY: sshd
-    /// closes its stdin, stdout and stderr, and a command that neither reads
-    /// nor writes (`sleep`) runs on. Use `timeout 30 COMMAND` on the server
-    /// where that matters.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout.max(Duration::from_millis(1));
+    /// What a timeout does to the remote command: with a
+    /// [PTY](Self::with_pty), closing the channel hangs up its terminal and
+    /// the command gets `SIGHUP`. Without one, the command is not
+    /// signalled: libssh2 (as the `ssh2` crate wraps it) refuses SSH's
+    /// `signal` request on a channel whose command has started ("Channel
+    /// can not be reused"), and closing the channel only closes the
+    /// command's stdin, stdout and stderr, so a command that neither reads
+    /// nor writes (`sleep`, a database import) runs on, unless
+    /// [`with_kill_on_timeout`](Self::with_kill_on_timeout) is on. The
+    /// error says which happened. Where that matters, bound the command on
+    /// the server too: `timeout 600 COMMAND`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let session: etl_ssh::Session = todo!();
+    /// let exec = session.exec()?.with_timeout(Duration::from_secs(20 * 60));
+    /// exec.run("/opt/partner/bin/import /inbox/orders.csv")?;
+    /// let forever = session.exec()?.with_timeout(None);
+    /// # let _ = forever;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into().map(|t| t.max(Duration::from_millis(1)));
         self
     }
 
-    /// The deadline for each command.
-    pub fn timeout(&self) -> Duration {
+    /// The deadline for each command; `None` for no limit.
+    pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// Marks the commands run through this `ExecSession` as idempotent:
+    /// safe to run twice (a checksum, a listing, `mkdir -p`). Then a
+    /// timeout or a hang-up after the command started counts as
+    /// [transient](Error::is_transient) and a
+    /// [`RetryPolicy`](crate::RetryPolicy) runs the command again. Off by
+    /// default: a command that may have done its work (imported a file,
+    /// moved it) is not run again behind the caller's back.
+    ///
+    /// ```no_run
+    /// use etl_ssh::RetryPolicy;
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let session: etl_ssh::Session = todo!();
+    /// let checksum = session.exec()?.with_idempotent(true);
+    /// let out = RetryPolicy::new().run("checksum", |_| {
+    ///     checksum.run_args(["sha256sum", "/inbox/orders.csv"])
+    /// })?;
+    /// # let _ = out;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Whether the commands are marked [idempotent](Self::with_idempotent).
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// Signals a command that runs past its [timeout](Self::with_timeout)
+    /// (without a [PTY](Self::with_pty), which hangs it up anyway): the
+    /// command is started behind a line that makes the login shell print
+    /// its pid on stderr first (`printf 'etl-ssh-pid:%s\n' "$$" >&2; `,
+    /// a line [`run`](Self::run) takes off again), and on a timeout a
+    /// second channel runs `kill -TERM` on the command's process group
+    /// (sshd makes the shell a session leader), or on the shell alone
+    /// where it leads no group. The error says whether that worked. Off by
+    /// default, because it changes the command line the server sees: it
+    /// needs a POSIX login shell (`sh`, `bash`, `zsh`, `ksh`; not `fish`
+    /// or `csh`), and a `ForceCommand` that checks
+    /// `SSH_ORIGINAL_COMMAND` refuses it. For
+    /// [`run`](Self::run), [`run_args`](Self::run_args) and
+    /// [`run_with_input`](Self::run_with_input), not
+    /// [`spawn`](Self::spawn).
+    ///
+    /// libssh2 cannot send SSH's own `signal` request once a command has
+    /// started, which would need none of this.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let session: etl_ssh::Session = todo!();
+    /// let exec = session
+    ///     .exec()?
+    ///     .with_timeout(Duration::from_secs(600))
+    ///     .with_kill_on_timeout(true);
+    /// exec.run("/opt/partner/bin/import /inbox/orders.csv")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_kill_on_timeout(mut self, kill: bool) -> Self {
+        self.kill_on_timeout = kill;
+        self
+    }
+
+    /// Whether a timed-out command is [signalled](Self::with_kill_on_timeout).
+    pub fn kill_on_timeout(&self) -> bool {
+        self.kill_on_timeout
     }
 
     /// Most bytes [`run`](Self::run) keeps, stdout and stderr together.
@@ -270,8 +388,8 @@ impl ExecSession {
 
     /// Runs each command on a pseudo-terminal (`xterm`, 80x24). Off by
     /// default. With a PTY stderr is merged into stdout, line ends become
-    /// `\r\n`, and closing the channel (a timeout) hangs the command up.
-    /// Not for binary data.
+    /// `\r\n`, and closing the channel (a [timeout](Self::with_timeout))
+    /// hangs the command up: it gets `SIGHUP`. Not for binary data.
     pub fn with_pty(mut self, pty: bool) -> Self {
         self.pty = pty;
         self
@@ -287,7 +405,9 @@ impl ExecSession {
     /// # Errors
     ///
     /// - [`ErrorKind::Timeout`] when the command runs past its
-    ///   [timeout](Self::with_timeout);
+    ///   [timeout](Self::with_timeout) (the message says whether the
+    ///   command was hung up or may still be running), or the server does
+    ///   not answer within the session's timeout;
     /// - [`ErrorKind::LimitExceeded`] when its output passes the
     ///   [cap](Self::with_max_output);
     /// - [`ErrorKind::Unsupported`] when the server refuses the channel, the
@@ -359,43 +479,78 @@ impl ExecSession {
     /// As [`run`](Self::run) for starting the command; the handle's reads,
     /// writes and `wait` report their own.
     pub fn spawn(&self, command: &str) -> Result<ExecChild> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline();
         debug!("spawn on {}: {command}", self.inner.target());
-        let (conn, channel) = self.start(command, deadline)?;
+        let (conn, channel) = self.start(command, command, deadline)?;
         Ok(ExecChild::new(
             conn,
             command.to_string(),
-            self.timeout,
+            self.limits(deadline),
             channel,
         ))
     }
 
-    fn ctx<'a>(&self, ssh: &'a Locked<'a>, command: &'a str) -> Ctx<'a> {
+    /// The command's deadline, if it has one, counted from now.
+    fn deadline(&self) -> Option<Instant> {
+        self.timeout.and_then(|t| Instant::now().checked_add(t))
+    }
+
+    /// The deadline of one exchange with the server: the session's
+    /// timeout from now, or the command's deadline if that comes first.
+    fn step_deadline(&self, conn: &Conn, deadline: Option<Instant>) -> (Instant, Duration) {
+        step_deadline(conn, self.timeout, deadline)
+    }
+
+    fn ctx<'a>(&self, ssh: &'a Locked<'a>, command: &'a str, timeout: Duration) -> Ctx<'a> {
         Ctx {
             ssh,
             command,
+            timeout,
+        }
+    }
+
+    fn limits(&self, deadline: Option<Instant>) -> Limits {
+        Limits {
             timeout: self.timeout,
+            deadline,
+            pty: self.pty,
+            idempotent: self.idempotent,
         }
     }
 
     fn run_inner(&self, command: &str, input: Option<&mut dyn Read>) -> Result<ExecOutput> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline();
+        let limits = self.limits(deadline);
         debug!("exec on {}: {command}", self.inner.target());
-        let (conn, mut channel) = self.start(command, deadline)?;
-        let mut ssh = conn.lock();
-        ssh.set_nonblocking();
-        let result = {
-            let ctx = self.ctx(&ssh, command);
-            let result = ctx.collect(&mut channel, input, deadline, self.max_output);
-            if result.is_err() {
-                ctx.abandon(&mut channel);
-            }
-            result
+        let killable = self.kill_on_timeout && !self.pty;
+        let sent = match killable {
+            true => format!("{PID_PREFIX}{command}"),
+            false => command.to_string(),
         };
-        // `channel` is freed before the lock (blocking mode is restored then).
-        drop(channel);
-        drop(ssh);
-        let (stdout, stderr, status) = result?;
+        let (conn, mut channel) = self.start(command, &sent, deadline)?;
+        let mut collector = Collector::keep(input, self.max_output);
+        if killable {
+            collector = collector.with_pid_line();
+        }
+        let result = poll_step(&conn, command, limits.shown(), deadline, |ctx| {
+            Ok(match collector.step(ctx, &mut channel)? {
+                Poll::Ready(()) => Poll::Ready(limits.finish(ctx, &mut channel)?),
+                Poll::Progress => Poll::Progress,
+                Poll::Blocked => Poll::Blocked,
+            })
+        });
+        let status = match result {
+            Ok(status) => {
+                free(&conn, channel);
+                status
+            }
+            Err(e) => {
+                let timed_out = e.kind() == ErrorKind::Timeout;
+                let fate = (killable && timed_out).then(|| self.kill(collector.pid()));
+                return Err(limits.abandon(&conn, command, channel, e, fate));
+            }
+        };
+        let (stdout, stderr) = collector.into_output();
         if sftp_only(&stdout, &stderr, &status) {
             return Err(drive::exec_error(
                 &self.inner.target(),
@@ -421,7 +576,15 @@ impl ExecSession {
     /// channel the server refuses (its `MaxSessions`) is asked for once
     /// more after an idle SFTP channel of this connection was closed to
     /// make room. Nothing is retried once the command may have started.
-    fn start(&self, command: &str, deadline: Instant) -> Result<(Arc<Conn>, ssh2::Channel)> {
+    ///
+    /// `sent` is the command line sent to the server; `command` the one
+    /// errors name.
+    fn start(
+        &self,
+        command: &str,
+        sent: &str,
+        deadline: Option<Instant>,
+    ) -> Result<(Arc<Conn>, ssh2::Channel)> {
         if command.contains('\0') {
             return Err(drive::exec_error(
                 &self.inner.target(),
@@ -439,21 +602,43 @@ impl ExecSession {
             }
             other => other?,
         };
+        let (until, timeout) = self.step_deadline(&conn, deadline);
         let mut ssh = conn.lock();
         ssh.set_nonblocking();
-        let ctx = self.ctx(&ssh, command);
-        let started = self.request(&ctx, &mut channel, deadline);
-        if let Err(e) = started {
-            ctx.abandon(&mut channel);
-            drop(channel);
-            return Err(e);
-        }
+        let ctx = self.ctx(&ssh, command, timeout);
+        let setup = self.request(&ctx, &mut channel, until);
+        let exec = setup.is_ok().then(|| {
+            ctx.retry(until, "starting the command", || channel.exec(sent))
+                .map_err(|e| {
+                    refine(
+                        e,
+                        "the server refused to run commands (exec request denied): \
+                         the account may be SFTP-only or otherwise restricted",
+                    )
+                })
+        });
         drop(ssh);
-        Ok((conn, channel))
+        match (setup, exec) {
+            (Err(e), _) => {
+                abandon(&conn, command, &mut channel);
+                free(&conn, channel);
+                Err(e)
+            }
+            // Once the request to run it is sent, the command may run.
+            (Ok(()), Some(Err(e))) => Err(self
+                .limits(deadline)
+                .abandon(&conn, command, channel, e, None)),
+            _ => Ok((conn, channel)),
+        }
     }
 
     /// Opens a session channel on `conn`, making room once if refused.
-    fn open_channel(&self, conn: &Conn, command: &str, deadline: Instant) -> Result<ssh2::Channel> {
+    fn open_channel(
+        &self,
+        conn: &Conn,
+        command: &str,
+        deadline: Option<Instant>,
+    ) -> Result<ssh2::Channel> {
         conn.open_with_room(|| self.try_open(conn, command, deadline), channel_refused)
             .map_err(|e| {
                 refine(
@@ -465,17 +650,70 @@ impl ExecSession {
             })
     }
 
-    fn try_open(&self, conn: &Conn, command: &str, deadline: Instant) -> Result<ssh2::Channel> {
+    fn try_open(
+        &self,
+        conn: &Conn,
+        command: &str,
+        deadline: Option<Instant>,
+    ) -> Result<ssh2::Channel> {
+        let (until, timeout) = self.step_deadline(conn, deadline);
         let mut ssh = conn.lock();
         ssh.set_nonblocking();
-        let ctx = self.ctx(&ssh, command);
-        ctx.retry(deadline, "opening a session channel", || {
+        let ctx = self.ctx(&ssh, command, timeout);
+        ctx.retry(until, "opening a session channel", || {
             ssh.session()
                 .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None)
         })
     }
 
-    fn request(&self, ctx: &Ctx<'_>, channel: &mut ssh2::Channel, deadline: Instant) -> Result<()> {
+    /// Sends SIGTERM to a timed-out command over a second channel: to its
+    /// process group (`pid` leads one under sshd), else to `pid` alone.
+    /// What came of it, for the timeout's message.
+    fn kill(&self, pid: Option<u32>) -> String {
+        let Some(pid) = pid else {
+            return "; its channel was closed, but the command may still be running: its \
+                    pid was not learned (the login shell did not print it: not a POSIX \
+                    shell, or a ForceCommand), so it could not be signalled"
+                .to_string();
+        };
+        let killer = ExecSession {
+            inner: Arc::clone(&self.inner),
+            timeout: Some(KILL_TIMEOUT),
+            max_output: 64 * 1024,
+            env: Vec::new(),
+            pty: false,
+            idempotent: false,
+            kill_on_timeout: false,
+        };
+        let command = format!(
+            "kill -TERM -- -{pid} 2>/dev/null && echo group || {{ kill -TERM {pid} && echo process; }}"
+        );
+        match killer.run(&command) {
+            Ok(out) if out.success() => {
+                let whom = match out.stdout().trim_ascii() {
+                    b"group" => "its process group",
+                    _ => "its shell",
+                };
+                format!(
+                    "; its channel was closed and SIGTERM was sent to {whom} (pid {pid}) \
+                     over a second channel"
+                )
+            }
+            Ok(out) => format!(
+                "; its channel was closed, but the command may still be running: `kill \
+                 -TERM {pid}` over a second channel ended with {} ({})",
+                out.status(),
+                String::from_utf8_lossy(out.stderr()).trim()
+            ),
+            Err(e) => format!(
+                "; its channel was closed, but the command may still be running: \
+                 signalling it (pid {pid}) over a second channel failed: {e}"
+            ),
+        }
+    }
+
+    /// The requests before the command: environment variables, a PTY.
+    fn request(&self, ctx: &Ctx<'_>, channel: &mut ssh2::Channel, until: Instant) -> Result<()> {
         for (name, value) in &self.env {
             if name.contains('\0') || value.contains('\0') {
                 return Err(ctx.error(
@@ -484,7 +722,7 @@ impl ExecSession {
                     None,
                 ));
             }
-            ctx.retry(deadline, "setting an environment variable", || {
+            ctx.retry(until, "setting an environment variable", || {
                 channel.setenv(name, value)
             })
             .map_err(|e| {
@@ -500,7 +738,7 @@ impl ExecSession {
             })?;
         }
         if self.pty {
-            ctx.retry(deadline, "requesting a PTY", || {
+            ctx.retry(until, "requesting a PTY", || {
                 channel.request_pty("xterm", None, None)
             })
             .map_err(|e| {
@@ -510,8 +748,128 @@ impl ExecSession {
                 )
             })?;
         }
-        ctx.retry(deadline, "starting the command", || channel.exec(ctx.command))
-            .map_err(|e| refine(e, "the server refused to run commands (exec request denied): the account may be SFTP-only or otherwise restricted"))
+        Ok(())
+    }
+}
+
+/// The deadline of one exchange with the server: the session's timeout
+/// from now, or the command's deadline if that comes first; and the
+/// timeout that deadline stands for, for messages.
+fn step_deadline(
+    conn: &Conn,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+) -> (Instant, Duration) {
+    let step = Instant::now() + conn.timeout();
+    match (deadline, timeout) {
+        (Some(d), Some(t)) if d < step => (d, t),
+        _ => (step, conn.timeout()),
+    }
+}
+
+/// Frees a channel under the lock, non-blocking (a channel the server has
+/// not closed yet is left to libssh2 rather than waited for).
+fn free(conn: &Conn, channel: ssh2::Channel) {
+    let mut ssh = conn.lock();
+    ssh.set_nonblocking();
+    drop(channel);
+    drop(ssh);
+}
+
+/// What bounds a started command, and what its errors say.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The command's timeout, for messages.
+    timeout: Option<Duration>,
+    /// When the command's time is up.
+    deadline: Option<Instant>,
+    /// Whether it runs on a PTY (a closed channel hangs it up).
+    pty: bool,
+    idempotent: bool,
+}
+
+impl Limits {
+    /// The command's timeout as a message shows it (never used without a
+    /// deadline).
+    fn shown(&self) -> Duration {
+        self.timeout.unwrap_or_default()
+    }
+
+    /// Closes the finished command's channel and reads its status, each
+    /// exchange bounded by the session's timeout or the command's deadline.
+    fn finish(&self, ctx: &Ctx<'_>, channel: &mut ssh2::Channel) -> Result<ExitStatus> {
+        let (until, timeout) = step_deadline(ctx.ssh.conn(), self.timeout, self.deadline);
+        let step = Ctx {
+            ssh: ctx.ssh,
+            command: ctx.command,
+            timeout,
+        };
+        step.finish(channel, until)
+    }
+
+    /// Gives up on a started command after `err`: closes its channel and
+    /// returns the error as it concerns a command that may have run.
+    /// `fate` says what became of the command when that is known.
+    fn abandon(
+        &self,
+        conn: &Conn,
+        command: &str,
+        mut channel: ssh2::Channel,
+        err: Error,
+        fate: Option<String>,
+    ) -> Error {
+        abandon(conn, command, &mut channel);
+        free(conn, channel);
+        self.settle(err, &conn.target(), command, fate)
+    }
+
+    /// `err`, marked as the error of a command that may have started and
+    /// whose channel was closed; a timeout says what became of the command.
+    fn settle(&self, err: Error, target: &str, command: &str, fate: Option<String>) -> Error {
+        match err {
+            Error::Timeout { timeout, .. } => {
+                let fate = if let Some(fate) = &fate {
+                    fate.as_str()
+                } else if self.pty {
+                    "; its channel was closed, which hangs up its terminal: \
+                         the command got SIGHUP"
+                } else {
+                    "; its channel was closed, but the command may still be running on \
+                         the server: it could not be signalled (libssh2 refuses SSH's \
+                         `signal` request once a command has started) and closing the \
+                         channel only closes its stdin, stdout and stderr; have it \
+                         signalled with ExecSession::with_kill_on_timeout(true) or hung up \
+                         with with_pty(true), or bound it on the server (`timeout 600 \
+                         COMMAND`)"
+                };
+                Error::Exec {
+                    kind: ErrorKind::Timeout,
+                    command: command.to_string(),
+                    target: target.to_string(),
+                    reason: format!("timed out after {:.1} s{fate}", timeout.as_secs_f64()),
+                    started: true,
+                    idempotent: self.idempotent,
+                    source: None,
+                }
+            }
+            Error::Exec {
+                kind,
+                command,
+                target,
+                reason,
+                source,
+                ..
+            } => Error::Exec {
+                kind,
+                command,
+                target,
+                reason,
+                started: true,
+                idempotent: self.idempotent,
+                source,
+            },
+            other => other,
+        }
     }
 }
 
@@ -531,6 +889,8 @@ fn refine(err: Error, reason: &str) -> Error {
             kind: ErrorKind::Unsupported,
             command,
             target,
+            started,
+            idempotent,
             source,
             ..
         } => Error::Exec {
@@ -538,6 +898,8 @@ fn refine(err: Error, reason: &str) -> Error {
             command,
             target,
             reason: reason.to_string(),
+            started,
+            idempotent,
             source,
         },
         other => other,

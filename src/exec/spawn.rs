@@ -4,14 +4,10 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-use super::drive::{exec_error, timed_out, Ctx};
-
-/// Longest wait for the socket without the operation lock.
-const POLL_SLICE: Duration = Duration::from_millis(20);
-use super::ExitStatus;
-use crate::conn::{Conn, Locked};
+use super::drive::{abandon, exec_error, poll_step, Collector, Ctx, Poll, Step};
+use super::{free, ExitStatus, Limits};
+use crate::conn::Conn;
 use crate::{Error, ErrorKind, Result};
 
 /// The channel of a spawned command, shared by the child and its streams.
@@ -19,7 +15,7 @@ struct Shared {
     /// The connection the channel lives on.
     conn: Arc<Conn>,
     command: String,
-    timeout: Duration,
+    limits: Limits,
     state: Mutex<State>,
 }
 
@@ -27,75 +23,63 @@ struct State {
     /// `None` once the channel has been closed and freed.
     channel: Option<ssh2::Channel>,
     eof_sent: bool,
+    /// Why the channel was given up, when it was (a timeout).
+    failed: Option<ErrorKind>,
 }
 
 impl Shared {
-    fn ctx<'a>(&'a self, ssh: &'a Locked<'a>) -> Ctx<'a> {
-        Ctx {
-            ssh,
-            command: &self.command,
-            timeout: self.timeout,
-        }
-    }
-
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn gone(&self) -> Error {
+    fn gone(&self, state: &State) -> Error {
+        let reason = match state.failed {
+            Some(kind) => format!("the command was abandoned after an error ({kind})"),
+            None => "the command has already been waited for".to_string(),
+        };
         exec_error(
             &self.conn.target(),
             &self.command,
             ErrorKind::InvalidInput,
-            "the command has already been waited for",
+            reason,
             None,
         )
     }
 
-    /// Runs `op` on the channel with the session's operation lock held and
-    /// the session non-blocking; the deadline is one timeout from now.
-    fn with_channel<T>(
-        &self,
-        op: impl FnOnce(&Ctx<'_>, &mut State, Instant) -> Result<T>,
-    ) -> Result<T> {
-        let deadline = Instant::now() + self.timeout;
-        let mut ssh = self.conn.lock();
-        ssh.set_nonblocking();
-        let ctx = self.ctx(&ssh);
-        let mut state = self.state();
-        op(&ctx, &mut state, deadline)
-    }
-}
-
-impl Shared {
-    /// Repeats a non-blocking `op` until it gives a value or the deadline
-    /// (one timeout from now) passes. The operation lock is held for each
+    /// Repeats a non-blocking `op` on the channel until it gives a value or
+    /// the command's deadline passes. The operation lock is held for each
     /// attempt only, not while waiting for the socket, so that a reader of
     /// stdout, a reader of stderr and a writer of stdin on other threads
-    /// all make progress.
-    fn poll_op<T>(
-        &self,
-        mut op: impl FnMut(&Ctx<'_>, &mut State) -> Result<Option<T>>,
-    ) -> Result<T> {
-        let deadline = Instant::now() + self.timeout;
-        let conn = &self.conn;
-        loop {
-            let dirs = {
-                let mut ssh = conn.lock();
-                ssh.set_nonblocking();
-                let ctx = self.ctx(&ssh);
+    /// all make progress, and SFTP on the same session too. A timeout
+    /// abandons the command (see [`fail`](Self::fail)).
+    fn poll_op<T>(&self, mut op: impl FnMut(&Ctx<'_>, &mut State) -> Result<Poll<T>>) -> Result<T> {
+        poll_step(
+            &self.conn,
+            &self.command,
+            self.limits.shown(),
+            self.limits.deadline,
+            |ctx| op(ctx, &mut self.state()),
+        )
+        .map_err(|e| self.fail(e))
+    }
+
+    /// A timeout ends the command's time: its channel is closed and freed,
+    /// and the error says what became of the command. Other errors are
+    /// marked as those of a started command.
+    fn fail(&self, err: Error) -> Error {
+        if err.kind() == ErrorKind::Timeout {
+            let taken = {
                 let mut state = self.state();
-                if let Some(v) = op(&ctx, &mut state)? {
-                    return Ok(v);
-                }
-                ssh.block_directions()
+                state.failed = Some(ErrorKind::Timeout);
+                state.channel.take()
             };
-            // Short waits: another thread may take the data we wait for
-            // off the socket and queue it for us.
-            if !conn.wait_ready(dirs, deadline, POLL_SLICE) {
-                return Err(timed_out(&conn.target(), &self.command, self.timeout));
+            if let Some(mut channel) = taken {
+                abandon(&self.conn, &self.command, &mut channel);
+                free(&self.conn, channel);
             }
         }
+        self.limits
+            .settle(err, &self.conn.target(), &self.command, None)
     }
 }
 
@@ -103,15 +87,8 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(mut channel) = state.channel.take() {
-            let mut ssh = self.conn.lock();
-            ssh.set_nonblocking();
-            let ctx = Ctx {
-                ssh: &ssh,
-                command: &self.command,
-                timeout: self.timeout,
-            };
-            ctx.abandon(&mut channel);
-            drop(channel);
+            abandon(&self.conn, &self.command, &mut channel);
+            free(&self.conn, channel);
         }
     }
 }
@@ -122,11 +99,12 @@ impl Drop for Shared {
 ///
 /// Take the streams with [`take_stdin`](Self::take_stdin),
 /// [`take_stdout`](Self::take_stdout) and [`take_stderr`](Self::take_stderr)
-/// (once each); they may go to other threads. Each read or write holds the
-/// session for its duration and waits at most the
-/// [timeout](super::ExecSession::with_timeout): a read that sees no data for
-/// that long fails with [`ErrorKind::Timeout`] (as an `io::Error` of kind
-/// `TimedOut`).
+/// (once each); they may go to other threads. Each read or write locks the
+/// session for each exchange with the server only, not while it waits, and
+/// waits at most until the command's
+/// [timeout](super::ExecSession::with_timeout), counted from its start,
+/// runs out: then it fails with [`ErrorKind::Timeout`] (as an `io::Error` of
+/// kind `TimedOut`) and the command is abandoned (its channel closed).
 ///
 /// Output that is not read is kept in memory until [`wait`](Self::wait),
 /// which discards it: read stderr too when a command may print a lot there.
@@ -159,16 +137,17 @@ impl ExecChild {
     pub(super) fn new(
         conn: Arc<Conn>,
         command: String,
-        timeout: Duration,
+        limits: Limits,
         channel: ssh2::Channel,
     ) -> Self {
         let shared = Arc::new(Shared {
             conn,
             command,
-            timeout,
+            limits,
             state: Mutex::new(State {
                 channel: Some(channel),
                 eof_sent: false,
+                failed: None,
             }),
         });
         ExecChild {
@@ -207,42 +186,37 @@ impl ExecChild {
 
     /// Sends EOF on stdin (if not sent yet), discards whatever output has
     /// not been read, waits for the command to end and closes its channel.
+    /// The session is not held while the command runs.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Timeout`] when the command does not end within the
+    /// [`ErrorKind::Timeout`] when the command does not end within its
     /// [timeout](super::ExecSession::with_timeout) (the channel is then
     /// closed); [`ErrorKind::Disconnected`] or [`ErrorKind::Protocol`] when
     /// the connection breaks.
     pub fn wait(mut self) -> Result<ExitStatus> {
         self.stdin = None;
-        self.shared.with_channel(|ctx, state, deadline| {
-            let Some(mut channel) = state.channel.take() else {
-                return Err(self.shared.gone());
+        let shared = &self.shared;
+        let mut collector = Collector::discard(shared.state().eof_sent);
+        let status = shared.poll_op(|ctx, state| {
+            let Some(channel) = state.channel.as_mut() else {
+                return Err(shared.gone(state));
             };
-            let result = drain(ctx, &mut channel, &mut state.eof_sent, deadline);
-            if result.is_err() {
-                ctx.abandon(&mut channel);
+            Ok(match collector.step(ctx, channel)? {
+                Poll::Ready(()) => Poll::Ready(shared.limits.finish(ctx, channel)?),
+                Poll::Progress => Poll::Progress,
+                Poll::Blocked => Poll::Blocked,
+            })
+        });
+        let channel = shared.state().channel.take();
+        if let Some(mut channel) = channel {
+            if status.is_err() {
+                abandon(&shared.conn, &shared.command, &mut channel);
             }
-            drop(channel);
-            result
-        })
+            free(&shared.conn, channel);
+        }
+        status
     }
-}
-
-/// Sends EOF, reads both streams to their end and closes the channel.
-fn drain(
-    ctx: &Ctx<'_>,
-    channel: &mut ssh2::Channel,
-    eof_sent: &mut bool,
-    deadline: Instant,
-) -> Result<ExitStatus> {
-    if !*eof_sent {
-        ctx.send_eof(channel, deadline)?;
-        *eof_sent = true;
-    }
-    ctx.discard_rest(channel, deadline)?;
-    ctx.finish(channel, deadline)
 }
 
 impl ExecStdin {
@@ -257,16 +231,17 @@ impl ExecStdin {
     }
 
     fn send_eof(&self) -> Result<()> {
-        self.shared.with_channel(|ctx, state, deadline| {
-            if state.eof_sent {
-                return Ok(());
-            }
-            let Some(channel) = state.channel.as_mut() else {
-                return Ok(());
+        self.shared.poll_op(|ctx, state| {
+            let (false, Some(channel)) = (state.eof_sent, state.channel.as_mut()) else {
+                return Ok(Poll::Ready(()));
             };
-            ctx.send_eof(channel, deadline)?;
-            state.eof_sent = true;
-            Ok(())
+            Ok(match ctx.try_eof(channel)? {
+                Step::Done(()) => {
+                    state.eof_sent = true;
+                    Poll::Ready(())
+                }
+                Step::Blocked => Poll::Blocked,
+            })
         })
     }
 }
@@ -282,13 +257,12 @@ impl Write for ExecStdin {
         if buf.is_empty() {
             return Ok(0);
         }
-        let written =
-            self.shared.poll_op(
-                |ctx, state| match (state.eof_sent, state.channel.as_mut()) {
-                    (false, Some(channel)) => ctx.try_write(channel, buf),
-                    _ => Ok(Some(None)),
-                },
-            )?;
+        let written = self.shared.poll_op(|ctx, state| {
+            Ok(match (state.eof_sent, state.channel.as_mut()) {
+                (false, Some(channel)) => ready(ctx.try_write(channel, buf)?),
+                _ => Poll::Ready(None),
+            })
+        })?;
         written.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -306,11 +280,19 @@ fn read_stream(shared: &Shared, id: i32, buf: &mut [u8]) -> io::Result<usize> {
     if buf.is_empty() {
         return Ok(0);
     }
-    let n = shared.poll_op(|ctx, state| match state.channel.as_ref() {
-        Some(channel) => ctx.try_read(channel, id, buf),
-        None => Ok(Some(0)),
+    let n = shared.poll_op(|ctx, state| {
+        Ok(match state.channel.as_ref() {
+            Some(channel) => ready(ctx.try_read(channel, id, buf)?),
+            None if state.failed.is_some() => return Err(shared.gone(state)),
+            None => Poll::Ready(0),
+        })
     })?;
     Ok(n)
+}
+
+/// `Some` as ready, `None` as blocked.
+fn ready<T>(value: Option<T>) -> Poll<T> {
+    value.map_or(Poll::Blocked, Poll::Ready)
 }
 
 impl Read for ExecStdout {

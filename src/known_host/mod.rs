@@ -28,6 +28,7 @@ mod keys;
 mod known_hosts;
 #[cfg(test)]
 mod tests;
+mod text;
 
 pub(crate) use certificate::{certified_key, Presented};
 use keys::{looks_like_key_type, parse_blob, parse_key_fields};

@@ -265,18 +265,46 @@ impl SessionBuilder {
     ) -> Result<Option<AuthMethod>> {
         let where_ =
             socket.map_or_else(|| "SSH_AUTH_SOCK".to_string(), |p| p.display().to_string());
-        let agent_error = |e: ssh2::Error| Error::KeyFile {
-            path: socket.map(std::path::Path::to_path_buf),
-            reason: format!("the ssh-agent ({where_}) cannot be used"),
-            source: Some(Box::new(e)),
+        let (path, from_env) = match socket {
+            Some(p) => (Some(p.to_path_buf()), false),
+            None => (
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from),
+                true,
+            ),
         };
-        let mut agent = ssh.agent().map_err(agent_error)?;
-        if let Some(socket) = socket {
-            agent.set_identity_path(socket).map_err(agent_error)?;
+        let agent_error = |what: &str| {
+            let path = path.clone();
+            let what = what.to_string();
+            move |e: ssh2::Error| Error::Agent {
+                socket: path,
+                from_env,
+                reason: format!("{what}: {}", e.message()),
+                source: Some(Box::new(e)),
+            }
+        };
+        if from_env && path.is_none() {
+            return Err(Error::Agent {
+                socket: None,
+                from_env,
+                reason: String::new(),
+                source: None,
+            });
         }
-        agent.connect().map_err(agent_error)?;
-        agent.list_identities().map_err(agent_error)?;
-        let identities = agent.identities().map_err(agent_error)?;
+        let mut agent = ssh.agent().map_err(agent_error("cannot start"))?;
+        if let Some(socket) = socket {
+            agent
+                .set_identity_path(socket)
+                .map_err(agent_error("cannot use the socket"))?;
+        }
+        agent.connect().map_err(agent_error("cannot connect"))?;
+        agent
+            .list_identities()
+            .map_err(agent_error("cannot list its keys"))?;
+        let identities = agent
+            .identities()
+            .map_err(agent_error("cannot list its keys"))?;
         if identities.is_empty() {
             tried.push(format!("publickey (ssh-agent {where_} holds no key)"));
         }

@@ -10,17 +10,22 @@
 //!   HTTP proxy), the socket libssh2 talks through;
 //! - `negotiate.rs`: the server's algorithm offer, read when a handshake
 //!   finds nothing in common;
-//! - `tunnel.rs`: a jump host's `direct-tcpip` tunnel;
+//! - `tunnel.rs`: `direct-tcpip` channels pumped to a local socket, for a
+//!   jump host and for port forwarding;
+//! - `forward.rs`: local port forwarding ([`Tunnel`]);
 //! - `auth.rs`: offering the credential.
 
 mod auth;
 mod config;
 mod connect;
+mod forward;
 mod negotiate;
 mod transport;
 #[cfg(feature = "fuzzing")]
 pub(crate) use negotiate::parse_kexinit as fuzz_parse_kexinit;
 mod tunnel;
+
+pub use forward::{Tunnel, MAX_TUNNEL_CONNECTIONS};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -57,7 +62,10 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// libssh2 serialises every call on one session: for parallel transfers,
 /// open several sessions.
 ///
-/// `Session` is `Send` and `Sync`.
+/// `Session` is `Send` and `Sync`, and a cheap handle: a clone shares the
+/// connection (and the SFTP and exec handles opened on it), so threads may
+/// each hold one. The connection ends when the last clone and the last
+/// handle opened on it are dropped, or at [`close`](Session::close).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -74,6 +82,7 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct Session {
     inner: Arc<SessionInner>,
 }
@@ -186,6 +195,28 @@ pub enum AuthMethod {
     KeyboardInteractive,
     /// The server let us in without asking (`none` method).
     None,
+}
+
+impl AuthMethod {
+    /// `PublicKey` with its fields (the variant is `#[non_exhaustive]`).
+    pub(crate) fn public_key(fingerprint: Option<String>, label: String) -> AuthMethod {
+        AuthMethod::PublicKey { fingerprint, label }
+    }
+
+    /// The SSH method's name, as servers list them: `publickey`,
+    /// `password`, `keyboard-interactive` or `none`.
+    ///
+    /// ```
+    /// assert_eq!(etl_ssh::AuthMethod::Password.name(), "password");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthMethod::PublicKey { .. } => "publickey",
+            AuthMethod::Password => "password",
+            AuthMethod::KeyboardInteractive => "keyboard-interactive",
+            AuthMethod::None => "none",
+        }
+    }
 }
 
 impl fmt::Display for AuthMethod {
@@ -355,11 +386,63 @@ impl Session {
         Ok(ExecSession::new(Arc::clone(&self.inner) as Arc<dyn Dialer>))
     }
 
+    /// Forwards a local port to `remote_host:remote_port` as the server
+    /// reaches it, as `ssh -L` does: a database behind the partner's
+    /// firewall, reached at `127.0.0.1:<port>` by a driver that knows
+    /// nothing of SSH. Port 0 in `local_addr` picks a free port
+    /// ([`Tunnel::local_addr`] says which). Listen on a loopback address
+    /// unless other machines are meant to use the tunnel.
+    ///
+    /// The [`Tunnel`] serves connections until it is dropped, at most
+    /// [`MAX_TUNNEL_CONNECTIONS`] at once, each on a `direct-tcpip`
+    /// channel of this session; it keeps the session's connection open
+    /// while it lives. The channel is opened when a connection arrives, so
+    /// a server that forbids forwarding (sshd's `AllowTcpForwarding no`)
+    /// or a target it cannot reach shows as a connection closed at once,
+    /// with the reason in the log and in [`Tunnel::take_error`].
+    ///
+    /// ```no_run
+    /// use std::io::{Read, Write};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session: etl_ssh::Session = todo!();
+    /// let tunnel = session.forward_local("127.0.0.1:0".parse()?, "reports.partner.internal", 80)?;
+    /// let mut http = std::net::TcpStream::connect(tunnel.local_addr())?;
+    /// http.write_all(b"GET /daily.csv HTTP/1.0\r\nHost: reports.partner.internal\r\n\r\n")?;
+    /// let mut reply = Vec::new();
+    /// http.read_to_end(&mut reply)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) (or the kind of the local
+    /// error) when `local_addr` cannot be listened on (a port in use, an
+    /// address not ours, a port below 1024 without the right);
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for an
+    /// empty host name.
+    pub fn forward_local(
+        &self,
+        local_addr: SocketAddr,
+        remote_host: &str,
+        remote_port: u16,
+    ) -> Result<Tunnel> {
+        forward::forward_local(
+            Arc::clone(&self.inner) as Arc<dyn Dialer>,
+            local_addr,
+            remote_host,
+            remote_port,
+        )
+    }
+
     /// Says goodbye to the server and closes the connection.
     ///
     /// Dropping the `Session` and every handle opened on it does the same on
     /// a best-effort basis; `close` reports what went wrong. Handles still
     /// open on the session fail with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) afterwards.
+    /// Clones of this `Session` share the connection: `close` ends it for
+    /// all of them.
     ///
     /// # Errors
     ///

@@ -1,5 +1,8 @@
 //! [`Glob`]: shell-style patterns for file names.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::{Error, Result};
 
 /// A shell-style pattern for file names: `*` (any run of characters), `?`
@@ -13,6 +16,10 @@ use crate::{Error, Result};
 /// let csv = Glob::new("orders_*.csv")?;
 /// assert!(csv.matches("orders_2026-11.csv"));
 /// assert!(!csv.matches("orders_2026-11.csv.part"));
+///
+/// // From a configuration file: `FromStr`, and `Display` prints the pattern.
+/// let from_config: Glob = "*.csv".parse()?;
+/// assert_eq!(from_config.to_string(), "*.csv");
 /// # Ok::<(), etl_ssh::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +139,26 @@ impl Glob {
             }
         }
         self.tokens[t..].iter().all(|tok| *tok == Token::Star)
+    }
+}
+
+impl FromStr for Glob {
+    type Err = Error;
+
+    /// As [`Glob::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Glob::new`].
+    fn from_str(pattern: &str) -> Result<Glob> {
+        Glob::new(pattern)
+    }
+}
+
+impl fmt::Display for Glob {
+    /// The pattern as given, which [`FromStr`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
     }
 }
 
