@@ -38,6 +38,35 @@ fn a_cloned_session_shares_the_connection() {
     }
 }
 
+/// `close` on one clone ends the connection for all: the others' SFTP,
+/// exec and extra sessions fail with `Disconnected` naming `close`, and
+/// none of them connects again behind the caller's back.
+#[test]
+fn a_closed_session_stays_closed_for_its_clones() {
+    for backend in backends() {
+        let server = test_server(backend);
+        let session = server.session().expect("session");
+        let clone = session.clone();
+        let sftp = clone.sftp().expect("sftp before close");
+        session.close().expect("close");
+        let err = clone
+            .exec()
+            .and_then(|e| e.run("true"))
+            .expect_err("exec after close");
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{backend}: {err}");
+        let err = sftp
+            .metadata(server.remote_path(""))
+            .expect_err("sftp after close");
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{backend}: {err}");
+        let err = clone.connect_another().expect_err("another after close");
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{backend}: {err}");
+        assert!(
+            err.to_string().contains("Session::close"),
+            "{backend}: {err}"
+        );
+    }
+}
+
 #[test]
 fn pins_from_configuration_text_connect() {
     for backend in backends() {

@@ -221,6 +221,7 @@ impl Prepared {
                 auth_banner,
                 auth,
                 jump: jump.cloned(),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

@@ -107,6 +107,8 @@ pub(crate) struct SessionInner {
     /// the connection lives.
     #[allow(dead_code)] // held, never read
     jump: Option<Arc<SessionInner>>,
+    /// Set by [`Session::close`]: no connection is made again for it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for SessionInner {
@@ -120,7 +122,25 @@ impl fmt::Debug for SessionInner {
 
 impl SessionInner {
     /// See [`Session::connect_another`].
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) once
+    /// [`Session::close`] ended the session: its clones and handles do not
+    /// connect again.
+    fn refuse_if_closed(&self) -> Result<()> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Ssh {
+                kind: crate::ErrorKind::Disconnected,
+                context: format!(
+                    "the session with {} was closed (Session::close); connect a new one",
+                    self.target()
+                ),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn connect_another(&self) -> Result<Session> {
+        self.refuse_if_closed()?;
         if let Some(credential) = &self.prepared.settings.credential {
             if credential.responder_forbids_extra_sessions() {
                 return Err(Error::Ssh {
@@ -155,6 +175,7 @@ impl Dialer for SessionInner {
     }
 
     fn redial(&self, dead: &Arc<Conn>) -> Result<Arc<Conn>> {
+        self.refuse_if_closed()?;
         let mut current = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if !Arc::ptr_eq(&current, dead) {
             return Ok(Arc::clone(&current));
@@ -442,13 +463,16 @@ impl Session {
     /// a best-effort basis; `close` reports what went wrong. Handles still
     /// open on the session fail with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) afterwards.
     /// Clones of this `Session` share the connection: `close` ends it for
-    /// all of them.
+    /// all of them, and none of them connects again.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the
     /// disconnect message could not be sent.
     pub fn close(self) -> Result<()> {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.conn().disconnect().map_err(|e| {
             Error::ssh(
                 format!("cannot close the session with {}", self.inner.target()),
