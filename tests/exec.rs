@@ -552,13 +552,15 @@ fn sleep_writing_its_pid(dir: &Path) -> (std::path::PathBuf, String) {
     (pidfile, command)
 }
 
-/// Runs a 30 s sleep with a 1 s timeout on `exec`: its pid, and the
-/// timeout's message.
+/// Runs a 30 s sleep with a 3 s timeout on `exec`: its pid, and the
+/// timeout's message. The timeout leaves the login shell time to write
+/// the pid even on a loaded machine (a hang-up before that would leave
+/// nothing to check).
 fn time_out_a_sleep(exec: ExecSession) -> (u32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (pidfile, command) = sleep_writing_its_pid(dir.path());
     let err = exec
-        .with_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(3))
         .run(&command)
         .expect_err("times out");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -598,7 +600,7 @@ fn a_timeout_without_a_pty_says_the_command_may_still_run() {
         eprintln!("backend: {}", f.backend);
         let (pid, text) = time_out_a_sleep(f.exec());
         for words in [
-            "timed out after 1.0 s",
+            "timed out after 3.0 s",
             "may still be running",
             "with_pty(true)",
             "with_kill_on_timeout(true)",

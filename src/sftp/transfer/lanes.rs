@@ -3,8 +3,9 @@
 //! ([`Session::connect_another`](crate::Session::connect_another)).
 //!
 //! Work starts at once on the caller's session; the extra sessions
-//! connect meanwhile, each on a thread of its own, and join when they are
-//! ready. A session that connects after the work ran out is closed
+//! connect meanwhile, each on a thread of its own, at most
+//! [`CONNECTING_AT_ONCE`] in their handshake at a time, and join when they
+//! are ready. A session that connects after the work ran out is closed
 //! unused, and the transfer does not wait for one still connecting. When
 //! the server ends a session (some end a user's older login when a new
 //! one arrives), the work it held goes back on the board: an extra
@@ -26,6 +27,56 @@ use crate::{Error, Result};
 
 /// How a lane's session checks, while it connects, whether work is left.
 const WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// Extra sessions of one transfer in their handshake at once: the others
+/// wait their turn, so that one job holds few unauthenticated connections
+/// (OpenSSH's `MaxStartups`, 10:30:100 by default, starts dropping them
+/// at 10 across all clients).
+pub(crate) const CONNECTING_AT_ONCE: usize = 2;
+
+/// Turns to connect, shared by one transfer's extra sessions.
+struct Turns {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Turns {
+    fn new(n: usize) -> Arc<Turns> {
+        Arc::new(Turns {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Waits for a turn; `None` when `unwanted` is set meanwhile.
+    fn take<'a>(&'a self, unwanted: &AtomicBool) -> Option<Turn<'a>> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if unwanted.load(Ordering::SeqCst) {
+                return None;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return Some(Turn(self));
+            }
+            free = self
+                .freed
+                .wait_timeout(free, WAIT_STEP)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A turn to connect, given back when dropped.
+struct Turn<'a>(&'a Turns);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
 
 /// What became of one item of work.
 pub(crate) enum Step<T> {
@@ -167,10 +218,11 @@ struct Arrival {
 }
 
 impl Arrival {
-    /// Starts connecting another session like `dialer`'s, on a thread that
-    /// outlives the transfer if the handshake does: the transfer never
-    /// waits for a session it no longer needs.
-    fn start(dialer: &Arc<dyn Dialer>) -> Arc<Arrival> {
+    /// Starts connecting another session like `dialer`'s when `turns`
+    /// gives it a turn, on a thread that outlives the transfer if the
+    /// handshake does: the transfer never waits for a session it no longer
+    /// needs.
+    fn start(dialer: &Arc<dyn Dialer>, turns: &Arc<Turns>) -> Arc<Arrival> {
         let arrival = Arc::new(Arrival {
             session: Mutex::new(None),
             ready: Condvar::new(),
@@ -178,13 +230,15 @@ impl Arrival {
         });
         let theirs = Arc::clone(&arrival);
         let dialer = Arc::clone(dialer);
+        let turns = Arc::clone(turns);
         let spawned = std::thread::Builder::new()
             .name("etl-ssh-connect".into())
             .spawn(move || {
-                if theirs.unwanted.load(Ordering::SeqCst) {
+                let Some(turn) = turns.take(&theirs.unwanted) else {
                     return;
-                }
+                };
                 let session = dialer.another().and_then(SftpSession::start);
+                drop(turn);
                 if theirs.unwanted.load(Ordering::SeqCst) {
                     // Dropped here: closed on this thread, unused.
                     return;
@@ -246,8 +300,9 @@ pub(crate) fn run<T: Send>(
             }
         }
     };
+    let turns = Turns::new(CONNECTING_AT_ONCE);
     let arrivals: Vec<Arc<Arrival>> = (1..lanes.max(1))
-        .map(|_| Arrival::start(&shared.dialer))
+        .map(|_| Arrival::start(&shared.dialer, &turns))
         .collect();
     let target = shared.pool.target();
     let (joined, refused) = std::thread::scope(|scope| {
@@ -347,6 +402,23 @@ mod tests {
         let left = board.outcome().expect_err("stopped");
         assert!(left.stopped);
         assert_eq!(left.items, [2, 3]);
+    }
+
+    #[test]
+    fn turns_to_connect_are_bounded_and_given_back() {
+        let turns = Turns::new(2);
+        let unwanted = AtomicBool::new(false);
+        let first = turns.take(&unwanted).expect("first");
+        let _second = turns.take(&unwanted).expect("second");
+        std::thread::scope(|s| {
+            let third = s.spawn(|| turns.take(&unwanted).is_some());
+            std::thread::sleep(Duration::from_millis(60));
+            assert!(!third.is_finished(), "a third handshake waits its turn");
+            drop(first);
+            assert!(third.join().expect("join"));
+        });
+        unwanted.store(true, Ordering::SeqCst);
+        assert!(turns.take(&unwanted).is_none(), "no turn once unwanted");
     }
 
     #[test]
