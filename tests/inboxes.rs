@@ -26,20 +26,6 @@ fn source(len: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
     (dir, path, data)
 }
 
-/// An sshd with `config` added, and an SFTP session on it; `None` where
-/// sshd is not installed (outside CI).
-fn openssh(config: &str) -> Option<(common::Sshd, etl_ssh::SftpSession)> {
-    let (sshd, key) = common::sshd_with_key(common::Sshd::builder().extra_config(config))?;
-    let sftp = sshd
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect")
-        .sftp()
-        .expect("sftp");
-    Some((sshd, sftp))
-}
-
 /// A watcher that takes every closed file: the default atomic upload is
 /// taken under its temporary name, and the error says so, names the
 /// options that fit, and is not transient (a retry would deliver twice).
@@ -408,7 +394,7 @@ fn checksums_where_the_server_can_and_not_verifiable_where_not() {
         }
     }
 
-    let Some((_sshd, sftp)) = openssh("ForceCommand internal-sftp") else {
+    let Some((_sshd, sftp)) = common::openssh_sftp("ForceCommand internal-sftp") else {
         return;
     };
     let remote = tempfile::tempdir().expect("temp dir");
@@ -513,7 +499,9 @@ fn login_limits_per_user_still_deliver_folders() {
 /// naming `atomic(false)` and leaves nothing, in place it delivers.
 #[test]
 fn openssh_with_renames_denied() {
-    let Some((_sshd, sftp)) = openssh("Subsystem sftp internal-sftp -P rename,posix-rename") else {
+    let Some((_sshd, sftp)) =
+        common::openssh_sftp("Subsystem sftp internal-sftp -P rename,posix-rename")
+    else {
         return;
     };
     let remote = tempfile::tempdir().expect("temp dir");

@@ -278,21 +278,12 @@ fn folder_transfers_spread_files_over_sessions() {
 /// over four sessions makes its three extra logins without one dropped.
 #[test]
 fn extra_sessions_connect_a_couple_at_a_time() {
-    let Some((sshd, key)) =
-        common::sshd_with_key(common::Sshd::builder().extra_config("MaxStartups 2"))
-    else {
+    let Some((sshd, sftp)) = common::openssh_sftp("MaxStartups 2") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let local = dir.path().join("big.bin");
     std::fs::write(&local, random_bytes(SIZE, 3)).expect("write");
-    let sftp = sshd
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect")
-        .sftp()
-        .expect("sftp");
     let target = dir.path().join("up.bin");
     for _ in 0..3 {
         sftp.upload_with(&local, target.to_str().expect("utf-8"), &four_way())

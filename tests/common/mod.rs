@@ -192,6 +192,20 @@ pub fn sshd_with_key(builder: SshdBuilder) -> Option<(Sshd, ClientKey)> {
     Some((server, key))
 }
 
+/// A test sshd with `config` added (see [`sshd_with_key`]) and an SFTP
+/// session on it; `None` where sshd is not installed (outside CI).
+pub fn openssh_sftp(config: &str) -> Option<(Sshd, etl_ssh::SftpSession)> {
+    let (sshd, key) = sshd_with_key(Sshd::builder().extra_config(config))?;
+    let sftp = sshd
+        .session_builder()
+        .credential(key.credential())
+        .connect()
+        .expect("connect")
+        .sftp()
+        .expect("sftp");
+    Some((sshd, sftp))
+}
+
 // ---------------------------------------------------------------------------
 // Log capture
 // ---------------------------------------------------------------------------
