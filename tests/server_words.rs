@@ -124,6 +124,30 @@ fn an_expired_password_is_its_own_error() {
     assert_eq!(rounds.load(Ordering::SeqCst), 1);
 }
 
+/// With sshd's `password` method an expired password logs in, and sshd
+/// then runs nothing without a terminal: SFTP fails at start with
+/// `PasswordExpired` saying so, not as a dead subsystem.
+#[test]
+fn an_expired_password_through_the_password_method_fails_sftp_as_expired() {
+    let Some(server) = Sshd::builder()
+        .password_authentication(true)
+        .kbd_interactive_authentication(false)
+        .shadow_aging(ShadowAging::must_change_password())
+        .start_if_available()
+    else {
+        return;
+    };
+    let session = server
+        .session_builder()
+        .credential(server.password_credential().expect("credential"))
+        .connect()
+        .expect("sshd lets the login in");
+    let err = session.sftp().expect_err("nothing runs");
+    assert_eq!(err.kind(), ErrorKind::PasswordExpired, "{err}");
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("reset it"), "{err}");
+}
+
 #[test]
 fn a_refused_second_login_says_the_server_limits_logins() {
     let server = TestServer::builder()

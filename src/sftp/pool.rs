@@ -220,7 +220,43 @@ pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
         channel,
         conn: Arc::clone(conn),
     };
-    SftpChannel::start(Box::new(io), target)
+    SftpChannel::start(Box::new(io), target.clone()).map_err(|e| {
+        if e.kind() == ErrorKind::Disconnected && password_change_required(conn) {
+            sftp_error(
+                ErrorKind::PasswordExpired,
+                "start",
+                &target,
+                b"",
+                "the server accepted the login but runs nothing until the password is \
+                 changed (\"Password change required but no TTY available\"): the password \
+                 has expired; ask the partner to reset it",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// Whether the server runs nothing on this login until its password is
+/// changed, as OpenSSH does after a password login whose password expired:
+/// it says so on a command's stderr (a subsystem's stderr goes to its log
+/// only). Asked only after the SFTP subsystem ended at start.
+fn password_change_required(conn: &Arc<Conn>) -> bool {
+    let ssh = conn.lock();
+    ssh.cleanup(|| {
+        let Ok(mut channel) = ssh.session().channel_session() else {
+            return false;
+        };
+        let mut said = Vec::new();
+        if channel.exec("true").is_ok() {
+            let _ = channel
+                .stderr()
+                .take(STDERR_SHOWN as u64)
+                .read_to_end(&mut said);
+        }
+        let _ = channel.close();
+        String::from_utf8_lossy(&said).contains("Password change required")
+    })
 }
 
 fn with_source(mut err: crate::Error, e: ssh2::Error) -> crate::Error {
