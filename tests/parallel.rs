@@ -273,20 +273,21 @@ fn folder_transfers_spread_files_over_sessions() {
     }
 }
 
-/// Extra sessions connect a couple at a time: against an sshd that drops
-/// unauthenticated connections past two (`MaxStartups 2`), a transfer
-/// over four sessions makes its three extra logins without one dropped.
+/// Extra sessions connect a few at a time: against an sshd that drops
+/// unauthenticated connections past three (`MaxStartups 3`), a transfer
+/// over eight sessions makes its extra logins without one dropped.
 #[test]
-fn extra_sessions_connect_a_couple_at_a_time() {
-    let Some((sshd, sftp)) = common::openssh_sftp("MaxStartups 2") else {
+fn extra_sessions_connect_a_few_at_a_time() {
+    let Some((sshd, sftp)) = common::openssh_sftp("MaxStartups 3") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let local = dir.path().join("big.bin");
     std::fs::write(&local, random_bytes(SIZE, 3)).expect("write");
     let target = dir.path().join("up.bin");
+    let eight = TransferOptions::new().sessions(8).min_segment_size(4 << 20);
     for _ in 0..3 {
-        sftp.upload_with(&local, target.to_str().expect("utf-8"), &four_way())
+        sftp.upload_with(&local, target.to_str().expect("utf-8"), &eight)
             .expect("upload");
     }
     assert_eq!(sha(&target), sha(&local));

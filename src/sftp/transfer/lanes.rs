@@ -31,8 +31,10 @@ const WAIT_STEP: Duration = Duration::from_millis(20);
 /// Extra sessions of one transfer in their handshake at once: the others
 /// wait their turn, so that one job holds few unauthenticated connections
 /// (OpenSSH's `MaxStartups`, 10:30:100 by default, starts dropping them
-/// at 10 across all clients).
-pub(crate) const CONNECTING_AT_ONCE: usize = 2;
+/// at 10 across all clients). Three lets the default four sessions open
+/// together (two at a time cost 7–9 % on 200 small files at 50 ms:
+/// BENCHMARKS.md), and makes more sessions wait their turn.
+pub(crate) const CONNECTING_AT_ONCE: usize = 3;
 
 /// Turns to connect, shared by one transfer's extra sessions.
 struct Turns {
@@ -237,6 +239,8 @@ impl Arrival {
                 let Some(turn) = turns.take(&theirs.unwanted) else {
                     return;
                 };
+                // The turn lasts until the SFTP channel is open: by then
+                // sshd no longer counts the login as unauthenticated.
                 let session = dialer.another().and_then(SftpSession::start);
                 drop(turn);
                 if theirs.unwanted.load(Ordering::SeqCst) {
