@@ -133,6 +133,15 @@ pub fn sftp_version(body: &[u8]) -> std::result::Result<(u32, Vec<Vec<u8>>), Str
         .map_err(|e| e.to_string())
 }
 
+/// What the SFTP client makes of the data of a `statvfs@openssh.com`
+/// reply: the fragment size and the available fragments, or why it was
+/// refused.
+pub fn sftp_statvfs(data: &[u8]) -> std::result::Result<(u64, u64), String> {
+    crate::sftp::proto::decode_statvfs(data)
+        .map(|s| (s.frsize, s.bavail))
+        .map_err(|e| e.to_string())
+}
+
 /// The name-lists of a server's KEXINIT payload, as a failed handshake
 /// reads them (key exchange without its extension markers, host key,
 /// ciphers and MACs each way), or why it was refused.

@@ -111,8 +111,10 @@
 //!
 //! [`Session::sftp`] opens an [`SftpSession`]: std-like file operations
 //! (`read_dir`, `read_dir_iter`, `metadata`, `create_dir_all`, `rename`,
-//! `remove_dir_all`, `symlink`, `canonicalize`, ...) with remote paths as
-//! bytes (a `&str`, bytes, or a [`RemotePath`]), and transfers.
+//! `remove_dir_all`, `symlink`, `canonicalize`, `read`, `write`,
+//! `open_with` and [`OpenOptions`], [`Permissions`], ...) and what
+//! OpenSSH's extensions add (`statvfs`, a server-side `copy`), with remote
+//! paths as bytes (a `&str`, bytes, or a [`RemotePath`]), and transfers.
 //! [`SftpSession::upload`] is atomic: it writes to a hidden temporary name
 //! beside the target, flushes it (`fsync@openssh.com`), checks its size and
 //! renames it into place with `posix-rename@openssh.com`, so the partner
@@ -322,10 +324,10 @@ pub use session::{
 pub use ssh_config::{HostConfig, SshConfig};
 
 pub use sftp::{
-    Checksum, Delivery, DirEntry, DirReport, FileReport, FileType, Glob, Metadata, Overwrite,
-    Progress, ReadDir, RemotePath, SftpReader, SftpSession, SftpWriter, TransferOptions, Verified,
-    WriteOrder, DEFAULT_BUFFER_SIZE, DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME,
-    PIPELINE_BUFFERS,
+    Checksum, Delivery, DirEntry, DirReport, FileReport, FileType, FsStats, Glob, Metadata,
+    OpenOptions, Overwrite, Permissions, Progress, ReadDir, RemotePath, SftpFile, SftpReader,
+    SftpSession, SftpWriter, TransferOptions, Verified, WriteOrder, DEFAULT_BUFFER_SIZE,
+    DEFAULT_MIN_SEGMENT, DEFAULT_SESSIONS, DEFAULT_TEMP_NAME, PIPELINE_BUFFERS,
 };
 
 /// `Result` with this crate's [`Error`].

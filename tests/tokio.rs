@@ -163,6 +163,21 @@ async fn every_operation(server: Arc<TestServer>) {
         sftp.read(remote("done.flag"), 10).await.expect("read flag"),
         b"ok"
     );
+    assert_eq!(
+        sftp.read_to_string(remote("done.flag"), 10)
+            .await
+            .expect("read flag as text"),
+        "ok"
+    );
+    let copied = sftp
+        .copy(remote("done.flag"), remote("done.copy"))
+        .await
+        .expect("copy");
+    assert_eq!(copied, 2);
+    assert!(sftp.statvfs(remote("")).await.expect("statvfs").blocks() > 0);
+    sftp.create_dir_with_mode(remote("private"), 0o700)
+        .await
+        .expect("mkdir 700");
 
     sftp.remove_file(remote("in/2026/11/orders.csv"))
         .await

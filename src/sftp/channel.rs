@@ -821,6 +821,20 @@ impl SftpChannel {
         }
     }
 
+    /// Waits for `id`'s reply and expects an extended reply's data.
+    pub(crate) fn extended_of(
+        &mut self,
+        id: u32,
+        op: &'static str,
+        path: &[u8],
+    ) -> Result<Vec<u8>> {
+        match self.wait(id, op, path)? {
+            Reply::Extended(data) => Ok(data),
+            Reply::Status(code, msg) => Err(self.status_error(op, path, code, &msg)),
+            _ => Err(self.protocol(op, path, "a reply that is not an extended reply")),
+        }
+    }
+
     /// Waits for `id`'s reply and expects names; `Ok(None)` at the end of
     /// a listing (status EOF).
     pub(crate) fn names_of(

@@ -1,5 +1,6 @@
 //! File-system operations on one SFTP channel: stat, listings, folders,
-//! removal, and the renames that never lose a file.
+//! removal, the renames that never lose a file, links, and what OpenSSH's
+//! extensions add (file system statistics, server-side copies).
 //!
 //! Each function takes the channel it runs on, so that a transfer holding
 //! a channel uses the same code as [`SftpSession`](super::SftpSession)'s
@@ -14,7 +15,7 @@ use super::channel::{status_code, Name, SftpChannel};
 use super::metadata::{DirEntry, Metadata};
 use super::path::{check_name, parent, shown, trim_end_slashes, Checked};
 use super::pool::Pool;
-use super::proto::{kind, status, Attrs};
+use super::proto::{self, kind, open as flags, status, Attrs, StatVfs};
 use crate::{Error, ErrorKind, Result};
 
 /// At most this many entries are kept from one listing by
@@ -47,7 +48,7 @@ pub(crate) fn exists(ch: &mut SftpChannel, path: &[u8]) -> Result<bool> {
 }
 
 /// Whether something (a dangling link too) is at `path`.
-fn anything_at(ch: &mut SftpChannel, path: &[u8]) -> Result<bool> {
+pub(crate) fn anything_at(ch: &mut SftpChannel, path: &[u8]) -> Result<bool> {
     match stat(ch, path, false) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -291,18 +292,133 @@ pub(crate) fn symlink(ch: &mut SftpChannel, target: &[u8], link: &[u8]) -> Resul
     ch.status_of(id, "symlink", link)
 }
 
+/// [`ErrorKind::Unsupported`] naming the extension `name`, unless the
+/// server advertised it (`offered`).
+fn offered(
+    ch: &SftpChannel,
+    offered: bool,
+    name: &str,
+    op: &'static str,
+    path: &[u8],
+) -> Result<()> {
+    match offered {
+        true => Ok(()),
+        false => Err(ch.error(
+            ErrorKind::Unsupported,
+            op,
+            path,
+            format!("the server does not offer the {name} extension"),
+        )),
+    }
+}
+
 /// Makes `link` a hard link to `target` (`hardlink@openssh.com`).
 pub(crate) fn hard_link(ch: &mut SftpChannel, target: &[u8], link: &[u8]) -> Result<()> {
-    if !ch.extensions().hardlink {
+    let name = "hardlink@openssh.com";
+    offered(ch, ch.extensions().hardlink, name, "hard_link", link)?;
+    let id = ch.send_extended(name.as_bytes(), |e| e.str(target).str(link));
+    ch.status_of(id, "hard_link", link)
+}
+
+/// Statistics of the file system `path` is on (`statvfs@openssh.com`).
+pub(crate) fn statvfs(ch: &mut SftpChannel, path: &[u8]) -> Result<StatVfs> {
+    let name = "statvfs@openssh.com";
+    offered(ch, ch.extensions().statvfs, name, "statvfs", path)?;
+    let id = ch.send_extended(name.as_bytes(), |e| e.str(path));
+    let data = ch.extended_of(id, "statvfs", path)?;
+    proto::decode_statvfs(&data).map_err(|e| ch.protocol("statvfs", path, &e.0))
+}
+
+/// Copies the file `from` to `to` on the server (the `copy-data`
+/// extension); returns the bytes in `to` afterwards.
+///
+/// `to` is opened without truncation (created, with `from`'s permission
+/// bits, when missing), the data copied from offset 0 to the end of
+/// `from`, and only then is `to` cut to `from`'s length: when `to` is
+/// `from` under another name (a link, `./a` for `a`), a truncating open
+/// would empty the source before the copy read it; this way the bytes are
+/// copied onto themselves and nothing is lost.
+pub(crate) fn copy(ch: &mut SftpChannel, from: &[u8], to: &[u8]) -> Result<u64> {
+    let name = "copy-data";
+    offered(ch, ch.extensions().copy_data, name, "copy", from)?;
+    if from == to {
         return Err(ch.error(
-            ErrorKind::Unsupported,
-            "hard_link",
-            link,
-            "the server does not offer hardlink@openssh.com",
+            ErrorKind::InvalidInput,
+            "copy",
+            from,
+            "the source and the destination are the same path",
         ));
     }
-    let id = ch.send_extended(b"hardlink@openssh.com", |e| e.str(target).str(link));
-    ch.status_of(id, "hard_link", link)
+    // What the source is, and its handle: one round trip.
+    let stat = ch.send_str(kind::STAT, from);
+    let open = ch.send_open(from, flags::READ, &Attrs::default());
+    let meta = ch.attrs_of(stat, "copy", from);
+    let src = match (meta, ch.handle_of(open, "copy", from)) {
+        (Ok(meta), Ok(src)) if Metadata::from(meta).is_file() => (meta, src),
+        (Ok(_), Ok(src)) => {
+            ch.close_quietly(&src, from);
+            return Err(ch.error(
+                ErrorKind::InvalidInput,
+                "copy",
+                from,
+                "not a regular file: copy takes files only",
+            ));
+        }
+        (Err(e), Ok(src)) => {
+            ch.close_quietly(&src, from);
+            return Err(e);
+        }
+        (Err(e), Err(_)) | (Ok(_), Err(e)) => return Err(e),
+    };
+    let (meta, src) = src;
+    let perm = Attrs::perm(meta.perm.map_or(0o644, |m| m & 0o777));
+    let id = ch.send_open(to, flags::WRITE | flags::CREATE, &perm);
+    let dst = match ch.handle_of(id, "copy", to) {
+        Ok(dst) => dst,
+        Err(e) => {
+            if !ch.is_broken() {
+                ch.close_quietly(&src, from);
+            }
+            return Err(e);
+        }
+    };
+    // Offset 0, length 0 (to the end of the file), to offset 0.
+    let id = ch.send_extended(name.as_bytes(), |e| {
+        e.str(&src).u64(0).u64(0).str(&dst).u64(0)
+    });
+    let fstat = ch.send_str(kind::FSTAT, &src);
+    let copied = ch.status_of(id, "copy", to);
+    let size = ch.attrs_of(fstat, "copy", from).map(|a| a.size);
+    let result = match (copied, size) {
+        (Ok(()), Ok(Some(len))) => {
+            let cut = Attrs {
+                size: Some(len),
+                ..Attrs::default()
+            };
+            let id = ch.send(kind::FSETSTAT, |e| e.str(&dst).attrs(&cut));
+            ch.status_of(id, "copy", to).map(|()| len)
+        }
+        (Ok(()), Ok(None)) => Err(ch.error(
+            ErrorKind::Protocol,
+            "copy",
+            to,
+            format!(
+                "the server did not report the size of {}, so the copy could not be cut \
+                 to length: bytes of the old file may follow it",
+                shown(from)
+            ),
+        )),
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+    };
+    if ch.is_broken() {
+        return result;
+    }
+    let close_src = ch.send_close(&src);
+    ch.ignore([close_src]);
+    let close_dst = ch.send_close(&dst);
+    let closed = ch.status_of(close_dst, "copy", to);
+    let len = result?;
+    closed.map(|()| len)
 }
 
 /// Opens the folder `path` for listing.

@@ -12,10 +12,13 @@
 //! - `pool.rs`: the session's channels (the first opened with the session,
 //!   more while all are busy, up to four; fewer when the server refuses);
 //! - `fs.rs`: stat, listings, folders, removal, renames that never lose a
-//!   file; `handle.rs`: the read-ahead and write-behind streaming handles;
+//!   file, links, file system statistics, server-side copies;
+//!   `handle.rs`: the streaming handles (one open file that reads ahead
+//!   and writes behind), opened as `open_options.rs` says;
 //! - `transfer/`: uploads and downloads, alone, in pieces over several
 //!   sessions, in waves of small files, and folder trees;
-//! - `path.rs`, `metadata.rs`, `glob.rs`: the public value types.
+//! - `path.rs`, `metadata.rs`, `glob.rs`, `open_options.rs`: the public
+//!   value types.
 //!
 //! Routing: every operation borrows a free channel of the pool for as
 //! long as it runs; a streaming handle or a listing iterator returns to
@@ -27,6 +30,7 @@ mod fs;
 mod glob;
 mod handle;
 mod metadata;
+mod open_options;
 mod path;
 mod pool;
 pub(crate) mod proto;
@@ -39,12 +43,13 @@ use std::sync::Arc;
 use crate::conn::Dialer;
 use crate::{ErrorKind, Result};
 use pool::Pool;
-use proto::{kind, open as flags, Attrs};
+use proto::{kind, Attrs};
 
 pub use fs::ReadDir;
 pub use glob::Glob;
-pub use handle::{SftpReader, SftpWriter};
-pub use metadata::{DirEntry, FileType, Metadata};
+pub use handle::{SftpFile, SftpReader, SftpWriter};
+pub use metadata::{DirEntry, FileType, FsStats, Metadata, Permissions};
+pub use open_options::OpenOptions;
 pub use path::RemotePath;
 pub use transfer::{
     Checksum, Delivery, DirReport, FileReport, Overwrite, Progress, TransferOptions, Verified,
@@ -74,8 +79,8 @@ pub(crate) struct Shared {
 /// [`timeout`](crate::SessionBuilder::timeout), and every error names the
 /// server and the path.
 ///
-/// The `SftpSession`, its clones, and every [`SftpReader`], [`SftpWriter`]
-/// and [`ReadDir`] opened on it keep the connection open; it closes when
+/// The `SftpSession`, its clones, and every [`SftpFile`], [`SftpReader`],
+/// [`SftpWriter`] and [`ReadDir`] opened on it keep the connection open; it closes when
 /// the last of them and the [`Session`](crate::Session) are dropped.
 ///
 /// `SftpSession` is `Send`, `Sync` and cheap to clone (clones share the
@@ -226,7 +231,21 @@ impl SftpSession {
     /// [`ErrorKind::PermissionDenied`], [`ErrorKind::Disconnected`],
     /// [`ErrorKind::Timeout`].
     pub fn create_dir(&self, path: impl AsRef<[u8]>) -> Result<()> {
-        self.with(|ch| fs::mkdir(ch, path.as_ref(), 0o755))
+        self.create_dir_with_mode(path, 0o755)
+    }
+
+    /// Creates the directory `path` with the permission bits `mode` (e.g.
+    /// `0o750`), as std's `DirBuilder::mode` on Unix. The server applies
+    /// its umask (OpenSSH's `sftp-server` the process umask, or its `-u`
+    /// option), so the result may have fewer bits: check with
+    /// [`metadata`](Self::metadata), or [`set_permissions`](Self::set_permissions)
+    /// afterwards for exact bits.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create_dir`](Self::create_dir).
+    pub fn create_dir_with_mode(&self, path: impl AsRef<[u8]>, mode: u32) -> Result<()> {
+        self.with(|ch| fs::mkdir(ch, path.as_ref(), mode & 0o7777))
     }
 
     /// Creates `path` and any missing parents. Succeeds when `path` is an
@@ -298,14 +317,19 @@ impl SftpSession {
         self.with(|ch| fs::rename_replace(ch, from.as_ref(), to.as_ref()))
     }
 
-    /// Sets the permission bits of `path` (e.g. `0o640`).
+    /// Sets the permission bits of `path`: a mode (`0o640`) or
+    /// [`Permissions`] (from [`Metadata::perms`], say).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`],
     /// [`ErrorKind::Disconnected`], [`ErrorKind::Timeout`].
-    pub fn set_permissions(&self, path: impl AsRef<[u8]>, mode: u32) -> Result<()> {
-        let attrs = Attrs::perm(mode & 0o7777);
+    pub fn set_permissions(
+        &self,
+        path: impl AsRef<[u8]>,
+        perms: impl Into<Permissions>,
+    ) -> Result<()> {
+        let attrs = Attrs::perm(perms.into().mode());
         self.with(|ch| fs::set_attrs(ch, "set_permissions", path.as_ref(), &attrs))
     }
 
@@ -416,6 +440,41 @@ impl SftpSession {
         Ok(out)
     }
 
+    /// The whole of a small remote text file as a `String`: at most `max`
+    /// bytes, as [`read`](Self::read).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let sftp: etl_ssh::SftpSession = todo!();
+    /// let manifest = sftp.read_to_string("/outbox/manifest.txt", 1 << 20)?;
+    /// for name in manifest.lines() {
+    ///     println!("{name}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`read`](Self::read); [`ErrorKind::Other`] when the file is
+    /// not valid UTF-8 (the error says at which byte; `read` gives the
+    /// bytes).
+    pub fn read_to_string(&self, path: impl AsRef<[u8]>, max: u64) -> Result<String> {
+        let path = path.as_ref();
+        String::from_utf8(self.read(path, max)?).map_err(|e| {
+            channel::sftp_error(
+                ErrorKind::Other,
+                "read_to_string",
+                self.shared.pool.target(),
+                path,
+                format!(
+                    "not valid UTF-8 text (at byte {}); SftpSession::read returns the bytes",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })
+    }
+
     /// Writes `data` as the whole of `path` (created or truncated), and
     /// reports whether all of it arrived. Not atomic: for files a partner
     /// picks up, write a local file and [`upload`](Self::upload) it.
@@ -443,9 +502,84 @@ impl SftpSession {
         self.extensions().fsync
     }
 
-    /// Whether the server offers `hardlink@openssh.com`.
+    /// Whether the server offers `hardlink@openssh.com`
+    /// ([`hard_link`](Self::hard_link)).
     pub fn supports_hard_link(&self) -> bool {
         self.extensions().hardlink
+    }
+
+    /// Whether the server offers `statvfs@openssh.com`
+    /// ([`statvfs`](Self::statvfs); OpenSSH does).
+    pub fn supports_statvfs(&self) -> bool {
+        self.extensions().statvfs
+    }
+
+    /// Whether the server offers `copy-data` ([`copy`](Self::copy);
+    /// OpenSSH does from version 9.0).
+    pub fn supports_copy(&self) -> bool {
+        self.extensions().copy_data
+    }
+
+    /// Whether the server offers `limits@openssh.com`: it says how large
+    /// its read and write requests may be, and transfers use that size
+    /// (else 32 KiB, which every server takes).
+    pub fn supports_limits(&self) -> bool {
+        self.extensions().limits
+    }
+
+    /// Statistics of the file system `path` is on (free and available
+    /// space, inodes, read-only), as `df` shows them, with the
+    /// `statvfs@openssh.com` extension (see
+    /// [`supports_statvfs`](Self::supports_statvfs)).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), etl_ssh::Error> {
+    /// # let sftp: etl_ssh::SftpSession = todo!();
+    /// let room = sftp.statvfs("/inbox")?.available_bytes();
+    /// let need = std::fs::metadata("out/orders.csv").map_or(0, |m| m.len());
+    /// if room < need {
+    ///     eprintln!("the partner's inbox is full: {room} bytes left");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] naming `statvfs@openssh.com` when the
+    /// server does not offer it; [`ErrorKind::NotFound`],
+    /// [`ErrorKind::PermissionDenied`], [`ErrorKind::Disconnected`],
+    /// [`ErrorKind::Timeout`].
+    pub fn statvfs(&self, path: impl AsRef<[u8]>) -> Result<FsStats> {
+        self.with(|ch| fs::statvfs(ch, path.as_ref()).map(FsStats::from))
+    }
+
+    /// Copies the file `from` to `to` on the server, without the data
+    /// crossing the network (the `copy-data` extension, OpenSSH 9.0 and
+    /// later; see [`supports_copy`](Self::supports_copy)), as
+    /// [`std::fs::copy`]: `to` is replaced if it is a file, created with
+    /// `from`'s permission bits (less the server's umask) if missing.
+    /// Returns the bytes copied.
+    ///
+    /// Not atomic: `to` is written in place, and a copy that fails part
+    /// way leaves it partly written. For a file a partner picks up, copy to
+    /// a temporary name and [`rename`](Self::rename) it. `to` is cut to
+    /// length after the data is copied, not before, so a `to` that is
+    /// `from` under another name (a hard link) keeps its data.
+    ///
+    /// Without the extension this fails rather than moving the data through
+    /// this machine: [`download`](Self::download) and
+    /// [`upload`](Self::upload) do that.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] naming `copy-data` when the server does
+    /// not offer it; [`ErrorKind::InvalidInput`] when `from` is not a
+    /// regular file or `from` and `to` are the same path;
+    /// [`ErrorKind::NotFound`] (naming which), [`ErrorKind::PermissionDenied`],
+    /// [`ErrorKind::Disconnected`], [`ErrorKind::Timeout`].
+    pub fn copy(&self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<u64> {
+        self.with(|ch| fs::copy(ch, from.as_ref(), to.as_ref()))
     }
 
     fn extensions(&self) -> channel::Extensions {
@@ -507,17 +641,59 @@ impl SftpSession {
     /// [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`],
     /// [`ErrorKind::Disconnected`], [`ErrorKind::Timeout`].
     pub fn open(&self, path: impl AsRef<[u8]>) -> Result<SftpReader> {
-        let path = path.as_ref();
-        let mut ch = self.shared.pool.any()?;
-        let handle =
-            transfer::pipeline::open(&mut ch, path, flags::READ, &Attrs::default(), "open")?;
-        Ok(SftpReader::new(Arc::clone(&self.shared), &ch, handle, path))
+        let options = OpenOptions::new().read(true);
+        self.open_as(path.as_ref(), &options, "open")
+            .map(SftpReader::new)
+    }
+
+    /// Opens `path` as `options` say ([`OpenOptions`], std's idiom): to
+    /// read, write, append, create, create only if new, truncate, with a
+    /// creation mode. The [`SftpFile`] reads and writes as `options`
+    /// allow: [`Read`](std::io::Read), [`BufRead`](std::io::BufRead),
+    /// [`Write`](std::io::Write) and [`Seek`](std::io::Seek), with
+    /// read-ahead and write-behind.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let sftp: etl_ssh::SftpSession = todo!();
+    /// use std::io::{Read, Seek, SeekFrom, Write};
+    /// use etl_ssh::OpenOptions;
+    ///
+    /// // A counter file, read and rewritten through one handle.
+    /// let options = OpenOptions::new().read(true).write(true).create(true);
+    /// let mut file = sftp.open_with("/state/counter", &options)?;
+    /// let mut text = String::new();
+    /// file.read_to_string(&mut text)?;
+    /// let n: u64 = text.trim().parse().unwrap_or(0);
+    /// file.seek(SeekFrom::Start(0))?;
+    /// writeln!(file, "{}", n + 1)?;
+    /// file.close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] naming the option for a combination std
+    /// refuses too (nothing to open for; `truncate` without `write`;
+    /// `create` or `create_new` without `write` or `append`; `append` with
+    /// `truncate`), before anything is sent; [`ErrorKind::AlreadyExists`]
+    /// with `create_new`; [`ErrorKind::NotFound`] (the file, or with
+    /// `create` its folder), [`ErrorKind::PermissionDenied`],
+    /// [`ErrorKind::Disconnected`], [`ErrorKind::Timeout`].
+    pub fn open_with(&self, path: impl AsRef<[u8]>, options: &OpenOptions) -> Result<SftpFile> {
+        self.open_as(path.as_ref(), options, "open")
+    }
+
+    fn open_as(&self, path: &[u8], options: &OpenOptions, op: &'static str) -> Result<SftpFile> {
+        SftpFile::open(&self.shared, path, options, op)
     }
 
     /// Creates `path` (or truncates it) for writing, mode `0o644` less the
     /// server's umask, with write-behind (see [`SftpWriter`]). Not atomic:
     /// readers may see a partial file; use [`upload`](Self::upload) for
-    /// files a partner picks up.
+    /// files a partner picks up. [`open_with`](Self::open_with) with
+    /// `OpenOptions::new().write(true).create(true).truncate(true)`.
     ///
     /// # Errors
     ///
@@ -525,48 +701,22 @@ impl SftpSession {
     /// [`ErrorKind::PermissionDenied`], [`ErrorKind::Disconnected`],
     /// [`ErrorKind::Timeout`].
     pub fn create(&self, path: impl AsRef<[u8]>) -> Result<SftpWriter> {
-        let path = path.as_ref();
-        let mut ch = self.shared.pool.any()?;
-        let pflags = flags::WRITE | flags::CREATE | flags::TRUNCATE;
-        let handle =
-            transfer::pipeline::open(&mut ch, path, pflags, &Attrs::perm(0o644), "create")?;
-        Ok(SftpWriter::new(
-            Arc::clone(&self.shared),
-            &ch,
-            handle,
-            path,
-            0,
-        ))
+        let options = OpenOptions::new().write(true).create(true).truncate(true);
+        self.open_as(path.as_ref(), &options, "create")
+            .map(SftpWriter::new)
     }
 
-    /// Opens `path` for writing at its end, creating it if missing.
+    /// Opens `path` for writing at its end, creating it if missing:
+    /// [`open_with`](Self::open_with) with
+    /// `OpenOptions::new().append(true).create(true)`.
     ///
     /// # Errors
     ///
     /// As for [`create`](Self::create).
     pub fn append(&self, path: impl AsRef<[u8]>) -> Result<SftpWriter> {
-        let path = path.as_ref();
-        let mut ch = self.shared.pool.any()?;
-        let pflags = flags::WRITE | flags::APPEND | flags::CREATE;
-        let handle =
-            transfer::pipeline::open(&mut ch, path, pflags, &Attrs::perm(0o644), "append")?;
-        // Servers that ignore the append flag write at the offset we send:
-        // start at the current end.
-        let id = ch.send_str(kind::FSTAT, &handle);
-        let size = match ch.attrs_of(id, "append", path) {
-            Ok(a) => a.size.unwrap_or(0),
-            Err(e) => {
-                ch.close_quietly(&handle, path);
-                return Err(e);
-            }
-        };
-        Ok(SftpWriter::new(
-            Arc::clone(&self.shared),
-            &ch,
-            handle,
-            path,
-            size,
-        ))
+        let options = OpenOptions::new().append(true).create(true);
+        self.open_as(path.as_ref(), &options, "append")
+            .map(SftpWriter::new)
     }
 
     /// Uploads the local file `local` to `remote`, atomically, with the
@@ -817,6 +967,7 @@ mod tests {
     #[test]
     fn handles_are_send_and_sync() {
         send_sync::<SftpSession>();
+        send_sync::<SftpFile>();
         send_sync::<SftpReader>();
         send_sync::<SftpWriter>();
         send_sync::<ReadDir>();

@@ -427,6 +427,73 @@ pub(crate) fn decode_version(body: &[u8]) -> Result<Version, DecodeError> {
     })
 }
 
+/// The reply to `statvfs@openssh.com`: the fields of POSIX `statvfs`, as
+/// OpenSSH's `PROTOCOL` file lists them (eleven `uint64`s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) struct StatVfs {
+    pub(crate) bsize: u64,
+    pub(crate) frsize: u64,
+    pub(crate) blocks: u64,
+    pub(crate) bfree: u64,
+    pub(crate) bavail: u64,
+    pub(crate) files: u64,
+    pub(crate) ffree: u64,
+    pub(crate) favail: u64,
+    pub(crate) fsid: u64,
+    pub(crate) flag: u64,
+    pub(crate) namemax: u64,
+}
+
+/// `f_flag` bits of a [`StatVfs`] (`SSH_FXE_STATVFS_ST_*`).
+pub(crate) mod statvfs_flag {
+    pub(crate) const RDONLY: u64 = 0x1;
+    pub(crate) const NOSUID: u64 = 0x2;
+}
+
+impl StatVfs {
+    /// Encodes the fields, in order, after whatever `e` holds (the
+    /// embedded test server's reply).
+    #[cfg(any(test, feature = "testkit"))]
+    pub(crate) fn encode<'a>(&self, e: Encoder<'a>) -> Encoder<'a> {
+        e.u64(self.bsize)
+            .u64(self.frsize)
+            .u64(self.blocks)
+            .u64(self.bfree)
+            .u64(self.bavail)
+            .u64(self.files)
+            .u64(self.ffree)
+            .u64(self.favail)
+            .u64(self.fsid)
+            .u64(self.flag)
+            .u64(self.namemax)
+    }
+}
+
+/// Decodes the data of a `statvfs@openssh.com` reply (what follows the
+/// request id of an EXTENDED_REPLY). Bytes after the eleven fields are
+/// ignored, as OpenSSH's client ignores them.
+///
+/// # Errors
+///
+/// A [`DecodeError`] when the data holds fewer than eleven fields.
+pub(crate) fn decode_statvfs(data: &[u8]) -> Result<StatVfs, DecodeError> {
+    let mut r = Reader::new(data);
+    let mut next = || r.u64().ok_or_else(|| short("statvfs@openssh.com reply"));
+    Ok(StatVfs {
+        bsize: next()?,
+        frsize: next()?,
+        blocks: next()?,
+        bfree: next()?,
+        bavail: next()?,
+        files: next()?,
+        ffree: next()?,
+        favail: next()?,
+        fsid: next()?,
+        flag: next()?,
+        namemax: next()?,
+    })
+}
+
 /// The name of a status code, for messages.
 pub(crate) fn status_name(code: u32) -> &'static str {
     match code {
@@ -461,6 +528,38 @@ mod tests {
         build(&mut out);
         // Strip the length: decoders take the body.
         out.split_off(4)
+    }
+
+    #[test]
+    fn statvfs_replies_round_trip_and_short_ones_are_refused() {
+        let stats = StatVfs {
+            bsize: 4096,
+            frsize: 4096,
+            blocks: 1 << 40,
+            bfree: 77,
+            bavail: 66,
+            files: 1_000_000,
+            ffree: 999,
+            favail: 998,
+            fsid: u64::MAX,
+            flag: statvfs_flag::RDONLY,
+            namemax: 255,
+        };
+        let body = packet(|out| {
+            stats
+                .encode(Encoder::request(out, kind::EXTENDED_REPLY, 7))
+                .finish()
+        });
+        let (id, reply) = decode_reply(&body).expect("reply");
+        assert_eq!(id, 7);
+        let Reply::Extended(data) = reply else {
+            panic!("not an extended reply: {reply:?}");
+        };
+        assert_eq!(decode_statvfs(data), Ok(stats));
+        for cut in [0, 8, 80, 87] {
+            let err = decode_statvfs(&data[..cut]).expect_err("short");
+            assert!(err.0.contains("statvfs"), "{err}");
+        }
     }
 
     #[test]

@@ -30,8 +30,8 @@
 //! - **Embedded**: a pure-Rust server in this process, on
 //!   [`russh`](https://docs.rs/russh), with an SFTP server on this crate's
 //!   own packet code: SFTP version 3 with the `posix-rename@openssh.com`,
-//!   `fsync@openssh.com`, `hardlink@openssh.com` and `limits@openssh.com`
-//!   extensions, byte-exact names, exec through the local `sh -c`
+//!   `fsync@openssh.com`, `hardlink@openssh.com`, `limits@openssh.com`,
+//!   `statvfs@openssh.com` and `copy-data` extensions, byte-exact names, exec through the local `sh -c`
 //!   (stdin, stdout, stderr, exit code, or the signal that killed it), key
 //!   authentication, and password authentication when asked for.
 //!   Environment variables, PTYs and shells are refused, as a default
@@ -348,7 +348,8 @@ impl TestServerBuilder {
 
     /// Serve plain SFTP v3, without OpenSSH's extensions
     /// (`posix-rename@openssh.com`, `fsync@openssh.com`,
-    /// `limits@openssh.com`, `hardlink@openssh.com`), as some appliances
+    /// `limits@openssh.com`, `hardlink@openssh.com`, `statvfs@openssh.com`,
+    /// `copy-data`), as some appliances
     /// do: the client's fallbacks run. Like every knob below, only the
     /// embedded backend has it; [`start`](Self::start) refuses it with
     /// OpenSSH. Defaults to `false`.

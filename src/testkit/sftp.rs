@@ -20,7 +20,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::sftp::proto::{kind, open as flags, status, Attrs, Encoder, Reader};
+use crate::sftp::proto::{
+    kind, open as flags, status, statvfs_flag, Attrs, Encoder, Reader, StatVfs,
+};
 
 /// Entries sent per READDIR reply.
 const DIR_CHUNK: usize = 100;
@@ -235,6 +237,8 @@ impl SftpServer {
                 (b"fsync@openssh.com", b"1"),
                 (b"hardlink@openssh.com", b"1"),
                 (b"limits@openssh.com", b"1"),
+                (b"statvfs@openssh.com", b"2"),
+                (b"copy-data", b"1"),
             ] {
                 e = e.str(name).str(data);
             }
@@ -525,9 +529,51 @@ impl SftpServer {
                     .finish();
                 return Ok(());
             }
+            b"statvfs@openssh.com" => {
+                let stats = statvfs(&self.resolve(&string(r)?))?;
+                stats
+                    .encode(Encoder::request(out, kind::EXTENDED_REPLY, id))
+                    .finish();
+                return Ok(());
+            }
+            b"copy-data" => self.copy_data(r)?,
             _ => return Err(unsupported()),
         }
         Self::ok(id, out);
+        Ok(())
+    }
+
+    /// `copy-data`: from one open file to another, as OpenSSH's
+    /// `sftp-server` does it (a length of 0 copies to the end; the same
+    /// handle, or two handles on the same path, are refused).
+    fn copy_data(&self, r: &mut Reader<'_>) -> Result<(), Fail> {
+        let from = string(r)?;
+        let mut read_at = r.u64().ok_or_else(bad_message)?;
+        let len = r.u64().ok_or_else(bad_message)?;
+        let to = string(r)?;
+        let mut write_at = r.u64().ok_or_else(bad_message)?;
+        let (src, dst) = match (self.handles.get(&from), self.handles.get(&to)) {
+            (Some(Open::File(src, a, _)), Some(Open::File(dst, b, _))) if from != to && a != b => {
+                (src, dst)
+            }
+            _ => return Err(failure("copy-data needs two handles of two files")),
+        };
+        let mut left = if len == 0 { u64::MAX } else { len };
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = src.read_at(&mut buf[..want], read_at)?;
+            if n == 0 {
+                return match len {
+                    0 => Ok(()),
+                    _ => Err(Fail(status::EOF, "end of file".into())),
+                };
+            }
+            dst.write_all_at(&buf[..n], write_at)?;
+            read_at += n as u64;
+            write_at += n as u64;
+            left -= n as u64;
+        }
         Ok(())
     }
 
@@ -564,6 +610,31 @@ impl SftpServer {
         entries.reverse();
         Ok(entries)
     }
+}
+
+/// `statvfs(2)` of `path`, as `statvfs@openssh.com` sends it.
+fn statvfs(path: &Path) -> io::Result<StatVfs> {
+    let s = rustix::fs::statvfs(path)?;
+    let mut flag = 0;
+    if s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        flag |= statvfs_flag::RDONLY;
+    }
+    if s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID) {
+        flag |= statvfs_flag::NOSUID;
+    }
+    Ok(StatVfs {
+        bsize: s.f_bsize,
+        frsize: s.f_frsize,
+        blocks: s.f_blocks,
+        bfree: s.f_bfree,
+        bavail: s.f_bavail,
+        files: s.f_files,
+        ffree: s.f_ffree,
+        favail: s.f_favail,
+        fsid: s.f_fsid,
+        flag,
+        namemax: s.f_namemax,
+    })
 }
 
 fn set_attrs(path: &Path, file: Option<&File>, a: &Attrs) -> io::Result<()> {

@@ -12,7 +12,7 @@ use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::task::{spawn_blocking, JoinHandle};
 
 use super::{blocking, wraps};
-use crate::{DirEntry, Error, Metadata, RemotePath, Result, TransferOptions};
+use crate::{DirEntry, Error, FsStats, Metadata, RemotePath, Result, TransferOptions};
 
 /// How much a streaming handle moves per trip to the blocking pool.
 const CHUNK: usize = 1024 * 1024;
@@ -61,6 +61,38 @@ macro_rules! path_ops {
     )*};
 }
 
+/// Methods on two remote paths, each the blocking method of the same name
+/// on the blocking pool.
+macro_rules! two_path_ops {
+    ($($name:ident($a:ident, $b:ident) -> $ret:ty;)*) => {$(
+        #[doc = concat!("[`crate::SftpSession::", stringify!($name), "`], on the blocking pool.")]
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`crate::SftpSession::", stringify!($name), "`].")]
+        pub async fn $name(&self, $a: impl AsRef<[u8]>, $b: impl AsRef<[u8]>) -> Result<$ret> {
+            let (sftp, $a, $b) = (self.inner.clone(), $a.as_ref().to_vec(), $b.as_ref().to_vec());
+            blocking(move || sftp.$name($a, $b)).await
+        }
+    )*};
+}
+
+/// Whole small files read, at most `max` bytes, each the blocking method
+/// of the same name on the blocking pool.
+macro_rules! bounded_reads {
+    ($($name:ident -> $ret:ty;)*) => {$(
+        #[doc = concat!("[`crate::SftpSession::", stringify!($name), "`] (at most `max` bytes), on the blocking pool.")]
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`crate::SftpSession::", stringify!($name), "`].")]
+        pub async fn $name(&self, path: impl AsRef<[u8]>, max: u64) -> Result<$ret> {
+            let (sftp, path) = (self.inner.clone(), path.as_ref().to_vec());
+            blocking(move || sftp.$name(path, max)).await
+        }
+    )*};
+}
+
 /// Transfers between a remote and a local path, each the blocking method
 /// of the same name (with options) on the blocking pool.
 macro_rules! transfers {
@@ -103,6 +135,27 @@ impl SftpSession {
         remove_dir -> ();
         remove_dir_all -> ();
         canonicalize -> RemotePath;
+        statvfs -> FsStats;
+    }
+
+    two_path_ops! {
+        rename(from, to) -> ();
+        copy(from, to) -> u64;
+    }
+
+    bounded_reads! {
+        read -> Vec<u8>;
+        read_to_string -> String;
+    }
+
+    /// [`crate::SftpSession::create_dir_with_mode`], on the blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::SftpSession::create_dir_with_mode`].
+    pub async fn create_dir_with_mode(&self, path: impl AsRef<[u8]>, mode: u32) -> Result<()> {
+        let (sftp, path) = (self.inner.clone(), path.as_ref().to_vec());
+        blocking(move || sftp.create_dir_with_mode(path, mode)).await
     }
 
     transfers! {
@@ -110,20 +163,6 @@ impl SftpSession {
         download_with(remote: remote, local: local);
         upload_dir(local: local, remote: remote);
         download_dir(remote: remote, local: local);
-    }
-
-    /// Renames `from` to `to`, as [`crate::SftpSession::rename`].
-    ///
-    /// # Errors
-    ///
-    /// As [`crate::SftpSession::rename`].
-    pub async fn rename(&self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<()> {
-        let (sftp, from, to) = (
-            self.inner.clone(),
-            from.as_ref().to_vec(),
-            to.as_ref().to_vec(),
-        );
-        blocking(move || sftp.rename(from, to)).await
     }
 
     /// Uploads atomically with the default options, as
@@ -146,17 +185,6 @@ impl SftpSession {
     pub async fn download(&self, remote: impl AsRef<[u8]>, local: impl AsRef<Path>) -> Result<u64> {
         self.download_with(remote, local, &TransferOptions::default())
             .await
-    }
-
-    /// A whole small file, at most `max` bytes, as
-    /// [`crate::SftpSession::read`].
-    ///
-    /// # Errors
-    ///
-    /// As [`crate::SftpSession::read`].
-    pub async fn read(&self, path: impl AsRef<[u8]>, max: u64) -> Result<Vec<u8>> {
-        let (sftp, path) = (self.inner.clone(), path.as_ref().to_vec());
-        blocking(move || sftp.read(path, max)).await
     }
 
     /// Writes a whole small file, as [`crate::SftpSession::write`].
