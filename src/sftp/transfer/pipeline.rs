@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 
 use log::debug;
 
-use crate::sftp::channel::{status_code, Data, Reply, SftpChannel};
+use crate::sftp::channel::{status_code, Data, Reply, SftpChannel, MAX_DATA_REQUESTS};
 use crate::sftp::proto::{kind, status, Attrs};
 use crate::{Error, ErrorKind, Result};
 
@@ -114,7 +114,7 @@ pub(crate) fn write_ranges(
         let mut chunks = Chunks::new(next);
         let mut unacked = 0u64;
         while !chunks.is_done() || !pending.is_empty() {
-            while unacked < in_flight && ch.has_room(1) {
+            while unacked < in_flight && pending.len() < MAX_DATA_REQUESTS && ch.has_room(1) {
                 let Some((at, len)) = chunks.take(u64::from(ch.write_len())) else {
                     break;
                 };
@@ -194,7 +194,7 @@ pub(crate) fn read_ranges(
         let mut chunks = Chunks::new(next);
         let mut requested = 0u64;
         while !chunks.is_done() || eof.is_some() || !pending.is_empty() {
-            while requested < in_flight && ch.has_room(1) {
+            while requested < in_flight && pending.len() < MAX_DATA_REQUESTS && ch.has_room(1) {
                 let Some((at, len)) = chunks.take(u64::from(ch.read_len())) else {
                     break;
                 };
