@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{backends, leftovers, random_bytes, sha256_file as sha, test_server};
 use etl_ssh::testkit::{Backend, TestServer};
-use etl_ssh::{RetryPolicy, Session, TransferOptions};
+use etl_ssh::{DirReport, RetryPolicy, Session, TransferOptions};
 
 const SIZE: usize = 64 << 20;
 
@@ -304,4 +304,132 @@ fn extra_sessions_connect_a_few_at_a_time() {
         log.matches("Accepted publickey").count() >= 4,
         "extra logins made"
     );
+}
+
+/// Files of 8 KiB, each its own bytes: 128 of them make one wave of four
+/// groups on one session.
+fn many_small_files(dir: &Path, count: usize) {
+    std::fs::create_dir_all(dir).expect("folder");
+    for i in 0..count {
+        std::fs::write(
+            dir.join(format!("f{i:03}.csv")),
+            random_bytes(8 << 10, i as u64),
+        )
+        .expect("write");
+    }
+}
+
+/// Checks that a cut wave of 128 files delivered some and failed some,
+/// every file accounted for.
+fn counts(report: &DirReport, backend: Backend, way: &str) {
+    let (delivered, failed) = (report.delivered().count(), report.failed().count());
+    eprintln!("{backend}: {way}: {delivered} delivered, {failed} failed");
+    assert_eq!(delivered + failed, 128, "{backend}");
+    assert!(
+        delivered >= 32 && failed >= 1,
+        "{backend}: {delivered} / {failed}"
+    );
+}
+
+#[test]
+fn a_cut_during_a_wave_reports_each_file_as_it_is() {
+    for backend in backends() {
+        let server = test_server(backend);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = dir.path().join("out");
+        many_small_files(&local, 128);
+        let inbox = dir.path().join("inbox");
+        let remote = inbox.to_str().expect("utf-8");
+        let one = TransferOptions::new().sessions(1).continue_on_error(true);
+
+        let s = session(&server, server.port()).expect("session");
+        let sftp = s.sftp().expect("sftp");
+        // About half of the wave's bytes: the first groups are renamed
+        // into place while the later ones are on their way.
+        server.close_after(600 << 10);
+        let report = sftp
+            .upload_dir_report(&local, remote, &one)
+            .expect("report");
+        counts(&report, backend, "up");
+        for file in report.files() {
+            let target = Path::new(file.remote().to_str().expect("utf-8"));
+            match file.result() {
+                // Delivered: at its name, whole.
+                Ok(_) => assert_eq!(
+                    std::fs::read(target).expect("delivered"),
+                    std::fs::read(file.local()).expect("local"),
+                    "{backend}"
+                ),
+                // Not delivered: nothing at its name (a rename cut on its
+                // way says so: it may be there, whole).
+                Err(e) if e.to_string().contains("is unknown") => {
+                    if let Ok(bytes) = std::fs::read(target) {
+                        assert_eq!(bytes, std::fs::read(file.local()).expect("local"));
+                    }
+                }
+                Err(e) => assert!(!target.exists(), "{backend}: {e}"),
+            }
+        }
+        // Only hidden temporary files beside the delivered ones (and those
+        // whose rename was cut on its way).
+        let keep: Vec<String> = report
+            .files()
+            .iter()
+            .filter(|f| {
+                f.result()
+                    .map_or_else(|e| e.to_string().contains("is unknown"), |_| true)
+            })
+            .map(|f| {
+                f.local()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        for name in leftovers(&inbox, &keep) {
+            assert!(
+                name.starts_with('.') && name.ends_with(".part"),
+                "{backend}: {name}"
+            );
+        }
+
+        // And back: each file downloaded whole at its name, or not at all.
+        server.heal();
+        let full = dir.path().join("full");
+        many_small_files(&full, 128);
+        let back = dir.path().join("back");
+        let s = session(&server, server.port()).expect("session");
+        let sftp = s.sftp().expect("sftp");
+        server.close_after(600 << 10);
+        let report = sftp
+            .download_dir_report(full.to_str().expect("utf-8"), &back, &one)
+            .expect("report");
+        counts(&report, backend, "down");
+        for file in report.files() {
+            let source = Path::new(file.remote().to_str().expect("utf-8"));
+            match file.result() {
+                Ok(_) => assert_eq!(
+                    std::fs::read(file.local()).expect("delivered"),
+                    std::fs::read(source).expect("source"),
+                    "{backend}"
+                ),
+                Err(e) => assert!(!file.local().exists(), "{backend}: {e}"),
+            }
+        }
+        // Our side leaves no temporary file.
+        let delivered: Vec<String> = report
+            .delivered()
+            .map(|f| {
+                f.local()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let keep: Vec<&str> = delivered.iter().map(String::as_str).collect();
+        assert!(leftovers(&back, &keep).is_empty(), "{backend}");
+    }
 }

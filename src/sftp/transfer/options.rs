@@ -110,8 +110,12 @@ pub const DEFAULT_BUFFER_SIZE: usize = 34 * 30_000;
 /// Files per extra session in a folder transfer: fewer files than this
 /// are not worth another connection.
 const FILES_PER_SESSION: usize = 16;
-/// Files per wave (see `wave.rs`).
+/// Files per group of a wave, and the most [`TransferOptions::open_files`]
+/// allows (see `wave.rs`).
 pub(crate) const WAVE: usize = 32;
+/// Groups per wave at most: a wave of 4 groups of 32 uploads takes 6
+/// round trips instead of 12.
+pub(crate) const WAVE_GROUPS: usize = 4;
 /// The biggest file a wave takes: 32 requests of the 32 KiB every server
 /// accepts, so that one file's requests never fill the
 /// [`MAX_OUTSTANDING`] a channel allows.
@@ -404,7 +408,7 @@ impl TransferOptions {
     }
 
     /// At most this many files open at once per session in a folder
-    /// transfer. Defaults to 32 (small files move in waves of 32); 1 for
+    /// transfer. Defaults to 32 (small files move in groups of 32); 1 for
     /// servers that allow one open file per session.
     pub fn open_files(mut self, files: usize) -> Self {
         self.open_files = files.clamp(1, WAVE);

@@ -21,7 +21,7 @@ use log::{debug, warn};
 
 use super::download::download_file;
 use super::lanes::{self, Step};
-use super::options::{Plan, TransferOptions, WAVE};
+use super::options::{Plan, TransferOptions, WAVE, WAVE_GROUPS};
 use super::outcome::{Delivery, DirReport, FileReport};
 use super::progress::Job;
 use super::upload::{look_after_doubt, remove_orphans, upload_file};
@@ -89,7 +89,7 @@ pub(crate) fn upload_dir(
         |shared, work, options, job| match work {
             Work::Wave(files) => {
                 let results = on_a_channel(shared, |ch| {
-                    upload_wave(ch, &files, options, job, &shared.dialer)
+                    Ok(upload_wave(ch, &files, options, job, &shared.dialer))
                 });
                 each(files, results)
             }
@@ -256,24 +256,22 @@ pub(crate) fn download_dir(
     spread(shared, files, options, |shared, work, options, job| {
         match work {
             Work::Wave(files) => {
-                let results = on_a_channel(shared, |ch| {
-                    download_wave(ch, &files, options, job, &shared.dialer)
-                });
-                // Files bigger than a wave takes (`None`) move alone.
-                let (results, bigger): (Vec<_>, Vec<_>) = match results {
-                    Ok(results) => {
-                        let mut done = Vec::new();
-                        let mut bigger = Vec::new();
-                        for (file, result) in files.iter().zip(results) {
-                            match result {
-                                Some(r) => done.push((file.clone(), r)),
-                                None => bigger.push(file.clone()),
-                            }
-                        }
-                        (done, bigger)
-                    }
+                let results = match on_a_channel(shared, |ch| {
+                    Ok(download_wave(ch, &files, options, job, &shared.dialer))
+                }) {
+                    Ok(results) => results,
                     Err(e) => return each(files, Err(e)),
                 };
+                // Files bigger than a wave takes (`None`) move alone.
+                let mut done = Vec::new();
+                let mut bigger = Vec::new();
+                for (file, result) in files.iter().zip(results) {
+                    match result {
+                        Some(r) => done.push((file.clone(), r)),
+                        None => bigger.push(file.clone()),
+                    }
+                }
+                let results = done;
                 let mut reports: Vec<FileReport> =
                     results.into_iter().map(|(f, r)| f.report(r)).collect();
                 for file in bigger {
@@ -438,9 +436,18 @@ fn worth_another_session(e: &Error) -> bool {
     e.kind() == ErrorKind::Disconnected && !crate::error::delivery_in_doubt(e)
 }
 
+/// The files of one wave: [`WAVE_GROUPS`] groups of `open_files` (a wave
+/// overlaps its groups' round trips, see `wave.rs`). Not smaller so that
+/// every session gets a part: the first session moves a group per round
+/// trip while the others connect (about ten round trips), so the first
+/// waves are its own either way.
+fn wave_len(open_files: usize) -> usize {
+    open_files.clamp(1, WAVE) * WAVE_GROUPS
+}
+
 /// Runs `job` over `files` (each with its size) on as many sessions as
 /// [`TransferOptions::sessions`] allows for that many files: small files
-/// in waves of up to [`TransferOptions::open_files`], bigger ones alone,
+/// in waves of four groups of [`TransferOptions::open_files`], bigger ones alone,
 /// biggest first; each file moves on one session, with `options` less
 /// segmenting, as a file of one job whose progress adds up. Returns the
 /// report of every file tried: all of them with
@@ -469,7 +476,7 @@ fn spread<T: FileItem>(
         .map(|(f, _)| Work::One(f))
         .chain(
             small
-                .chunks(options.open_files.min(WAVE))
+                .chunks(wave_len(options.open_files))
                 .map(|c| Work::Wave(c.to_vec())),
         )
         .collect();
@@ -599,6 +606,14 @@ fn spread<T: FileItem>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waves_are_whole_groups() {
+        assert_eq!(wave_len(32), 128);
+        assert_eq!(wave_len(5), 20);
+        // One open file at a time: groups of one.
+        assert_eq!(wave_len(1), 4);
+    }
 
     #[test]
     fn local_children_are_one_component() {

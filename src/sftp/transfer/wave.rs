@@ -2,18 +2,22 @@
 //!
 //! One file at a time, an atomic upload takes three round trips (open;
 //! write, fsync, fstat and close; rename) and a download two (stat and
-//! open; read and close). A *wave* of up to [`TransferOptions::open_files`]
-//! files (32 by default) takes the same round trips for all of its files
-//! together: every file's open goes out before the first answer is read,
-//! and so on. Each file stays atomic on its own: written to its temporary
-//! name, checked, renamed; and each ends in its own result.
+//! open; read and close). A *wave* moves its files in *groups* of up to
+//! [`TransferOptions::open_files`] (32 by default), every file of a group
+//! at each step together: every file's open goes out before the first
+//! answer is read, and so on. An upload wave overlaps its groups: one
+//! flight carries the renames of a group, the data of the next and the
+//! creates of the one after, so a wave of `g` groups takes `g + 2` round
+//! trips instead of `3 g`. Each file stays atomic on its own: written to
+//! its temporary name, checked, renamed; and each ends in its own result.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::download::{finish_download, sync_folder, LocalTarget, LocalTemp};
-use super::options::{Plan, TransferOptions};
+use super::options::{Plan, TransferOptions, WAVE};
 use super::outcome::Delivery;
 use super::pipeline::{self, FinishIds, Finished, Sink};
 use super::progress::{FileProgress, Job};
@@ -44,6 +48,10 @@ struct Up<'a> {
     writes: Vec<(u32, u64)>,
     finished: Option<Finished>,
     error: Option<Error>,
+    /// The posix-rename on its way.
+    rename: Option<u32>,
+    /// What became of the file, once decided.
+    verdict: Option<Result<Delivery>>,
 }
 
 impl Up<'_> {
@@ -68,21 +76,22 @@ impl Up<'_> {
 }
 
 /// Uploads `files` (local, remote), each atomic, in one wave on `ch`, as
-/// files of `job`. Returns each file's result in `files` order; `Err` only
-/// when the channel failed (every file not finished then failed with it).
+/// files of `job`. Returns each file's result in `files` order; when the
+/// channel fails, the files not renamed into place by then fail with it
+/// ([`ErrorKind::Disconnected`]).
 pub(crate) fn upload_wave<'a>(
     ch: &mut SftpChannel,
     files: &'a [(PathBuf, Vec<u8>)],
     options: &TransferOptions,
     job: &'a Job<'a>,
     dialer: &Arc<dyn Dialer>,
-) -> Result<Vec<Result<Delivery>>> {
+) -> Vec<Result<Delivery>> {
     let mut temps = Vec::with_capacity(files.len());
     let results = upload_wave_on(ch, files, options, job, dialer, &mut temps);
     if ch.is_broken() && !options.resume {
         // The connection ended: the temporary files of the files not
         // delivered may be left, for the job to remove.
-        let delivered = |i: usize| matches!(&results, Ok(r) if r.get(i).is_some_and(|r| r.is_ok()));
+        let delivered = |i: usize| results.get(i).is_some_and(|r| r.is_ok());
         for (i, (remote, temp)) in temps {
             if !delivered(i) {
                 job.orphan(remote, &temp);
@@ -90,6 +99,20 @@ pub(crate) fn upload_wave<'a>(
         }
     }
     results
+}
+
+/// The groups of a wave of `files` files: ranges of up to
+/// [`TransferOptions::open_files`]; and whether a group's opens may go out
+/// beside the previous group's closes: only when the server takes a whole
+/// group of open files besides (servers answer in order; one that allows
+/// fewer files, `open_files`, may not).
+fn groups(files: usize, options: &TransferOptions) -> (Vec<Range<usize>>, bool) {
+    let group = options.open_files.clamp(1, WAVE);
+    let groups = (0..files)
+        .step_by(group)
+        .map(|s| s..(s + group).min(files))
+        .collect();
+    (groups, options.open_files >= WAVE)
 }
 
 /// A temporary file of a wave: its file's index, target and name.
@@ -104,7 +127,7 @@ fn upload_wave_on<'a>(
     job: &'a Job<'a>,
     dialer: &Arc<dyn Dialer>,
     temps: &mut Vec<WaveTemp<'a>>,
-) -> Result<Vec<Result<Delivery>>> {
+) -> Vec<Result<Delivery>> {
     let mut items = Vec::with_capacity(files.len());
     let mut results: Vec<Option<Result<Delivery>>> = Vec::with_capacity(files.len());
     for (i, (local, remote)) in files.iter().enumerate() {
@@ -130,6 +153,8 @@ fn upload_wave_on<'a>(
                     writes: Vec::new(),
                     finished: None,
                     error: None,
+                    rename: None,
+                    verdict: None,
                 }));
                 results.push(None);
             }
@@ -140,8 +165,84 @@ fn upload_wave_on<'a>(
         }
     }
     let mut live: Vec<&mut Up<'_>> = items.iter_mut().flatten().collect();
-    // Round trip 1: every temporary file is created.
-    let ids: Vec<u32> = live
+    let (groups, overlap) = groups(live.len(), options);
+    let mut failed = None;
+    for flight in 0..groups.len() + 2 {
+        // Flight by flight: the renames of a group, the data of the next,
+        // the creates of the one after (three round trips per group, one
+        // per group when many follow each other). Nothing more goes out
+        // once the channel failed: the files not renamed by then fail.
+        if failed.is_some() || ch.is_broken() {
+            break;
+        }
+        let renaming = flight.checked_sub(2).map(|g| groups[g].clone());
+        let writing = flight.checked_sub(1).and_then(|g| groups.get(g)).cloned();
+        let creating = groups.get(flight).cloned();
+        if let Some(r) = &renaming {
+            send_renames(ch, &mut live[r.clone()], options, dialer);
+        }
+        let oldest = match &writing {
+            Some(r) => match send_bodies(ch, &mut live[r.clone()], options) {
+                Ok(oldest) => oldest,
+                Err(e) => {
+                    failed = Some(e);
+                    0
+                }
+            },
+            None => 0,
+        };
+        let created = match (&creating, overlap && failed.is_none()) {
+            (Some(r), true) => Some(send_creates(ch, &live[r.clone()])),
+            _ => None,
+        };
+        if let Some(r) = renaming {
+            take_renames(ch, &mut live[r], options, dialer);
+        }
+        if let (Some(r), None) = (writing, &failed) {
+            for it in live[r].iter_mut().skip(oldest) {
+                upload_replies(ch, it, options);
+            }
+        }
+        if let (Some(r), None) = (creating, &failed) {
+            let ids = created.unwrap_or_else(|| send_creates(ch, &live[r.clone()]));
+            take_creates(ch, &mut live[r], ids);
+        } else if let Some(ids) = created {
+            ch.ignore(ids);
+        }
+    }
+    // Every reply was read: a failure now leaves the verdicts as they are
+    // (a rename already confirmed must not be sent again).
+    if let Err(e) = ch.flush("upload", b"") {
+        log::warn!("{}: after the renames: {e}", ch.target());
+    }
+    let verdicts: Vec<Option<Result<Delivery>>> =
+        live.into_iter().map(|it| it.verdict.take()).collect();
+    let mut verdicts = verdicts.into_iter();
+    results
+        .into_iter()
+        .map(|early| match early {
+            Some(result) => result,
+            None => verdicts.next().flatten().unwrap_or_else(|| {
+                // Never renamed: the channel failed before (the first
+                // such file carries its error).
+                Err(match failed.take() {
+                    Some(e) => e,
+                    None => ch.error(
+                        ErrorKind::Disconnected,
+                        "upload",
+                        b"",
+                        "not finished: the channel failed during this file's wave (see the \
+                         wave's first failed file)",
+                    ),
+                })
+            }),
+        })
+        .collect()
+}
+
+/// Queues the creation of every temporary file of `group`.
+fn send_creates(ch: &mut SftpChannel, group: &[&mut Up<'_>]) -> Vec<u32> {
+    group
         .iter()
         .map(|it| {
             ch.send_open(
@@ -150,8 +251,12 @@ fn upload_wave_on<'a>(
                 &Attrs::perm(it.create_mode),
             )
         })
-        .collect();
-    for (it, id) in live.iter_mut().zip(ids) {
+        .collect()
+}
+
+/// Takes the replies to [`send_creates`]: each file's handle or error.
+fn take_creates(ch: &mut SftpChannel, group: &mut [&mut Up<'_>], ids: Vec<u32>) {
+    for (it, id) in group.iter_mut().zip(ids) {
         match ch.handle_of(id, "upload", &it.temp) {
             Ok(h) => {
                 it.handle = Some(h);
@@ -169,20 +274,28 @@ fn upload_wave_on<'a>(
             Err(e) => it.error = Some(e),
         }
     }
-    // Round trip 2: the data, fsync, attributes, size and close of every
-    // file. The replies of the oldest files are taken as the channel's
-    // request limit requires: a sliding window over the files.
+}
+
+/// Queues the data, fsync, attributes, size and close of every created
+/// file of `group`. The replies of its oldest files are taken as the
+/// channel's request limit requires (a sliding window over the files):
+/// returns how many files have theirs. `Err` when the channel failed.
+fn send_bodies(
+    ch: &mut SftpChannel,
+    group: &mut [&mut Up<'_>],
+    options: &TransferOptions,
+) -> Result<usize> {
     let mut oldest = 0;
-    for i in 0..live.len() {
-        let Some(handle) = live[i].handle.take() else {
+    for i in 0..group.len() {
+        let Some(handle) = group[i].handle.take() else {
             continue;
         };
-        let writes = live[i].size.div_ceil(u64::from(ch.write_len())) as usize;
+        let writes = group[i].size.div_ceil(u64::from(ch.write_len())) as usize;
         while !ch.has_room(writes + 4) && oldest < i {
-            upload_replies(ch, live[oldest], options);
+            upload_replies(ch, group[oldest], options);
             oldest += 1;
         }
-        let it = &mut live[i];
+        let it = &mut group[i];
         it.progress.start(0);
         let mut offset = 0;
         while offset < it.size {
@@ -212,14 +325,20 @@ fn upload_wave_on<'a>(
             options.verify_size,
         ));
     }
-    for it in live.iter_mut().skip(oldest) {
-        upload_replies(ch, it, options);
-    }
-    // Round trip 3: the checked files are renamed into place (posix-rename
-    // all at once), the others' temporary files removed.
-    let mut verdicts: Vec<Option<Result<Delivery>>> = live
-        .iter_mut()
-        .map(|it| match (it.error.take(), it.finished.take()) {
+    Ok(oldest)
+}
+
+/// Decides each file of `group` (checked, or failed) and queues the
+/// renames into place of the checked ones when the server offers
+/// posix-rename.
+fn send_renames(
+    ch: &mut SftpChannel,
+    group: &mut [&mut Up<'_>],
+    options: &TransferOptions,
+    dialer: &Arc<dyn Dialer>,
+) {
+    for it in group.iter_mut() {
+        let verdict = match (it.error.take(), it.finished.take()) {
             (Some(e), _) => Some(Err(e)),
             (None, Some(f)) => Some({
                 let upload = it.upload(options, dialer);
@@ -229,66 +348,48 @@ fn upload_wave_on<'a>(
                 })
             }),
             (None, None) => None,
-        })
-        .collect();
-    let posix = ch.extensions().posix_rename;
-    let mut renames = Vec::new();
-    for (i, verdict) in verdicts.iter().enumerate() {
-        if let (Some(Ok(_)), true) = (verdict, posix) {
-            renames.push((i, ch.send_rename(&live[i].temp, live[i].remote, true)));
+        };
+        if matches!(verdict, Some(Ok(_))) && ch.extensions().posix_rename {
+            it.rename = Some(ch.send_rename(&it.temp, it.remote, true));
         }
+        it.verdict = verdict;
     }
-    for (i, id) in renames {
-        let it = &live[i];
-        let renamed = match ch.status_of(id, "rename", it.remote) {
-            Err(e) if status_code(&e) == Some(status::OP_UNSUPPORTED) => {
-                ch.forget_posix_rename();
-                rename_replace(ch, &it.temp, it.remote)
-            }
-            other => other,
+}
+
+/// Takes the replies to [`send_renames`] (falling back to the plain
+/// rename, one file at a time, where posix-rename is not there), and
+/// removes the temporary file of every file that failed.
+fn take_renames(
+    ch: &mut SftpChannel,
+    group: &mut [&mut Up<'_>],
+    options: &TransferOptions,
+    dialer: &Arc<dyn Dialer>,
+) {
+    for it in group.iter_mut() {
+        let renamed = match (it.rename.take(), &it.verdict) {
+            (Some(id), _) => match ch.status_of(id, "rename", it.remote) {
+                Err(e) if status_code(&e) == Some(status::OP_UNSUPPORTED) => {
+                    ch.forget_posix_rename();
+                    rename_replace(ch, &it.temp, it.remote)
+                }
+                other => other,
+            },
+            // The plain rename needs the target out of the way.
+            (None, Some(Ok(_))) => rename_replace(ch, &it.temp, it.remote),
+            (None, _) => Ok(()),
         };
         if let Err(e) = renamed {
-            verdicts[i] = Some(Err(it.upload(options, dialer).rename_error(ch, e)));
+            let failed = it.upload(options, dialer).rename_error(ch, e);
+            it.verdict = Some(Err(failed));
         }
-    }
-    if !posix {
-        // One by one: the plain rename needs the target out of the way.
-        for (i, verdict) in verdicts.iter_mut().enumerate() {
-            if let Some(Ok(_)) = verdict {
-                let it = &live[i];
-                if let Err(e) = rename_replace(ch, &it.temp, it.remote) {
-                    *verdict = Some(Err(it.upload(options, dialer).rename_error(ch, e)));
-                }
-            }
-        }
-    }
-    for (i, verdict) in verdicts.iter_mut().enumerate() {
-        let it = &live[i];
-        if let Some(Err(e)) = verdict.take_if(|v| v.is_err()) {
-            *verdict = Some(Err(if it.created && !ch.is_broken() {
+        if let Some(Err(e)) = it.verdict.take_if(|v| v.is_err()) {
+            it.verdict = Some(Err(if it.created && !ch.is_broken() {
                 after_cleanup(ch, e, &it.temp)
             } else {
                 e
             }));
         }
     }
-    // Every reply was read: a failure now leaves the verdicts as they are
-    // (a rename already confirmed must not be sent again).
-    if let Err(e) = ch.flush("upload", b"") {
-        log::warn!("{}: after the renames: {e}", ch.target());
-    }
-    let mut verdicts = verdicts.into_iter();
-    Ok(results
-        .into_iter()
-        .zip(&items)
-        .map(|(early, item)| match (early, item) {
-            (Some(result), _) => result,
-            (None, _) => verdicts
-                .next()
-                .flatten()
-                .unwrap_or_else(|| Err(ch.error(ErrorKind::Other, "upload", b"", "not finished"))),
-        })
-        .collect())
 }
 
 /// Takes the replies to one wave file's writes and finishing requests.
@@ -407,20 +508,23 @@ struct Down<'a> {
     received: u64,
     /// Bigger than a wave takes: left for the caller to move alone.
     bigger: bool,
+    /// Every reply to its reads and close came.
+    read: bool,
     error: Option<Error>,
 }
 
 /// Downloads `files` (remote, local), each atomic, in one wave on `ch`, as
 /// files of `job`. Returns each file's result in `files` order; a file
 /// that turns out bigger than a wave takes has `None`, untouched, for the
-/// caller to download alone. `Err` only when the channel failed.
+/// caller to download alone. When the channel fails, the files not read
+/// whole by then fail with it ([`ErrorKind::Disconnected`]).
 pub(crate) fn download_wave<'a>(
     ch: &mut SftpChannel,
     files: &'a [(Vec<u8>, PathBuf)],
     options: &TransferOptions,
     job: &'a Job<'a>,
     dialer: &Arc<dyn Dialer>,
-) -> Result<Vec<Option<Result<Delivery>>>> {
+) -> Vec<Option<Result<Delivery>>> {
     let mut items: Vec<Down<'_>> = files
         .iter()
         .map(|(remote, local)| Down {
@@ -432,11 +536,118 @@ pub(crate) fn download_wave<'a>(
             progress: None,
             received: 0,
             bigger: false,
+            read: false,
             error: None,
         })
         .collect();
-    // Round trip 1: STAT and OPEN of every file.
-    let ids: Vec<(u32, u32)> = items
+    let mut handles: Vec<Option<Vec<u8>>> = vec![None; items.len()];
+    let (groups, overlap) = groups(items.len(), options);
+    let mut failed = None;
+    for flight in 0..groups.len() + 1 {
+        // Flight by flight: the reads and close of a group, the STAT and
+        // OPEN of the next (two round trips per group, one per group when
+        // many follow each other).
+        if failed.is_some() || ch.is_broken() {
+            break;
+        }
+        let reading = flight.checked_sub(1).map(|g| groups[g].clone());
+        let opening = groups.get(flight).cloned();
+        let mut sent = None;
+        if let Some(r) = &reading {
+            match send_reads(ch, &mut items[r.clone()], &handles[r.clone()]) {
+                Ok(reads) => sent = Some(reads),
+                Err(e) => failed = Some(e),
+            }
+        }
+        let opened = match (&opening, overlap && failed.is_none()) {
+            (Some(r), true) => Some(send_opens(ch, &items[r.clone()])),
+            _ => None,
+        };
+        if let (Some(r), Some((mut reads, oldest))) = (reading, sent) {
+            let (group, handles) = (&mut items[r.clone()], &handles[r]);
+            match (oldest..group.len()).try_for_each(|i| reads.settle(ch, group, handles, i)) {
+                Ok(()) => group.iter_mut().for_each(|it| it.read = true),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let (Some(r), None) = (opening.clone(), &failed) {
+            let ids = opened.unwrap_or_else(|| send_opens(ch, &items[r.clone()]));
+            take_opens(
+                ch,
+                &mut items[r.clone()],
+                &mut handles[r],
+                ids,
+                options,
+                job,
+            );
+        } else if let Some(ids) = opened {
+            ch.ignore(ids.into_iter().flat_map(|(stat, open)| [stat, open]));
+        }
+    }
+    // Locally: flush, rename into place, and flush each folder once.
+    let mut results = Vec::with_capacity(items.len());
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for it in items {
+        let Down {
+            remote,
+            local,
+            meta,
+            target,
+            mut guard,
+            received,
+            bigger,
+            read,
+            error,
+            ..
+        } = it;
+        if bigger {
+            results.push(None);
+            continue;
+        }
+        let result = match (error, target, meta) {
+            (Some(e), _, _) => Err(e),
+            (None, Some(target), Some(meta)) if read => {
+                if !folders.contains(&target.dir) {
+                    folders.push(target.dir.clone());
+                }
+                let verify_with = options.verify_checksum.then_some(dialer);
+                finish_download(
+                    remote,
+                    local,
+                    target,
+                    received,
+                    &meta,
+                    options,
+                    &mut guard,
+                    verify_with,
+                    false,
+                )
+            }
+            // Never read whole: the channel failed before (the first
+            // such file carries its error).
+            _ => Err(failed.take().unwrap_or_else(|| {
+                ch.error(
+                    ErrorKind::Disconnected,
+                    "download",
+                    remote,
+                    "not finished: the channel failed during this file's wave (see the wave's \
+                     first failed file)",
+                )
+            })),
+        };
+        results.push(Some(result));
+    }
+    if options.fsync {
+        for dir in &folders {
+            sync_folder(dir);
+        }
+    }
+    results
+}
+
+/// Queues the STAT and OPEN of every file of `group`.
+fn send_opens(ch: &mut SftpChannel, group: &[Down<'_>]) -> Vec<(u32, u32)> {
+    group
         .iter()
         .map(|it| {
             (
@@ -444,15 +655,26 @@ pub(crate) fn download_wave<'a>(
                 ch.send_open(it.remote, flags::READ, &Attrs::default()),
             )
         })
-        .collect();
-    let mut handles: Vec<Option<Vec<u8>>> = Vec::with_capacity(items.len());
-    for (it, (stat_id, open_id)) in items.iter_mut().zip(ids) {
+        .collect()
+}
+
+/// Takes the replies to [`send_opens`]: each file's handle and local
+/// temporary file, or why not (a file bigger than a wave takes is closed
+/// and marked to move alone).
+fn take_opens<'a>(
+    ch: &mut SftpChannel,
+    group: &mut [Down<'a>],
+    handles: &mut [Option<Vec<u8>>],
+    ids: Vec<(u32, u32)>,
+    options: &TransferOptions,
+    job: &'a Job<'a>,
+) {
+    for ((it, slot), (stat_id, open_id)) in group.iter_mut().zip(handles).zip(ids) {
         let meta = ch.attrs_of(stat_id, "download", it.remote);
         let handle = match ch.handle_of(open_id, "download", it.remote) {
             Ok(h) => h,
             Err(e) => {
                 it.error = Some(e);
-                handles.push(None);
                 continue;
             }
         };
@@ -471,7 +693,6 @@ pub(crate) fn download_wave<'a>(
             Ok(m) if options.plan(m.len(), true, true) != Plan::Wave => {
                 ch.close_quietly(&handle, it.remote);
                 it.bigger = true;
-                handles.push(None);
             }
             Ok(m) => {
                 match LocalTarget::create(
@@ -489,39 +710,45 @@ pub(crate) fn download_wave<'a>(
                         progress.start(0);
                         it.progress = Some(progress);
                         it.meta = Some(m);
-                        handles.push(Some(handle));
+                        *slot = Some(handle);
                     }
                     Err(e) => {
                         ch.close_quietly(&handle, it.remote);
                         it.error = Some(e);
-                        handles.push(None);
                     }
                 }
             }
             Err(e) => {
                 ch.close_quietly(&handle, it.remote);
                 it.error = Some(e);
-                handles.push(None);
             }
         }
     }
-    // Round trip 2: the reads of every file, a probe for growth past the
-    // size it had, and the close; the replies of the oldest files are
-    // taken as the channel's request limit requires.
+}
+
+/// Queues the reads of every opened file of `group`, a probe for growth
+/// past the size it had, and its close; the replies of the oldest files
+/// are taken as the channel's request limit requires. Returns the reads
+/// waiting and how many files have all their replies.
+fn send_reads(
+    ch: &mut SftpChannel,
+    group: &mut [Down<'_>],
+    handles: &[Option<Vec<u8>>],
+) -> Result<(Reads, usize)> {
     let read_len = u64::from(ch.read_len());
     let mut reads = Reads {
         pending: Vec::new(),
-        left: vec![0; items.len()],
+        left: vec![0; group.len()],
     };
     let mut oldest = 0;
-    for i in 0..items.len() {
+    for i in 0..group.len() {
         let Some(handle) = handles[i].clone() else {
             continue;
         };
-        let size = items[i].meta.as_ref().map_or(0, Metadata::len);
+        let size = group[i].meta.as_ref().map_or(0, Metadata::len);
         let need = size.div_ceil(read_len) as usize + 2;
         while !ch.has_room(need) && oldest < i {
-            reads.settle(ch, &mut items, &handles, oldest)?;
+            reads.settle(ch, group, handles, oldest)?;
             oldest += 1;
         }
         let mut offset = 0;
@@ -533,55 +760,5 @@ pub(crate) fn download_wave<'a>(
         reads.add(ch.send_read(&handle, size, 1), i, size, PROBE);
         reads.add(ch.send_close(&handle), i, 0, CLOSE);
     }
-    for i in oldest..items.len() {
-        reads.settle(ch, &mut items, &handles, i)?;
-    }
-    // Locally: flush, rename into place, and flush each folder once.
-    let mut results = Vec::with_capacity(items.len());
-    let mut folders: Vec<PathBuf> = Vec::new();
-    for it in items {
-        let Down {
-            remote,
-            local,
-            meta,
-            target,
-            mut guard,
-            received,
-            bigger,
-            error,
-            ..
-        } = it;
-        if bigger {
-            results.push(None);
-            continue;
-        }
-        let result = match (error, target, meta) {
-            (Some(e), _, _) => Err(e),
-            (None, Some(target), Some(meta)) => {
-                if !folders.contains(&target.dir) {
-                    folders.push(target.dir.clone());
-                }
-                let verify_with = options.verify_checksum.then_some(dialer);
-                finish_download(
-                    remote,
-                    local,
-                    target,
-                    received,
-                    &meta,
-                    options,
-                    &mut guard,
-                    verify_with,
-                    false,
-                )
-            }
-            _ => Err(ch.error(ErrorKind::Other, "download", remote, "not finished")),
-        };
-        results.push(Some(result));
-    }
-    if options.fsync {
-        for dir in &folders {
-            sync_folder(dir);
-        }
-    }
-    Ok(results)
+    Ok((reads, oldest))
 }
