@@ -203,11 +203,10 @@ fn upload_wave_on<'a>(
                 upload_replies(ch, it, options);
             }
         }
+        // (`created` is only there when the data went out.)
         if let (Some(r), None) = (creating, &failed) {
             let ids = created.unwrap_or_else(|| send_creates(ch, &live[r.clone()]));
             take_creates(ch, &mut live[r], ids);
-        } else if let Some(ids) = created {
-            ch.ignore(ids);
         }
     }
     // Every reply was read: a failure now leaves the verdicts as they are
