@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Sshd, SshdBuilder};
+use common::Sshd;
 use etl_ssh::{AlgorithmFamily, ErrorKind};
 
 /// The client's KEXINIT proposal as sshd logged it (`LogLevel DEBUG3`):
@@ -33,20 +33,12 @@ fn proposed(proposal: &[(String, String)], what: &str) -> String {
         .unwrap_or_else(|| panic!("no `{what}` in {proposal:?}"))
 }
 
-fn start(builder: SshdBuilder) -> Option<(Sshd, common::ClientKey)> {
-    common::sshd_with_key(builder)
-}
-
 #[test]
 fn defaults_offer_no_sha1_algorithm() {
-    let Some((server, key)) = start(Sshd::builder()) else {
+    let Some((server, key)) = common::sshd_with_key(Sshd::builder()) else {
         return;
     };
-    let session = server
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect");
+    let session = key.connect_to(&server);
     drop(session);
     let proposal = client_proposal(&server);
     for what in [
@@ -72,7 +64,7 @@ fn defaults_offer_no_sha1_algorithm() {
 
 #[test]
 fn openssh_list_syntax_shapes_the_offer() {
-    let Some((server, key)) = start(
+    let Some((server, key)) = common::sshd_with_key(
         Sshd::builder()
             .extra_config("KexAlgorithms ecdh-sha2-nistp256,curve25519-sha256")
             .extra_config("Ciphers aes256-ctr,aes128-ctr")
@@ -143,7 +135,8 @@ fn malformed_lists_are_refused_before_connecting() {
 
 #[test]
 fn a_failed_negotiation_names_the_family_and_both_offers() {
-    let Some((server, key)) = start(Sshd::builder().extra_config("Ciphers aes256-ctr,aes192-ctr"))
+    let Some((server, key)) =
+        common::sshd_with_key(Sshd::builder().extra_config("Ciphers aes256-ctr,aes192-ctr"))
     else {
         return;
     };

@@ -78,11 +78,7 @@ fn max_sessions_1_runs_sftp_then_exec_then_sftp() {
     let Some((server, key)) = sshd_with_key(Sshd::builder().extra_config("MaxSessions 1")) else {
         return;
     };
-    let session = server
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect");
+    let session = key.connect_to(&server);
     let root = tempfile::tempdir().expect("temp dir");
     let remote = root.path().to_str().expect("utf-8");
     let sftp = session.sftp().expect("sftp");
@@ -249,11 +245,7 @@ fn sftp_start_error(body: &str) -> Option<etl_ssh::Error> {
     let (sshd, key) = sshd_with_key(
         Sshd::builder().extra_config(&format!("Subsystem sftp {}", script.display())),
     )?;
-    let session = sshd
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect");
+    let session = key.connect_to(&sshd);
     Some(session.sftp().expect_err("the subsystem does not start"))
 }
 

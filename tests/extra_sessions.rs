@@ -52,23 +52,11 @@ fn the_key_and_the_pins_are_read_once() {
 
 #[test]
 fn the_bastion_connection_is_shared() {
-    let Some((bastion, key)) = common::sshd_with_key(Sshd::builder()) else {
+    let Some((bastion, target, key)) = common::bastion_and_target() else {
         return;
     };
-    let target = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_or_panic();
     let dir = tempfile::tempdir().expect("tempdir");
-    let known_hosts = dir.path().join("known_hosts");
-    std::fs::write(
-        &known_hosts,
-        format!(
-            "{}\n{}\n",
-            bastion.known_hosts_line(HostKeyType::Ed25519),
-            target.known_hosts_line(HostKeyType::Ed25519)
-        ),
-    )
-    .expect("known_hosts");
+    let known_hosts = common::known_hosts_of(dir.path(), &[&bastion, &target]);
     let config = SshConfig::parse(&format!(
         "Host partner\n  HostName 127.0.0.1\n  Port {}\n  ProxyJump bastion\n\
          Host bastion\n  HostName 127.0.0.1\n  Port {}\n\

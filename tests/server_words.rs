@@ -26,19 +26,12 @@ fn the_banner_is_kept_logged_and_quoted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let banner = dir.path().join("banner");
     std::fs::write(&banner, BANNER).expect("write banner");
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(server) = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .extra_config(&format!("Banner {}", banner.display()))
-        .start_if_available()
-    else {
+    let Some((server, key)) = common::sshd_with_key(
+        Sshd::builder().extra_config(&format!("Banner {}", banner.display())),
+    ) else {
         return;
     };
-    let session = server
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect");
+    let session = key.connect_to(&server);
     assert_eq!(session.auth_banner(), Some(BANNER.trim_end()));
     assert!(
         session

@@ -381,19 +381,10 @@ fn each_host_key_type_is_presented_when_pinned_alone() {
 
 #[test]
 fn host_certificate_server_presents_plain_key() {
-    let key = client_key(KeyKind::Ed25519, KeyFormat::OpenSsh, None);
-    let Some(server) = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .host_certificate(true)
-        .start_if_available()
-    else {
+    let Some((server, key)) = common::sshd_with_key(Sshd::builder().host_certificate(true)) else {
         return;
     };
-    let session = server
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("plain key of a certificate-holding server");
+    let session = key.connect_to(&server);
     assert_eq!(session.host_key().algorithm(), "ssh-ed25519");
 }
 
@@ -948,12 +939,9 @@ fn http_connect_proxy() {
 
 #[test]
 fn jump_host_carries_the_session_and_checks_both_hops() {
-    let Some((bastion, key)) = common::sshd_with_key(Sshd::builder()) else {
+    let Some((bastion, target, key)) = common::bastion_and_target() else {
         return;
     };
-    let target = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_or_panic();
     let cred = key.credential();
     let jump = bastion
         .session_builder()

@@ -965,11 +965,7 @@ fn concurrent_transfers_share_the_channels_a_server_allows() {
     let Some((server, key)) = sshd_with_key(Sshd::builder().extra_config("MaxSessions 2")) else {
         return;
     };
-    let session = server
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .unwrap();
+    let session = key.connect_to(&server);
     let sftp = Arc::new(session.sftp().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let data = random_bytes(2_000_000, 9);
@@ -1024,11 +1020,7 @@ fn upload_uses_fsync_and_posix_rename_on_openssh() {
     else {
         return;
     };
-    let session = server
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .unwrap();
+    let session = key.connect_to(&server);
     let sftp = session.sftp().unwrap();
     let local = |rel: &str| dir.path().join(rel);
     fs::write(local("src"), b"payload").unwrap();

@@ -36,11 +36,19 @@ fn ssh_g(file: &std::path::Path, alias: &str) -> Vec<(String, String)> {
 }
 
 fn one(lines: &[(String, String)], key: &str) -> String {
+    maybe(lines, key).unwrap_or_else(|| panic!("ssh -G printed no {key}"))
+}
+
+fn maybe(lines: &[(String, String)], key: &str) -> Option<String> {
+    lines.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+fn all_of(lines: &[(String, String)], key: &str) -> Vec<String> {
     lines
         .iter()
-        .find(|(k, _)| k == key)
+        .filter(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("ssh -G printed no {key}"))
+        .collect()
 }
 
 #[test]
@@ -94,20 +102,10 @@ Host *
         );
         assert_eq!(
             ours.host_key_alias,
-            theirs
-                .iter()
-                .find(|(k, _)| k == "hostkeyalias")
-                .map(|(_, v)| v.clone()),
+            maybe(&theirs, "hostkeyalias"),
             "{alias}"
         );
-        assert_eq!(
-            ours.proxy_jump,
-            theirs
-                .iter()
-                .find(|(k, _)| k == "proxyjump")
-                .map(|(_, v)| v.clone()),
-            "{alias}"
-        );
+        assert_eq!(ours.proxy_jump, maybe(&theirs, "proxyjump"), "{alias}");
         let timeout = one(&theirs, "connecttimeout");
         assert_eq!(
             ours.connect_timeout
@@ -127,11 +125,10 @@ Host *
             "{alias}"
         );
         if !ours.identity_files.is_empty() {
-            let theirs: Vec<String> = theirs
+            // ssh -G prints tokens unexpanded; ssh expands %h on use.
+            let theirs: Vec<String> = all_of(&theirs, "identityfile")
                 .iter()
-                .filter(|(k, _)| k == "identityfile")
-                // ssh -G prints tokens unexpanded; ssh expands %h on use.
-                .map(|(_, v)| v.replace("%h", &ours.host_name))
+                .map(|v| v.replace("%h", &ours.host_name))
                 .collect();
             let ours: Vec<String> = ours
                 .identity_files
@@ -145,23 +142,11 @@ Host *
 
 #[test]
 fn sessions_from_aliases_including_a_proxy_jump() {
-    let Some((bastion, key)) = common::sshd_with_key(Sshd::builder()) else {
+    let Some((bastion, target, key)) = common::bastion_and_target() else {
         return;
     };
-    let target = Sshd::builder()
-        .authorized_key(&key.public_line)
-        .start_or_panic();
     let dir = tempfile::tempdir().expect("tempdir");
-    let known_hosts = dir.path().join("known_hosts");
-    std::fs::write(
-        &known_hosts,
-        format!(
-            "{}\n{}\n",
-            bastion.known_hosts_line(HostKeyType::Ed25519),
-            target.known_hosts_line(HostKeyType::Ed25519)
-        ),
-    )
-    .expect("known_hosts");
+    let known_hosts = common::known_hosts_of(dir.path(), &[&bastion, &target]);
     let file = dir.path().join("config");
     std::fs::write(
         &file,
@@ -257,18 +242,6 @@ fn algorithm_lists_as_ssh_g_reads_them() {
 }
 
 /// `ssh -G`'s value of `key`, if it prints one.
-fn maybe(lines: &[(String, String)], key: &str) -> Option<String> {
-    lines.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-}
-
-fn all_of(lines: &[(String, String)], key: &str) -> Vec<String> {
-    lines
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .collect()
-}
-
 fn write_private(path: &std::path::Path, text: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(path, text).expect("write config");

@@ -363,11 +363,7 @@ fn refusals_close_the_connection_and_say_why() {
     if let Some((server, key)) =
         common::sshd_with_key(common::Sshd::builder().extra_config("AllowTcpForwarding no"))
     {
-        let session = server
-            .session_builder()
-            .credential(key.credential())
-            .connect()
-            .expect("connect");
+        let session = key.connect_to(&server);
         let echo = echo_server();
         let tunnel = session
             .forward_local(any_port(), "127.0.0.1", echo.port())

@@ -28,10 +28,10 @@ pub(crate) fn bench_sshd(cipher: Option<&str>) -> Option<(Sshd, ClientKey)> {
     Some((builder.start_if_available()?, key))
 }
 
-/// An SFTP session to the bench server through `port` (the server's, or a
-/// delay line's), pinned to `host_key`, with `key` for the current user,
-/// the bench's receive buffer and a 600 s operation timeout.
-pub(crate) fn connect_sftp(port: u16, host_key: &str, key: &Path) -> etl_ssh::SftpSession {
+/// A session to the bench server through `port` (the server's, or a
+/// delay line's), pinned to `host_key`, with `key` for the current user
+/// and the bench's receive buffer.
+fn builder(port: u16, host_key: &str, key: &Path) -> etl_ssh::SessionBuilder {
     etl_ssh::Session::builder(crate::common::HOST)
         .receive_buffer(receive_buffer())
         .port(port)
@@ -40,6 +40,13 @@ pub(crate) fn connect_sftp(port: u16, host_key: &str, key: &Path) -> etl_ssh::Sf
             crate::common::current_user(),
             key,
         ))
+}
+
+/// An SFTP session to the bench server through `port` (the server's, or a
+/// delay line's), pinned to `host_key`, with `key` for the current user,
+/// the bench's receive buffer and a 600 s operation timeout.
+pub(crate) fn connect_sftp(port: u16, host_key: &str, key: &Path) -> etl_ssh::SftpSession {
+    builder(port, host_key, key)
         .timeout(Duration::from_secs(600))
         .connect()
         .expect("connect")
@@ -56,16 +63,7 @@ pub(crate) fn connect_stages(port: u16, host_key: &str, key: &Path) -> (f64, f64
     drop(TcpStream::connect((crate::common::HOST, port)).expect("tcp"));
     let tcp = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let session = etl_ssh::Session::builder(crate::common::HOST)
-        .receive_buffer(receive_buffer())
-        .port(port)
-        .known_host(etl_ssh::KnownHost::public_key(host_key).expect("host key"))
-        .credential(etl_ssh::Credential::key_pair(
-            crate::common::current_user(),
-            key,
-        ))
-        .connect()
-        .expect("connect");
+    let session = builder(port, host_key, key).connect().expect("connect");
     let ssh = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let sftp = session.sftp().expect("sftp");

@@ -192,17 +192,33 @@ pub fn sshd_with_key(builder: SshdBuilder) -> Option<(Sshd, ClientKey)> {
     Some((server, key))
 }
 
+/// A bastion and a target sshd that both accept one fresh client key;
+/// `None` as [`sshd_with_key`].
+pub fn bastion_and_target() -> Option<(Sshd, Sshd, ClientKey)> {
+    let (bastion, key) = sshd_with_key(Sshd::builder())?;
+    let target = Sshd::builder()
+        .authorized_key(&key.public_line)
+        .start_or_panic();
+    Some((bastion, target, key))
+}
+
+/// A `known_hosts` file in `dir` pinning the ed25519 key of each of
+/// `servers`.
+pub fn known_hosts_of(dir: &Path, servers: &[&Sshd]) -> PathBuf {
+    let path = dir.join("known_hosts");
+    let lines: String = servers
+        .iter()
+        .map(|s| format!("{}\n", s.known_hosts_line(HostKeyType::Ed25519)))
+        .collect();
+    fs::write(&path, lines).expect("known_hosts");
+    path
+}
+
 /// A test sshd with `config` added (see [`sshd_with_key`]) and an SFTP
 /// session on it; `None` where sshd is not installed (outside CI).
 pub fn openssh_sftp(config: &str) -> Option<(Sshd, etl_ssh::SftpSession)> {
     let (sshd, key) = sshd_with_key(Sshd::builder().extra_config(config))?;
-    let sftp = sshd
-        .session_builder()
-        .credential(key.credential())
-        .connect()
-        .expect("connect")
-        .sftp()
-        .expect("sftp");
+    let sftp = key.connect_to(&sshd).sftp().expect("sftp");
     Some((sshd, sftp))
 }
 
@@ -394,6 +410,15 @@ impl ClientKey {
     /// A key credential for the user running the tests, with this key file.
     pub fn credential(&self) -> etl_ssh::Credential {
         etl_ssh::Credential::key_pair(current_user(), &self.path)
+    }
+
+    /// A session to `server` with this key, pinned to its host key.
+    pub fn connect_to(&self, server: &Sshd) -> etl_ssh::Session {
+        server
+            .session_builder()
+            .credential(self.credential())
+            .connect()
+            .expect("connect with the client key")
     }
 }
 
