@@ -569,7 +569,7 @@ pub(crate) fn download_wave<'a>(
                 Err(e) => failed = Some(e),
             }
         }
-        if let (Some(r), None) = (opening.clone(), &failed) {
+        if let (Some(r), None) = (opening, &failed) {
             let ids = opened.unwrap_or_else(|| send_opens(ch, &items[r.clone()]));
             take_opens(
                 ch,
