@@ -113,16 +113,7 @@ fn keyboard_interactive_callback() {
     let log = std::sync::Arc::clone(&seen);
     let cred = Credential::keyboard_interactive(user, move |_instructions, prompts| {
         log.lock().expect("lock").extend(prompts.iter().cloned());
-        prompts
-            .iter()
-            .map(|p| {
-                if p.echo() {
-                    SecretString::from("")
-                } else {
-                    password.clone()
-                }
-            })
-            .collect()
+        common::answer_password(prompts, &password)
     });
     let session = server
         .session_builder()

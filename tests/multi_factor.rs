@@ -113,16 +113,7 @@ fn key_then_keyboard_interactive_asks_once_per_connection() {
     let count = Arc::clone(&asked);
     let responder = Credential::keyboard_interactive(user, move |_, prompts| {
         count.fetch_add(1, Ordering::SeqCst);
-        prompts
-            .iter()
-            .map(|p| {
-                if p.echo() {
-                    SecretString::from("")
-                } else {
-                    password.clone()
-                }
-            })
-            .collect()
+        common::answer_password(prompts, &password)
     });
     let both = Credential::all([Credential::key_pair(user, &key.path), responder]);
     let session = server

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{current_user, HostKeyType, Sshd, StartSshd};
-use etl_ssh::{ErrorKind, SshConfig};
+use etl_ssh::{ErrorKind, HostConfig, SshConfig};
 
 /// `ssh -G -F file alias`, as keyword -> values lines.
 fn ssh_g(file: &std::path::Path, alias: &str) -> Vec<(String, String)> {
@@ -37,6 +37,25 @@ fn ssh_g(file: &std::path::Path, alias: &str) -> Vec<(String, String)> {
 
 fn one(lines: &[(String, String)], key: &str) -> String {
     maybe(lines, key).unwrap_or_else(|| panic!("ssh -G printed no {key}"))
+}
+
+/// What we resolve for `alias` and what `ssh -G` prints for it, with the
+/// host name, port and user checked equal.
+fn resolved_as_ssh(
+    config: &SshConfig,
+    file: &std::path::Path,
+    alias: &str,
+) -> (HostConfig, Vec<(String, String)>) {
+    let ours = config.resolve(alias).expect("resolves");
+    let theirs = ssh_g(file, alias);
+    assert_eq!(ours.host_name, one(&theirs, "hostname"), "{alias}");
+    assert_eq!(ours.port.to_string(), one(&theirs, "port"), "{alias}");
+    assert_eq!(
+        ours.user.as_deref(),
+        Some(one(&theirs, "user").as_str()),
+        "{alias}"
+    );
+    (ours, theirs)
 }
 
 fn maybe(lines: &[(String, String)], key: &str) -> Option<String> {
@@ -91,15 +110,7 @@ Host *
         "other",
         "nothing",
     ] {
-        let ours = config.resolve(alias).expect("resolves");
-        let theirs = ssh_g(&file, alias);
-        assert_eq!(ours.host_name, one(&theirs, "hostname"), "{alias}");
-        assert_eq!(ours.port.to_string(), one(&theirs, "port"), "{alias}");
-        assert_eq!(
-            ours.user.as_deref().unwrap_or("?"),
-            one(&theirs, "user"),
-            "{alias}"
-        );
+        let (ours, theirs) = resolved_as_ssh(&config, &file, alias);
         assert_eq!(
             ours.host_key_alias,
             maybe(&theirs, "hostkeyalias"),
@@ -286,15 +297,7 @@ fn include_match_and_more_keywords_as_ssh_g_reads_them() {
         "other.example",
         "nothing",
     ] {
-        let ours = config.resolve(alias).expect("resolves");
-        let theirs = ssh_g(&file, alias);
-        assert_eq!(ours.host_name, one(&theirs, "hostname"), "{alias}");
-        assert_eq!(ours.port.to_string(), one(&theirs, "port"), "{alias}");
-        assert_eq!(
-            ours.user.as_deref(),
-            Some(one(&theirs, "user").as_str()),
-            "{alias}"
-        );
+        let (ours, theirs) = resolved_as_ssh(&config, &file, alias);
         let yes_no = if ours.identities_only { "yes" } else { "no" };
         assert_eq!(yes_no, one(&theirs, "identitiesonly"), "{alias}");
         assert_eq!(

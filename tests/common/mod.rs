@@ -192,6 +192,24 @@ pub fn sshd_with_key(builder: SshdBuilder) -> Option<(Sshd, ClientKey)> {
     Some((server, key))
 }
 
+/// Answers keyboard-interactive `prompts`: `password` to each hidden one,
+/// an empty line to each shown one.
+pub fn answer_password(
+    prompts: &[etl_ssh::AuthPrompt],
+    password: &secrecy::SecretString,
+) -> Vec<secrecy::SecretString> {
+    prompts
+        .iter()
+        .map(|p| {
+            if p.echo() {
+                secrecy::SecretString::from("")
+            } else {
+                password.clone()
+            }
+        })
+        .collect()
+}
+
 /// A bastion and a target sshd that both accept one fresh client key;
 /// `None` as [`sshd_with_key`].
 pub fn bastion_and_target() -> Option<(Sshd, Sshd, ClientKey)> {
