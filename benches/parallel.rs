@@ -23,6 +23,12 @@
 //! reported, default 3), `ETL_BENCH_OPENSSH` (0 skips OpenSSH's `sftp`,
 //! default 1), `ETL_BENCH_RCLONE` (0 skips rclone, default 1),
 //! `ETL_BENCH_ONE` (0 skips the one-small-file case, default 1),
+//! `ETL_BENCH_TRACE` (1 prints a packet trace of one small file up and
+//! down, etl-ssh's and OpenSSH's, with the library's log lines, and for
+//! the large file what each connection carried per round trip and the
+//! CPU used, and nothing else; default 0), `ETL_BENCH_TRACE_TAIL` (with
+//! the trace: the last lines of each large transfer's flights and log
+//! lines, default 0),
 //! `ETL_BENCH_NAMES` (a folder of that many names listed, default 50000;
 //! 0 skips), `ETL_BENCH_TREE` (`folders,files` of 4 KiB downloaded as a
 //! tree, default `20,10`; 0 skips), `ETL_BENCH_RCVBUF` (the sessions' receive
@@ -503,6 +509,96 @@ fn one_file(ctx: &Ctx<'_>, port: u16, label: &str) {
     print_rows(ctx, times, "one", |secs| format!("{secs:.3} s"));
 }
 
+/// With `ETL_BENCH_TRACE=1`: one file of 4 KiB up and down through
+/// `port` by etl-ssh and by OpenSSH's `sftp`, each with a packet trace of
+/// the delay line and the library's log lines, printed.
+fn trace_one_file(ctx: &Ctx<'_>, port: u16, label: &str) {
+    let src = ctx.path("one.csv");
+    fs::write(&src, vec![b'x'; 4096]).expect("write");
+    let target = ctx.path("traced-up.csv");
+    let back = ctx.path("traced-down.csv");
+    let jobs: [(&str, &dyn Fn()); 3] = [
+        ("etl-ssh upload", &|| {
+            connect(port, &ctx.host_key, ctx.key)
+                .upload(&src, path_str(&target))
+                .expect("upload");
+        }),
+        ("etl-ssh download", &|| {
+            connect(port, &ctx.host_key, ctx.key)
+                .download(path_str(&src), &back)
+                .expect("download");
+        }),
+        ("OpenSSH sftp put, then get", &|| {
+            peer_round_trip(Peer::OpenSsh, port, ctx.key, (&src, &target, &back), false);
+        }),
+    ];
+    for (what, job) in jobs {
+        let trace = traced_job([&target, &back], true, job);
+        println!(
+            "\n### {label}: trace of one file of 4 KiB, {what}\n\n```\n{}```",
+            trace.flights()
+        );
+    }
+}
+
+/// Runs `job` under [`support::traced`] once `paths` are removed.
+fn traced_job(paths: [&Path; 2], logs: bool, job: &dyn Fn()) -> support::Trace {
+    for p in paths {
+        remove(p);
+    }
+    support::traced(logs, job).1
+}
+
+/// With `ETL_BENCH_TRACE=1`: `mb` MiB up and down through `port` by
+/// etl-ssh with `sessions` (once each), each with what every connection
+/// carried per round trip and the CPU the machine and the client used.
+fn trace_large_file(ctx: &Ctx<'_>, port: u16, mb: u64, rtt: Duration, label: &str) {
+    let src = ctx.path("src.bin");
+    if fs::metadata(&src).map(|m| m.len()).unwrap_or(0) != mb << 20 {
+        write_noise(&src, mb);
+    }
+    let target = ctx.path("traced-up.bin");
+    let back = ctx.path("traced-down.bin");
+    if ctx.peers.contains(&Peer::OpenSsh) {
+        let trace = traced_job([&target, &back], false, &|| {
+            peer_round_trip(Peer::OpenSsh, port, ctx.key, (&src, &target, &back), false);
+        });
+        println!(
+            "\n### {label}: {mb} MiB by OpenSSH's sftp, put then get, per connection\n\n```\n{}```",
+            trace.per_round_trip(rtt)
+        );
+    }
+    for &sessions in &ctx.sessions {
+        let opts = TransferOptions::new().sessions(sessions);
+        let jobs: [(&str, &dyn Fn()); 2] = [
+            ("upload", &|| {
+                connect(port, &ctx.host_key, ctx.key)
+                    .upload_with(&src, path_str(&target), &opts)
+                    .expect("upload");
+            }),
+            ("download", &|| {
+                connect(port, &ctx.host_key, ctx.key)
+                    .download_with(path_str(&src), &back, &opts)
+                    .expect("download");
+            }),
+        ];
+        let tail = env_num("ETL_BENCH_TRACE_TAIL", 0) as usize;
+        for (what, job) in jobs {
+            let trace = traced_job([&target, &back], tail > 0, job);
+            println!(
+                "\n### {label}: {mb} MiB {what}, sessions({sessions}), per connection\n\n```\n{}```",
+                trace.per_round_trip(rtt)
+            );
+            if tail > 0 {
+                let flights = trace.flights();
+                let lines: Vec<&str> = flights.lines().collect();
+                let from = lines.len().saturating_sub(tail);
+                println!("```\n{}\n```", lines[from..].join("\n"));
+            }
+        }
+    }
+}
+
 /// `files` files of 4 KiB up and down through `port`; prints a table.
 fn small_files(ctx: &Ctx<'_>, port: u16, files: usize, label: &str) {
     let tree = ctx.path(&format!("small-{files}"));
@@ -766,6 +862,14 @@ fn main() {
                 ssh / rtt_s,
                 chan / rtt_s
             );
+        }
+        if env_num("ETL_BENCH_TRACE", 0) == 1 {
+            trace_one_file(&ctx, line.port(), &format!("{rtt} ms RTT"));
+            if mb > 0 {
+                let rtt_d = Duration::from_millis(rtt);
+                trace_large_file(&ctx, line.port(), mb, rtt_d, &format!("{rtt} ms RTT"));
+            }
+            continue;
         }
         if one {
             one_file(&ctx, line.port(), &format!("{rtt} ms RTT"));

@@ -290,6 +290,13 @@ impl Drop for Conn {
         if let Err(e) = self.disconnect() {
             debug!("disconnect from {} on drop failed: {e}", self.target());
         }
+        // Channels freed without waiting for the server's answer to their
+        // close (the SFTP pool's) are freed for good with the session,
+        // which would wait for those answers: with our goodbye sent, the
+        // read side is shut, so that libssh2 sees the end at once.
+        if let Err(e) = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Read) {
+            debug!("cannot shut the connection to {}: {e}", self.target());
+        }
     }
 }
 

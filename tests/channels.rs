@@ -95,6 +95,58 @@ fn max_sessions_1_runs_sftp_then_exec_then_sftp() {
     every_operation(&session, remote, root.path());
 }
 
+/// An SFTP session dropped does not wait for the server to confirm its
+/// channel's close, yet the server sees each close: with `MaxSessions 1`,
+/// twelve SFTP sessions one after another on one connection each get
+/// their channel, exec still gets one after them, and when the session is
+/// dropped sshd logs our goodbye, not a reset.
+#[test]
+fn channels_dropped_without_waiting_are_closed_and_the_goodbye_is_clean() {
+    let Some((server, key)) = sshd_with_key(Sshd::builder().extra_config("MaxSessions 1")) else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("temp dir");
+    let src = root.path().join("src.csv");
+    fs::write(&src, b"a,b\n1,2\n").expect("write");
+    let session = key.connect_to(&server);
+    let port = session.local_addr().port();
+    for i in 0..12 {
+        let sftp = session.sftp().expect("sftp");
+        sftp.upload(&src, format!("{}/up{i}.csv", root.path().display()))
+            .expect("upload");
+        sftp.download(
+            format!("{}/up{i}.csv", root.path().display()),
+            root.path().join(format!("down{i}.csv")),
+        )
+        .expect("download");
+    }
+    let out = session.exec().expect("exec").run("echo hi").expect("run");
+    assert_eq!(out.stdout(), b"hi\n");
+    drop(session);
+    for i in 0..12 {
+        assert_eq!(
+            fs::read(root.path().join(format!("down{i}.csv"))).expect("read"),
+            b"a,b\n1,2\n"
+        );
+    }
+    let goodbye = format!("Received disconnect from 127.0.0.1 port {port}:11: closed by client");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = server.log();
+        if log.contains(&goodbye) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(log.contains(&goodbye), "{log}");
+    let ours = format!("port {port}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(&ours) && (l.contains("reset") || l.contains("error"))),
+        "{log}"
+    );
+}
+
 /// The same on the embedded server with a limit of one channel.
 #[test]
 fn one_channel_at_a_time_on_the_embedded_server() {

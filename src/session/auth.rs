@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use log::{debug, info, warn};
+use log::{debug, info, trace, warn};
 use secrecy::{ExposeSecret, SecretString};
 use ssh2::{KeyboardInteractivePrompt, Prompt};
 
@@ -40,6 +40,11 @@ impl SessionBuilder {
         local: SocketAddr,
     ) -> Result<Vec<AuthMethod>> {
         // The `none` request: the server answers with the methods it allows.
+        trace!(
+            "{}:{}: asks which methods {user} may use",
+            self.host,
+            self.port
+        );
         let allowed = ssh
             .auth_methods(user)
             .map_err(|e| self.auth_stage_error(e, local))?;
@@ -126,6 +131,7 @@ impl SessionBuilder {
             Loaded::Keys(keys) if offers("publickey") => {
                 for (index, key) in keys.iter().enumerate() {
                     tried.push(key.describe());
+                    trace!("{}:{}: offers {}", self.host, self.port, key.describe());
                     let result = ssh.userauth_pubkey_memory(
                         user,
                         key.public.as_deref(),

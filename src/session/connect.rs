@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use log::{debug, info, warn};
+use log::{debug, info, trace, warn};
 use ssh2::{DisconnectCode, MethodType};
 
 use super::config::Jump;
@@ -263,6 +263,7 @@ impl SessionBuilder {
         } else {
             host_key_preferences(&offers.host_key, types, policy.has_cert_authorities())
         };
+        trace!("{}:{}: TCP connect", self.host, self.port);
         let (stream, peer_addr, local_addr) = self.transport(jump)?;
         let probe = stream.try_clone().map_err(|e| self.connect_error(e))?;
         let mut ssh =
@@ -271,6 +272,7 @@ impl SessionBuilder {
         ssh.set_tcp_stream(stream);
         offers.apply(&ssh, &host_keys)?;
 
+        trace!("{}:{}: SSH handshake", self.host, self.port);
         ssh.handshake().map_err(|e| {
             let identified = ssh.banner_bytes().is_some();
             let offered = OfferedLists::new(offers, &host_keys);

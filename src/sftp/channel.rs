@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
-use log::{debug, warn};
+use log::{debug, trace, warn};
 
 use super::path::{escape_bytes, shown};
 use super::proto::{self, kind, status, Attrs, Encoder};
@@ -555,6 +555,7 @@ impl SftpChannel {
     /// Queues a request of type `k` whose fields `fields` encodes.
     pub(crate) fn send(&mut self, k: u8, fields: impl FnOnce(Encoder<'_>) -> Encoder<'_>) -> u32 {
         let id = self.next_id();
+        trace!("{}: SFTP {} #{id} queued", self.target, kind::name(k));
         fields(Encoder::request(&mut self.out, k, id)).finish();
         id
     }
@@ -566,6 +567,11 @@ impl SftpChannel {
         fields: impl FnOnce(Encoder<'_>) -> Encoder<'_>,
     ) -> u32 {
         let id = self.next_id();
+        trace!(
+            "{}: SFTP {} #{id} queued",
+            self.target,
+            String::from_utf8_lossy(name)
+        );
         fields(Encoder::extended(&mut self.out, id, name)).finish();
         id
     }
@@ -604,6 +610,7 @@ impl SftpChannel {
         fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
     ) -> std::io::Result<u32> {
         let id = self.next_id();
+        trace!("{}: SFTP WRITE #{id} queued", self.target);
         let filled = Encoder::request(&mut self.out, kind::WRITE, id)
             .str(handle)
             .u64(offset)
@@ -643,6 +650,11 @@ impl SftpChannel {
         if self.out.is_empty() {
             return Ok(());
         }
+        trace!(
+            "{}: SFTP sends {} bytes ({op})",
+            self.target,
+            self.out.len()
+        );
         let written = self.io.write_all(&self.out);
         self.out.clear();
         written.map_err(|f| self.io_error(op, path, f))
@@ -679,6 +691,7 @@ impl SftpChannel {
 
     fn fill(&mut self, op: &'static str, path: &[u8]) -> Result<()> {
         self.flush(op, path)?;
+        trace!("{}: SFTP reads replies ({op})", self.target);
         match self.io.read(self.inbox.space()) {
             Ok(0) => {
                 self.broken = true;

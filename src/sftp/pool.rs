@@ -13,7 +13,7 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
-use log::{debug, info};
+use log::{debug, info, trace};
 
 use super::channel::{sftp_error, ChannelIo, IoFailure, SftpChannel};
 use super::path::escape_bytes;
@@ -35,8 +35,38 @@ const STDERR_SHOWN: usize = 2048;
 
 /// An SFTP channel on the SSH connection.
 struct SshIo {
-    channel: ssh2::Channel,
+    channel: Held,
     conn: Arc<Conn>,
+}
+
+/// The channel of an [`SshIo`], taken out only by its `Drop`.
+struct Held(Option<ssh2::Channel>);
+
+impl std::ops::Deref for Held {
+    type Target = ssh2::Channel;
+
+    fn deref(&self) -> &ssh2::Channel {
+        self.0.as_ref().expect("taken only on drop")
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut ssh2::Channel {
+        self.0.as_mut().expect("taken only on drop")
+    }
+}
+
+impl Drop for SshIo {
+    /// Frees the channel without waiting for the server's answer to its
+    /// close: libssh2 sends EOF and CLOSE (unless sent already) and keeps
+    /// its record of the channel until the answer comes or the connection
+    /// ends ([`Conn`]'s `Drop` does not wait for it either). A job's last
+    /// step so costs no round trip of its own.
+    fn drop(&mut self) {
+        let mut ssh = self.conn.lock();
+        ssh.set_nonblocking();
+        drop(self.channel.0.take());
+    }
 }
 
 impl SshIo {
@@ -137,11 +167,12 @@ impl ChannelIo for SshIo {
 
     fn shutdown(&mut self) {
         let conn = Arc::clone(&self.conn);
-        let ssh = conn.lock();
-        ssh.cleanup(|| {
-            let _ = self.channel.send_eof();
-            let _ = self.channel.close();
-        });
+        let mut ssh = conn.lock();
+        // Sends EOF and CLOSE; the server's answer is not waited for (see
+        // `Drop`).
+        ssh.set_nonblocking();
+        let _ = self.channel.send_eof();
+        let _ = self.channel.close();
     }
 }
 
@@ -168,6 +199,7 @@ pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
     let target = conn.target();
     let channel = {
         let ssh = conn.lock();
+        trace!("{target}: opens a session channel");
         let opened = ssh
             .session()
             .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None);
@@ -189,6 +221,7 @@ pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
             };
             with_source(sftp_error(kind, "start", &target, b"", reason), e)
         })?;
+        trace!("{target}: asks for the sftp subsystem");
         if let Err(e) = channel.subsystem("sftp") {
             let (kind, reason) = if ssh2_code(&e) == CHANNEL_REQUEST_DENIED {
                 (
@@ -217,7 +250,7 @@ pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
         channel
     };
     let io = SshIo {
-        channel,
+        channel: Held(Some(channel)),
         conn: Arc::clone(conn),
     };
     SftpChannel::start(Box::new(io), target.clone()).map_err(|e| {

@@ -38,6 +38,33 @@ pub(crate) mod kind {
     pub(crate) const ATTRS: u8 = 105;
     pub(crate) const EXTENDED: u8 = 200;
     pub(crate) const EXTENDED_REPLY: u8 = 201;
+
+    /// The request's name as the draft spells it, for trace logs.
+    pub(crate) fn name(k: u8) -> &'static str {
+        match k {
+            INIT => "INIT",
+            OPEN => "OPEN",
+            CLOSE => "CLOSE",
+            READ => "READ",
+            WRITE => "WRITE",
+            LSTAT => "LSTAT",
+            FSTAT => "FSTAT",
+            SETSTAT => "SETSTAT",
+            FSETSTAT => "FSETSTAT",
+            OPENDIR => "OPENDIR",
+            READDIR => "READDIR",
+            REMOVE => "REMOVE",
+            MKDIR => "MKDIR",
+            RMDIR => "RMDIR",
+            REALPATH => "REALPATH",
+            STAT => "STAT",
+            RENAME => "RENAME",
+            READLINK => "READLINK",
+            SYMLINK => "SYMLINK",
+            EXTENDED => "EXTENDED",
+            _ => "?",
+        }
+    }
 }
 
 /// Status codes (`SSH_FX_*`; 9 and up from later drafts, which some v3

@@ -158,9 +158,11 @@ pub(crate) fn upload_segments(
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
-/// on `lanes` sessions at once, then checks that the file still ends at
-/// `total` (it did not grow meanwhile; a piece that found the end early
-/// already failed: it shrank).
+/// on `lanes` sessions at once. Each session, once no piece is left for
+/// it, checks in the same flight as its last reads that the file still
+/// ends at `total` (it did not grow meanwhile), so the last session to
+/// finish checks at the end without a round trip of its own; a piece that
+/// found the end early already failed: the file shrank.
 pub(crate) fn download_segments(
     shared: &Shared,
     lanes: usize,
@@ -170,21 +172,11 @@ pub(crate) fn download_segments(
     options: &TransferOptions,
     progress: &FileProgress<'_>,
 ) -> Result<u64> {
-    let done = run_pieces(shared, lanes, total, options, |shared, next| {
-        read_pieces(shared, path, out, options, next, None, &mut |n| {
+    run_pieces(shared, lanes, total, options, |shared, next| {
+        read_pieces(shared, path, out, options, next, Some(total), &mut |n| {
             progress.add(n)
         })
-    })?;
-    read_pieces(
-        shared,
-        path,
-        out,
-        options,
-        &mut || None,
-        Some(total),
-        &mut |_| {},
-    )?;
-    Ok(done)
+    })
 }
 
 /// Reads what `next` hands out of `path` into `out` on a channel of
