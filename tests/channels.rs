@@ -2,7 +2,9 @@
 //! `MaxSessions 1`, a server that allows one channel per connection and
 //! ends the connection with it (tinysshd), a small channel window
 //! (dropbear); names that are not UTF-8 byte for byte; what a server says
-//! when SFTP cannot start; and the streaming handles' read-ahead.
+//! when SFTP cannot start; the streaming handles' read-ahead; a parallel
+//! upload on two channels of each session; channels dropped without
+//! waiting, and a clean goodbye.
 
 mod common;
 
@@ -93,6 +95,58 @@ fn max_sessions_1_runs_sftp_then_exec_then_sftp() {
         .expect("run");
     assert_eq!(out.stdout(), b"again\n");
     every_operation(&session, remote, root.path());
+}
+
+/// A large upload over several sessions writes its pieces on two SFTP
+/// channels of each session where the server allows it (each channel has
+/// its own window), and on the one channel of each where `MaxSessions 1`
+/// allows no more: the file arrives
+/// whole either way, and sshd's log shows the channels.
+#[test]
+fn a_parallel_upload_writes_on_two_channels_per_session_where_allowed() {
+    for max_sessions in [None, Some(1)] {
+        let mut builder = Sshd::builder();
+        if let Some(n) = max_sessions {
+            builder = builder.extra_config(&format!("MaxSessions {n}"));
+        }
+        let Some((server, key)) = sshd_with_key(builder) else {
+            return;
+        };
+        let root = tempfile::tempdir().expect("temp dir");
+        let data = random_bytes(24 << 20, 21);
+        fs::write(root.path().join("src.bin"), &data).expect("write");
+        let sftp = key.connect_to(&server).sftp().expect("sftp");
+        let channels = |log: String| log.matches("subsystem request for sftp").count();
+        let before = channels(server.log());
+        let options = TransferOptions::new().sessions(2).min_segment_size(8 << 20);
+        sftp.upload_with(
+            root.path().join("src.bin"),
+            format!("{}/up.bin", root.path().display()),
+            &options,
+        )
+        .expect("upload");
+        assert!(
+            fs::read(root.path().join("up.bin")).expect("read") == data,
+            "{max_sessions:?}"
+        );
+        // sshd writes its log as it goes: give it a moment.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let opened = channels(server.log()) - before;
+        match max_sessions {
+            // The caller's second channel, and the extra session's one or
+            // two (it may join after the pieces ran out).
+            None => assert!((2..=3).contains(&opened), "{opened} new channels"),
+            // Only the extra session's one: the caller's second was refused.
+            Some(_) => {
+                assert!(opened <= 1, "{opened} new channels");
+                assert!(
+                    server.log().contains("no more sessions"),
+                    "{}",
+                    server.log()
+                );
+            }
+        }
+    }
 }
 
 /// An SFTP session dropped does not wait for the server to confirm its

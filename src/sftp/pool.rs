@@ -9,9 +9,15 @@
 //! and the log says so once. When a command needs a channel the server
 //! will not give, an idle SFTP channel is closed to make room (and opened
 //! again when SFTP next needs it).
+//!
+//! A channel's reads and writes run libssh2 in non-blocking mode and wait
+//! on the socket with the connection's lock free, so that the channels of
+//! one connection move data at the same time (each has its own window
+//! from the server); a dropped channel is not waited for.
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use log::{debug, info, trace};
 
@@ -107,23 +113,65 @@ impl SshIo {
     }
 }
 
+impl SshIo {
+    /// Runs `step` on the channel in non-blocking mode until it does not
+    /// say "would block"; between tries the operation lock is free, so the
+    /// other channels of the connection (the lanes of a transfer) go on
+    /// while this one waits for the server's window or replies. A wait
+    /// ends when the socket is ready, or after [`NUDGE`] (another channel's
+    /// thread may have read what this one waits for), and the whole call
+    /// after the connection's timeout.
+    fn drive<T>(
+        &mut self,
+        mut step: impl FnMut(&mut ssh2::Channel) -> std::io::Result<T>,
+    ) -> std::result::Result<T, IoFailure> {
+        let conn = Arc::clone(&self.conn);
+        let deadline = Instant::now() + conn.timeout();
+        loop {
+            let dirs = {
+                let mut ssh = conn.lock();
+                ssh.set_nonblocking();
+                ssh.keepalive_tick();
+                match step(&mut self.channel) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ssh.block_directions(),
+                    Ok(done) => return Ok(done),
+                    Err(e) => return Err(self.failure(e, ssh.session())),
+                }
+            };
+            if !conn.wait_ready(dirs, deadline, NUDGE) {
+                return Err(IoFailure {
+                    kind: ErrorKind::Timeout,
+                    reason: format!(
+                        "timed out after {:.1} s (the server neither took nor sent SFTP data)",
+                        conn.timeout().as_secs_f64()
+                    ),
+                    source: None,
+                });
+            }
+        }
+    }
+}
+
+/// How long a channel waiting on the socket sleeps at most before it
+/// looks again: another channel's thread may have read the window or the
+/// reply it waits for.
+const NUDGE: Duration = Duration::from_millis(5);
+
 impl ChannelIo for SshIo {
     fn write_all(&mut self, buf: &[u8]) -> std::result::Result<(), IoFailure> {
-        let conn = Arc::clone(&self.conn);
-        let ssh = conn.lock();
-        ssh.keepalive_tick();
-        self.channel
-            .write_all(buf)
-            .map_err(|e| self.failure(e, ssh.session()))
+        let mut at = 0;
+        while at < buf.len() {
+            // libssh2 may say 0 for "no window" instead of "would block".
+            at += self.drive(|ch| match ch.write(&buf[at..]) {
+                Ok(0) => Err(std::io::ErrorKind::WouldBlock.into()),
+                other => other,
+            })?;
+        }
+        Ok(())
     }
 
     fn read(&mut self, buf: &mut [u8]) -> std::result::Result<usize, IoFailure> {
-        let conn = Arc::clone(&self.conn);
-        let ssh = conn.lock();
-        ssh.keepalive_tick();
-        self.channel
-            .read(buf)
-            .map_err(|e| self.failure(e, ssh.session()))
+        self.drive(|ch| ch.read(buf))
     }
 
     fn started(&mut self) {
@@ -398,7 +446,7 @@ impl Pool {
             }),
             freed: Condvar::new(),
         });
-        let first = pool.open(conn)?;
+        let first = pool.open(conn, true)?;
         pool.state().slots.push(Slot {
             id: 0,
             channel: Some(first),
@@ -416,9 +464,17 @@ impl Pool {
     /// Opens a channel on `conn`, or, when the server ended that
     /// connection, on a new one; registers the pool with the connection
     /// used, so that a command can ask it to make room.
-    fn open(self: &Arc<Self>, conn: Arc<Conn>) -> Result<SftpChannel> {
+    ///
+    /// Not `patient`: one try on `conn`, without making room, waiting or
+    /// connecting again (a channel that would only be nice to have).
+    fn open(self: &Arc<Self>, conn: Arc<Conn>, patient: bool) -> Result<SftpChannel> {
         let refused = channel_refused;
-        let (conn, channel) = match conn.open_with_room(|| open_channel(&conn), refused) {
+        let opened = if patient {
+            conn.open_with_room(|| open_channel(&conn), refused)
+        } else {
+            return open_channel(&conn).inspect(|_| self.register(&conn));
+        };
+        let (conn, channel) = match opened {
             Err(e) if e.kind() == ErrorKind::Disconnected => {
                 let fresh = self.dialer.redial(&conn)?;
                 let channel = fresh.open_with_room(|| open_channel(&fresh), refused)?;
@@ -426,17 +482,23 @@ impl Pool {
             }
             other => (conn, other?),
         };
+        self.register(&conn);
+        Ok(channel)
+    }
+
+    /// Registers the pool with `conn`, so that a command can ask it to
+    /// make room.
+    fn register(self: &Arc<Self>, conn: &Arc<Conn>) {
         let mut state = self.state();
         if !state
             .registered
             .as_ref()
-            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&conn)))
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(conn)))
         {
-            state.registered = Some(Arc::downgrade(&conn));
+            state.registered = Some(Arc::downgrade(conn));
             let me = Arc::clone(self);
             conn.add_holder(Arc::downgrade(&(me as Arc<dyn ChannelHolder>)));
         }
-        Ok(channel)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -450,22 +512,42 @@ impl Pool {
     ///
     /// When no channel is open and none can be opened.
     pub(crate) fn any(self: &Arc<Self>) -> Result<Lease<'_>> {
+        loop {
+            if let Some(lease) = self.lease(true)? {
+                return Ok(lease);
+            }
+        }
+    }
+
+    /// An idle channel or a new one, without waiting for a busy one:
+    /// `None` when every channel is busy and no other may open (the
+    /// server refused one, or [`MAX_CHANNELS`] are open).
+    ///
+    /// # Errors
+    ///
+    /// When no channel is open and none can be opened.
+    pub(crate) fn free(self: &Arc<Self>) -> Result<Option<Lease<'_>>> {
+        self.lease(false)
+    }
+
+    /// [`any`](Self::any) when `wait`, else [`free`](Self::free).
+    fn lease(self: &Arc<Self>, wait: bool) -> Result<Option<Lease<'_>>> {
         let mut state = self.state();
         loop {
             if let Some(slot) = state.slots.iter_mut().find(|s| s.channel.is_some()) {
                 let channel = slot.channel.take();
-                return Ok(Lease {
+                return Ok(Some(Lease {
                     pool: self,
                     slot: slot.id,
                     channel,
-                });
+                }));
             }
             let may_open =
                 state.open_count() < MAX_CHANNELS && (!state.refused || state.open_count() == 0);
             if may_open {
                 state.opening += 1;
                 drop(state);
-                let opened = self.open(self.dialer.current());
+                let opened = self.open(self.dialer.current(), wait);
                 state = self.state();
                 state.opening -= 1;
                 match opened {
@@ -477,11 +559,11 @@ impl Pool {
                             channel: None,
                             pinned: 0,
                         });
-                        return Ok(Lease {
+                        return Ok(Some(Lease {
                             pool: self,
                             slot: id,
                             channel: Some(channel),
-                        });
+                        }));
                     }
                     Err(e) if state.open_count() == 0 => return Err(e),
                     Err(e) => {
@@ -497,6 +579,9 @@ impl Pool {
                     }
                 }
                 continue;
+            }
+            if !wait {
+                return Ok(None);
             }
             state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
         }

@@ -13,6 +13,7 @@ use super::lanes::{self, Step};
 use super::options::TransferOptions;
 use super::pipeline::{self, Sink};
 use super::progress::FileProgress;
+use crate::sftp::pool::Lease;
 use crate::sftp::proto::{open as flags, Attrs};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
@@ -75,6 +76,20 @@ impl Pieces {
     }
 }
 
+/// SFTP channels an upload's pieces use on each session at once. OpenSSH's
+/// sshd gives each channel a window of 2 MiB, so that one channel carries
+/// at most 2 MiB per round trip whatever the client keeps in flight
+/// (BENCHMARKS.md, "Traced"); a second channel doubles that without the
+/// login of another connection. Two, not four: four cost more CPU than
+/// they gained on a 2-core machine (256 MiB at 50 ms, four sessions:
+/// 2.58–2.89 s with two, 2.69–2.98 s with four, 3.28–3.57 s with one),
+/// and each is an `sftp-server` process on the partner's side. Downloads
+/// use one: the window a client gives itself is 16 MiB.
+pub(crate) const UPLOAD_CHANNELS: usize = 2;
+
+/// A session's source of pieces, which its channels' threads share.
+type SharedNext<'a> = &'a mut (dyn FnMut() -> Option<Range<u64>> + Send);
+
 /// Runs `job` on `lanes` sessions at once with the pieces of `total`
 /// bytes: `job` moves what its `next` hands out. The pieces a session
 /// took go back when the server ended it; another error stops all.
@@ -83,7 +98,7 @@ fn run_pieces(
     lanes: usize,
     total: u64,
     options: &TransferOptions,
-    job: impl Fn(&Shared, pipeline::NextRange<'_>) -> Result<()> + Sync,
+    job: impl Fn(&Shared, SharedNext<'_>) -> Result<()> + Sync,
 ) -> Result<u64> {
     let pieces = Pieces::new(total, options.buffer_size);
     lanes::run(shared, lanes, vec![(); lanes], |shared, (), last_try| {
@@ -120,7 +135,10 @@ fn run_pieces(
 }
 
 /// Writes `local` into the remote file `path` (which exists) on `lanes`
-/// sessions at once; each flushes it where the server offers fsync.
+/// sessions at once, each on up to [`UPLOAD_CHANNELS`] channels at once
+/// (as many as its server allows: the first channel waits for one, the
+/// others take one only when it is free or may open); each channel
+/// flushes the file where the server offers fsync.
 pub(crate) fn upload_segments(
     shared: &Shared,
     lanes: usize,
@@ -131,30 +149,79 @@ pub(crate) fn upload_segments(
     progress: &FileProgress<'_>,
 ) -> Result<u64> {
     run_pieces(shared, lanes, total, options, |shared, next| {
-        let source = File::open(local)
-            .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
-        let mut ch = shared.pool.any()?;
-        let handle = pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?;
-        let written = pipeline::write_ranges(
-            &mut ch,
-            &handle,
-            path,
-            &source,
-            next,
-            options.in_flight(),
-            &mut |n| progress.add(n),
-        );
-        match written {
-            Ok(()) => {
-                pipeline::finish_write(&mut ch, &handle, path, options.fsync, None, false, true)
-                    .map(drop)
+        let first = shared.pool.any()?;
+        // The session's pieces, handed to its channels one at a time; none
+        // more once one of them failed.
+        let next = Mutex::new(next);
+        let failed = AtomicBool::new(false);
+        let write = |ch: Lease<'_>| {
+            let mut take = || {
+                if failed.load(Ordering::SeqCst) {
+                    return None;
+                }
+                (*next.lock().unwrap_or_else(|e| e.into_inner()))()
+            };
+            let written = write_pieces(ch, local, path, &mut take, options, progress);
+            if written.is_err() {
+                failed.store(true, Ordering::SeqCst);
             }
-            Err(e) => {
-                ch.close_quietly(&handle, path);
-                Err(e)
-            }
-        }
+            written
+        };
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..UPLOAD_CHANNELS)
+                .map(|_| {
+                    scope.spawn(|| match shared.pool.free() {
+                        Ok(Some(ch)) => write(ch),
+                        // Another channel is not to be had: the first
+                        // carries the pieces.
+                        Ok(None) | Err(_) => Ok(()),
+                    })
+                })
+                .collect();
+            let mine = write(first);
+            others.into_iter().fold(mine, |all, other| {
+                let other = other.join().unwrap_or_else(|_| {
+                    Err(Error::invalid(
+                        "parallel upload",
+                        "a channel's thread panicked",
+                    ))
+                });
+                all.and(other)
+            })
+        })
     })
+}
+
+/// Writes the pieces `next` hands out from `local` into the remote file
+/// `path` on `ch`, then flushes and closes it.
+fn write_pieces(
+    mut ch: Lease<'_>,
+    local: &Path,
+    path: &[u8],
+    next: pipeline::NextRange<'_>,
+    options: &TransferOptions,
+    progress: &FileProgress<'_>,
+) -> Result<()> {
+    let source = File::open(local)
+        .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
+    let handle = pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?;
+    let written = pipeline::write_ranges(
+        &mut ch,
+        &handle,
+        path,
+        &source,
+        next,
+        options.in_flight(),
+        &mut |n| progress.add(n),
+    );
+    match written {
+        Ok(()) => pipeline::finish_write(&mut ch, &handle, path, options.fsync, None, false, true)
+            .map(drop),
+        Err(e) => {
+            ch.close_quietly(&handle, path);
+            Err(e)
+        }
+    }
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
