@@ -97,54 +97,48 @@ fn max_sessions_1_runs_sftp_then_exec_then_sftp() {
     every_operation(&session, remote, root.path());
 }
 
-/// A large upload over several sessions writes its pieces on two SFTP
-/// channels of each session where the server allows it (each channel has
-/// its own window), and on the one channel of each where `MaxSessions 1`
-/// allows no more: the file arrives
-/// whole either way, and sshd's log shows the channels.
+/// On a long link (20 ms here) a large upload over several sessions
+/// writes its pieces on two SFTP channels of a session (each channel has
+/// its own window): sshd's log shows a second SFTP channel on one
+/// connection. On a server that allows one channel per connection (the
+/// embedded server's `max_channels(1)`, as `MaxSessions 1`) the pieces go
+/// on the one channel of each session. The file arrives whole either way.
 #[test]
-fn a_parallel_upload_writes_on_two_channels_per_session_where_allowed() {
-    for max_sessions in [None, Some(1)] {
-        let mut builder = Sshd::builder();
-        if let Some(n) = max_sessions {
-            builder = builder.extra_config(&format!("MaxSessions {n}"));
-        }
-        let Some((server, key)) = sshd_with_key(builder) else {
-            return;
+fn a_parallel_upload_on_a_long_link_writes_on_two_channels_per_session() {
+    let second_channels = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("subsystem 'sftp'") && !l.ends_with(" id 0"))
+            .count()
+    };
+    let data = random_bytes(8 << 20, 21);
+    let local = tempfile::tempdir().expect("temp dir");
+    fs::write(local.path().join("src.bin"), &data).expect("write");
+    let options = TransferOptions::new().sessions(2).min_segment_size(2 << 20);
+    for backend in backends() {
+        let server = if backend == Backend::Embedded {
+            TestServer::builder()
+                .backend(Backend::Embedded)
+                .max_channels(1)
+                .start()
+                .expect("embedded server")
+        } else {
+            test_server(backend)
         };
-        let root = tempfile::tempdir().expect("temp dir");
-        let data = random_bytes(24 << 20, 21);
-        fs::write(root.path().join("src.bin"), &data).expect("write");
-        let sftp = key.connect_to(&server).sftp().expect("sftp");
-        let channels = |log: String| log.matches("subsystem request for sftp").count();
-        let before = channels(server.log());
-        let options = TransferOptions::new().sessions(2).min_segment_size(8 << 20);
+        let sftp = server.session().expect("session").sftp().expect("sftp");
+        server.slow_link(std::time::Duration::from_millis(10), 0);
         sftp.upload_with(
-            root.path().join("src.bin"),
-            format!("{}/up.bin", root.path().display()),
+            local.path().join("src.bin"),
+            server.remote_path("up.bin"),
             &options,
         )
         .expect("upload");
+        server.heal();
         assert!(
-            fs::read(root.path().join("up.bin")).expect("read") == data,
-            "{max_sessions:?}"
+            fs::read(server.sftp_root().join("up.bin")).expect("read") == data,
+            "{backend:?}"
         );
-        // sshd writes its log as it goes: give it a moment.
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let opened = channels(server.log()) - before;
-        match max_sessions {
-            // The caller's second channel, and the extra session's one or
-            // two (it may join after the pieces ran out).
-            None => assert!((2..=3).contains(&opened), "{opened} new channels"),
-            // Only the extra session's one: the caller's second was refused.
-            Some(_) => {
-                assert!(opened <= 1, "{opened} new channels");
-                assert!(
-                    server.log().contains("no more sessions"),
-                    "{}",
-                    server.log()
-                );
-            }
+        if let Some(log) = server.sshd_log() {
+            assert!(second_channels(&log) >= 1, "{log}");
         }
     }
 }

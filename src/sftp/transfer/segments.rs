@@ -8,6 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::lanes::{self, Step};
 use super::options::TransferOptions;
@@ -76,16 +77,23 @@ impl Pieces {
     }
 }
 
-/// SFTP channels an upload's pieces use on each session at once. OpenSSH's
-/// sshd gives each channel a window of 2 MiB, so that one channel carries
-/// at most 2 MiB per round trip whatever the client keeps in flight
-/// (BENCHMARKS.md, "Traced"); a second channel doubles that without the
-/// login of another connection. Two, not four: four cost more CPU than
-/// they gained on a 2-core machine (256 MiB at 50 ms, four sessions:
-/// 2.58–2.89 s with two, 2.69–2.98 s with four, 3.28–3.57 s with one),
-/// and each is an `sftp-server` process on the partner's side. Downloads
-/// use one: the window a client gives itself is 16 MiB.
+/// SFTP channels an upload's pieces use on each session at once on a long
+/// link. OpenSSH's sshd gives each channel a window of 2 MiB, so that one
+/// channel carries at most 2 MiB per round trip whatever the client keeps
+/// in flight (BENCHMARKS.md, "Traced"); a second channel doubles that
+/// without the login of another connection. Two, not four: four cost more
+/// CPU than they gained on a 2-core machine (256 MiB at 50 ms, four
+/// sessions: 2.58–2.89 s with two, 2.69–2.98 s with four, 3.28–3.57 s
+/// with one), and each is an `sftp-server` process on the partner's side.
+/// Downloads use one: the window a client gives itself is 16 MiB.
 pub(crate) const UPLOAD_CHANNELS: usize = 2;
+
+/// The round trip from which an upload opens its second channel per
+/// session: below it one channel's window carries more than 140 MB/s
+/// (2 MiB per 15 ms), more than the CPU on either side keeps up with, and
+/// a second channel costs CPU for nothing (256 MiB at 10 ms, four
+/// sessions: 1.53–1.67 s with two channels, 1.32–1.48 s with one).
+pub(crate) const SECOND_CHANNEL_FROM: Duration = Duration::from_millis(15);
 
 /// A session's source of pieces, which its channels' threads share.
 type SharedNext<'a> = &'a mut (dyn FnMut() -> Option<Range<u64>> + Send);
@@ -149,36 +157,45 @@ pub(crate) fn upload_segments(
     progress: &FileProgress<'_>,
 ) -> Result<u64> {
     run_pieces(shared, lanes, total, options, |shared, next| {
-        let first = shared.pool.any()?;
+        let mut first = shared.pool.any()?;
+        // The OPEN's reply takes a round trip: it tells whether the link
+        // is long enough for a second channel to pay.
+        let asked = Instant::now();
+        let handle = pipeline::open(&mut first, path, flags::WRITE, &Attrs::default(), "upload")?;
+        let channels = if asked.elapsed() >= SECOND_CHANNEL_FROM {
+            UPLOAD_CHANNELS
+        } else {
+            1
+        };
         // The session's pieces, handed to its channels one at a time; none
         // more once one of them failed.
         let next = Mutex::new(next);
         let failed = AtomicBool::new(false);
-        let write = |ch: Lease<'_>| {
+        let write = |ch: Lease<'_>, handle: Option<Vec<u8>>| {
             let mut take = || {
                 if failed.load(Ordering::SeqCst) {
                     return None;
                 }
                 (*next.lock().unwrap_or_else(|e| e.into_inner()))()
             };
-            let written = write_pieces(ch, local, path, &mut take, options, progress);
+            let written = write_pieces(ch, handle, (local, path), &mut take, options, progress);
             if written.is_err() {
                 failed.store(true, Ordering::SeqCst);
             }
             written
         };
         std::thread::scope(|scope| {
-            let others: Vec<_> = (1..UPLOAD_CHANNELS)
+            let others: Vec<_> = (1..channels)
                 .map(|_| {
                     scope.spawn(|| match shared.pool.free() {
-                        Ok(Some(ch)) => write(ch),
+                        Ok(Some(ch)) => write(ch, None),
                         // Another channel is not to be had: the first
                         // carries the pieces.
                         Ok(None) | Err(_) => Ok(()),
                     })
                 })
                 .collect();
-            let mine = write(first);
+            let mine = write(first, Some(handle));
             others.into_iter().fold(mine, |all, other| {
                 let other = other.join().unwrap_or_else(|_| {
                     Err(Error::invalid(
@@ -193,18 +210,30 @@ pub(crate) fn upload_segments(
 }
 
 /// Writes the pieces `next` hands out from `local` into the remote file
-/// `path` on `ch`, then flushes and closes it.
+/// `path` on `ch` (through `handle`, or one it opens), then flushes and
+/// closes it.
 fn write_pieces(
     mut ch: Lease<'_>,
-    local: &Path,
-    path: &[u8],
+    handle: Option<Vec<u8>>,
+    (local, path): (&Path, &[u8]),
     next: pipeline::NextRange<'_>,
     options: &TransferOptions,
     progress: &FileProgress<'_>,
 ) -> Result<()> {
-    let source = File::open(local)
-        .map_err(|e| Error::io(format!("cannot read {} for upload", local.display()), e))?;
-    let handle = pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?;
+    let handle = match handle {
+        Some(h) => h,
+        None => pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?,
+    };
+    let source = match File::open(local) {
+        Ok(f) => f,
+        Err(e) => {
+            ch.close_quietly(&handle, path);
+            return Err(Error::io(
+                format!("cannot read {} for upload", local.display()),
+                e,
+            ));
+        }
+    };
     let written = pipeline::write_ranges(
         &mut ch,
         &handle,
