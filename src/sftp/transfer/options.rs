@@ -311,6 +311,9 @@ impl TransferOptions {
     ///
     /// On a link with a long round trip, more sessions carry more bytes in
     /// flight (see BENCHMARKS.md); on loopback they mostly share the CPU.
+    /// An upload on such a link (its OPEN takes 15 ms or more) also writes
+    /// on two SFTP channels of each session, where the server allows it:
+    /// OpenSSH's sshd gives each channel a 2 MiB window.
     pub fn sessions(mut self, sessions: usize) -> Self {
         self.sessions = sessions.max(1);
         self

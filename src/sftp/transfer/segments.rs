@@ -1,7 +1,8 @@
 //! The pieces of one large file, moved over several sessions at once
 //! (see [`lanes`](super::lanes)): each session pulls the next piece when
 //! its pipeline has room; the pieces a session held when the server ended
-//! it go to the others.
+//! it go to the others. An upload on a long link writes on two channels
+//! of each session, which share that session's pieces.
 
 use std::fs::File;
 use std::ops::Range;
