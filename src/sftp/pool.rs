@@ -111,9 +111,7 @@ impl SshIo {
             source: Some(Box::new(err)),
         }
     }
-}
 
-impl SshIo {
     /// Runs `step` on the channel in non-blocking mode until it does not
     /// say "would block"; between tries the operation lock is free, so the
     /// other channels of the connection (the lanes of a transfer) go on
@@ -468,13 +466,11 @@ impl Pool {
     /// Not `patient`: one try on `conn`, without making room, waiting or
     /// connecting again (a channel that would only be nice to have).
     fn open(self: &Arc<Self>, conn: Arc<Conn>, patient: bool) -> Result<SftpChannel> {
-        let refused = channel_refused;
-        let opened = if patient {
-            conn.open_with_room(|| open_channel(&conn), refused)
-        } else {
+        if !patient {
             return open_channel(&conn).inspect(|_| self.register(&conn));
-        };
-        let (conn, channel) = match opened {
+        }
+        let refused = channel_refused;
+        let (conn, channel) = match conn.open_with_room(|| open_channel(&conn), refused) {
             Err(e) if e.kind() == ErrorKind::Disconnected => {
                 let fresh = self.dialer.redial(&conn)?;
                 let channel = fresh.open_with_room(|| open_channel(&fresh), refused)?;

@@ -263,17 +263,14 @@ pub(crate) fn download_dir(
                     Err(e) => return each(files, Err(e)),
                 };
                 // Files bigger than a wave takes (`None`) move alone.
-                let mut done = Vec::new();
+                let mut reports: Vec<FileReport> = Vec::new();
                 let mut bigger = Vec::new();
                 for (file, result) in files.iter().zip(results) {
                     match result {
-                        Some(r) => done.push((file.clone(), r)),
+                        Some(r) => reports.push(file.clone().report(r)),
                         None => bigger.push(file.clone()),
                     }
                 }
-                let results = done;
-                let mut reports: Vec<FileReport> =
-                    results.into_iter().map(|(f, r)| f.report(r)).collect();
                 for file in bigger {
                     let result = download_file(shared, &file.0, &file.1, options, Some(job));
                     reports.push(file.report(result));

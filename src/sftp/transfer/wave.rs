@@ -221,22 +221,33 @@ fn upload_wave_on<'a>(
         .into_iter()
         .map(|early| match early {
             Some(result) => result,
-            None => verdicts.next().flatten().unwrap_or_else(|| {
-                // Never renamed: the channel failed before (the first
-                // such file carries its error).
-                Err(match failed.take() {
-                    Some(e) => e,
-                    None => ch.error(
-                        ErrorKind::Disconnected,
-                        "upload",
-                        b"",
-                        "not finished: the channel failed during this file's wave (see the \
-                         wave's first failed file)",
-                    ),
-                })
-            }),
+            // Never renamed: the channel failed before.
+            None => verdicts
+                .next()
+                .flatten()
+                .unwrap_or_else(|| Err(unfinished(ch, &mut failed, "upload", b""))),
         })
         .collect()
+}
+
+/// The error of a wave's file left unfinished when the channel failed:
+/// the failure itself for the first such file, a pointer to it for the
+/// others.
+fn unfinished(
+    ch: &SftpChannel,
+    failed: &mut Option<Error>,
+    op: &'static str,
+    path: &[u8],
+) -> Error {
+    failed.take().unwrap_or_else(|| {
+        ch.error(
+            ErrorKind::Disconnected,
+            op,
+            path,
+            "not finished: the channel failed during this file's wave (see the wave's first \
+             failed file)",
+        )
+    })
 }
 
 /// Queues the creation of every temporary file of `group`.
@@ -622,17 +633,8 @@ pub(crate) fn download_wave<'a>(
                     false,
                 )
             }
-            // Never read whole: the channel failed before (the first
-            // such file carries its error).
-            _ => Err(failed.take().unwrap_or_else(|| {
-                ch.error(
-                    ErrorKind::Disconnected,
-                    "download",
-                    remote,
-                    "not finished: the channel failed during this file's wave (see the wave's \
-                     first failed file)",
-                )
-            })),
+            // Never read whole: the channel failed before.
+            _ => Err(unfinished(ch, &mut failed, "download", remote)),
         };
         results.push(Some(result));
     }
