@@ -192,7 +192,11 @@ pub(crate) fn upload_segments(
                         Ok(Some(ch)) => write(ch, None),
                         // Another channel is not to be had: the first
                         // carries the pieces.
-                        Ok(None) | Err(_) => Ok(()),
+                        Ok(None) => Ok(()),
+                        Err(e) => {
+                            log::debug!("a second upload channel did not open: {e}");
+                            Ok(())
+                        }
                     })
                 })
                 .collect();
