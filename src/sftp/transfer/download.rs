@@ -1,5 +1,6 @@
 //! One file down: into a temporary local file beside the target (mode
-//! `0o600`, never through a symlink), pipelined, flushed, its size
+//! `0o600`, never through a symlink), pipelined, flushed (a large one
+//! behind the writes as well, see [`flusher`](super::flusher)), its size
 //! checked, renamed into place; or in pieces over several sessions.
 
 use std::ffi::OsStr;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use log::{debug, info, warn};
 
 use super::checksum::{self, Checksum};
+use super::flusher::{Flusher, FLUSH_BEHIND_FROM};
 use super::options::{Overwrite, Plan, TransferOptions};
 use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Sink};
@@ -125,6 +127,15 @@ fn download_into(
             return Err(e);
         }
     };
+    let flusher = (options.fsync && total.saturating_sub(target.start) >= FLUSH_BEHIND_FROM)
+        .then(|| Flusher::start(&target.out))
+        .flatten();
+    let written = |n: u64| {
+        progress.add(n);
+        if let Some(f) = &flusher {
+            f.wrote(n);
+        }
+    };
     let done = match options.plan(total, false, true) {
         Plan::Single | Plan::Wave => {
             let start = target.start;
@@ -147,7 +158,7 @@ fn download_into(
                 options.in_flight(),
                 &mut |n| {
                     done += n;
-                    progress.add(n);
+                    written(n);
                 },
             );
             pipeline::close_read(&mut ch, &handle, remote);
@@ -170,10 +181,14 @@ fn download_into(
                 &target.out,
                 total,
                 options,
-                &progress,
+                &written,
             )?
         }
     };
+    if let Some(f) = flusher {
+        f.finish()
+            .map_err(|e| Error::io(format!("cannot fsync {}", target.path.display()), e))?;
+    }
     let verify_with = options.verify_checksum.then_some(&shared.dialer);
     finish_download(
         remote,

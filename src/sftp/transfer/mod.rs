@@ -9,6 +9,7 @@
 
 pub(crate) mod checksum;
 pub(crate) mod download;
+pub(crate) mod flusher;
 pub(crate) mod lanes;
 pub(crate) mod options;
 pub(crate) mod outcome;

@@ -271,11 +271,11 @@ pub(crate) fn download_segments(
     out: &File,
     total: u64,
     options: &TransferOptions,
-    progress: &FileProgress<'_>,
+    written: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
     run_pieces(shared, lanes, total, options, |shared, next| {
         read_pieces(shared, path, out, options, next, Some(total), &mut |n| {
-            progress.add(n)
+            written(n)
         })
     })
 }
