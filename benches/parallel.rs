@@ -29,6 +29,9 @@
 //! CPU used, and nothing else; default 0), `ETL_BENCH_TRACE_TAIL` (with
 //! the trace: the last lines of each large transfer's flights and log
 //! lines, default 0),
+//! `ETL_BENCH_LINK` (`tun`: instead of the delay line, a link in the
+//! kernel, `support::tun_link`, with TCP end to end from the client to a
+//! relay in front of sshd; needs root; default: the delay line),
 //! `ETL_BENCH_NAMES` (a folder of that many names listed, default 50000;
 //! 0 skips), `ETL_BENCH_TREE` (`folders,files` of 4 KiB downloaded as a
 //! tree, default `20,10`; 0 skips), `ETL_BENCH_RCVBUF` (the sessions' receive
@@ -48,6 +51,7 @@ mod common;
 mod support;
 
 use crate::common::HostKeyType;
+use support::tun_link::{TunLink, SERVER_SIDE};
 use support::{bench_sshd, env_num, loadavg, median, time, write_noise, DelayLine};
 
 use std::fs;
@@ -151,7 +155,7 @@ fn openssh_sftp(port: u16, key: &ClientKey, batch: &str) {
         .arg(port.to_string())
         .arg("-b")
         .arg(&batch_path)
-        .arg(format!("{}@{}", current_user(), common::HOST))
+        .arg(format!("{}@{}", current_user(), support::host()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .output()
@@ -340,7 +344,7 @@ fn rclone(args: &[&str]) {
 fn rclone_path(port: u16, key: &ClientKey, path: &Path) -> String {
     format!(
         ":sftp,host={},port={port},user={},key_file={}:{}",
-        common::HOST,
+        support::host(),
         current_user(),
         key.path.display(),
         path.display()
@@ -831,61 +835,35 @@ fn main() {
         loadavg()
     );
 
+    let tun = std::env::var("ETL_BENCH_LINK").is_ok_and(|v| v == "tun");
+    if tun {
+        support::use_host(&SERVER_SIDE.to_string());
+    }
+    let cases = Cases {
+        openssh,
+        mb,
+        one,
+        files,
+        names,
+        tree: tree_shape,
+    };
     for rtt in rtts {
         let one_way = Duration::from_micros(rtt * 500);
+        if tun {
+            let link = TunLink::start(one_way).unwrap_or_else(|e| {
+                panic!("ETL_BENCH_LINK=tun needs root, ip and /dev/net/tun: {e}")
+            });
+            let relay = DelayLine::start_on(SERVER_SIDE, server.addr(), Duration::ZERO);
+            println!("\n## {rtt} ms round trip through a TUN link (TCP end to end, in the kernel)");
+            link.in_client(|| at_round_trip(&ctx, relay.port(), rtt, &cases));
+            continue;
+        }
         let (measured, line_mbps) = check_line(one_way);
         println!(
             "\n## {rtt} ms round trip: measured {measured:.1} ms through the delay line; raw line throughput {line_mbps:.0} MB/s (one connection, 64 MiB)"
         );
         let line = DelayLine::start(server.addr(), one_way);
-        if openssh {
-            let pwd = median(
-                (0..3)
-                    .map(|_| time(|| openssh_sftp(line.port(), &key, "pwd\n")))
-                    .collect(),
-            );
-            let ours = median(
-                (0..3)
-                    .map(|_| time(|| connect(line.port(), &ctx.host_key, &key)))
-                    .collect(),
-            );
-            println!("(a `pwd`-only `sftp -b` takes {pwd:.2} s; an etl-ssh connect + sftp takes {ours:.2} s)");
-            let stages: Vec<(f64, f64, f64)> = (0..3)
-                .map(|_| support::connect_stages(line.port(), &ctx.host_key, &key.path))
-                .collect();
-            let stage = |f: fn(&(f64, f64, f64)) -> f64| median(stages.iter().map(f).collect());
-            let rtt_s = rtt as f64 / 1000.0;
-            let (tcp, ssh, chan) = (stage(|s| s.0), stage(|s| s.1), stage(|s| s.2));
-            println!(
-                "(etl-ssh's connect in round trips: TCP {:.1}, TCP + SSH handshake + authentication {:.1}, SFTP channel {:.1})",
-                tcp / rtt_s,
-                ssh / rtt_s,
-                chan / rtt_s
-            );
-        }
-        if env_num("ETL_BENCH_TRACE", 0) == 1 {
-            trace_one_file(&ctx, line.port(), &format!("{rtt} ms RTT"));
-            if mb > 0 {
-                let rtt_d = Duration::from_millis(rtt);
-                trace_large_file(&ctx, line.port(), mb, rtt_d, &format!("{rtt} ms RTT"));
-            }
-            continue;
-        }
-        if one {
-            one_file(&ctx, line.port(), &format!("{rtt} ms RTT"));
-        }
-        if mb > 0 {
-            large_file(&ctx, line.port(), mb, &format!("{rtt} ms RTT"));
-        }
-        if files > 0 {
-            small_files(&ctx, line.port(), files, &format!("{rtt} ms RTT"));
-        }
-        if names > 0 {
-            listing(&ctx, line.port(), names, &format!("{rtt} ms RTT"));
-        }
-        if let Some(shape) = tree_shape {
-            tree(&ctx, line.port(), shape, &format!("{rtt} ms RTT"));
-        }
+        at_round_trip(&ctx, line.port(), rtt, &cases);
     }
 
     if loopback_mb > 0 {
@@ -898,4 +876,66 @@ fn main() {
         large_file(&loop_ctx, server.port(), loopback_mb, "loopback, no delay");
     }
     println!("\nload average at the end: {}", loadavg());
+}
+
+/// Which cases a run has (the knobs).
+struct Cases {
+    openssh: bool,
+    mb: u64,
+    one: bool,
+    files: usize,
+    names: usize,
+    tree: Option<(usize, usize)>,
+}
+
+/// Every case at one round trip `rtt`, through `port`.
+fn at_round_trip(ctx: &Ctx<'_>, port: u16, rtt: u64, cases: &Cases) {
+    if cases.openssh {
+        let pwd = median(
+            (0..3)
+                .map(|_| time(|| openssh_sftp(port, ctx.key, "pwd\n")))
+                .collect(),
+        );
+        let ours = median(
+            (0..3)
+                .map(|_| time(|| connect(port, &ctx.host_key, ctx.key)))
+                .collect(),
+        );
+        println!("(a `pwd`-only `sftp -b` takes {pwd:.2} s; an etl-ssh connect + sftp takes {ours:.2} s)");
+        let stages: Vec<(f64, f64, f64)> = (0..3)
+            .map(|_| support::connect_stages(port, &ctx.host_key, &ctx.key.path))
+            .collect();
+        let stage = |f: fn(&(f64, f64, f64)) -> f64| median(stages.iter().map(f).collect());
+        let rtt_s = rtt as f64 / 1000.0;
+        let (tcp, ssh, chan) = (stage(|s| s.0), stage(|s| s.1), stage(|s| s.2));
+        println!(
+            "(etl-ssh's connect in round trips: TCP {:.1}, TCP + SSH handshake + authentication {:.1}, SFTP channel {:.1})",
+            tcp / rtt_s,
+            ssh / rtt_s,
+            chan / rtt_s
+        );
+    }
+    if env_num("ETL_BENCH_TRACE", 0) == 1 {
+        trace_one_file(ctx, port, &format!("{rtt} ms RTT"));
+        if cases.mb > 0 {
+            let rtt_d = Duration::from_millis(rtt);
+            trace_large_file(ctx, port, cases.mb, rtt_d, &format!("{rtt} ms RTT"));
+        }
+        return;
+    }
+    if cases.one {
+        one_file(ctx, port, &format!("{rtt} ms RTT"));
+    }
+    if cases.mb > 0 {
+        large_file(ctx, port, cases.mb, &format!("{rtt} ms RTT"));
+    }
+    if cases.files > 0 {
+        small_files(ctx, port, cases.files, &format!("{rtt} ms RTT"));
+    }
+    if cases.names > 0 {
+        listing(ctx, port, cases.names, &format!("{rtt} ms RTT"));
+    }
+    if let Some(shape) = cases.tree {
+        tree(ctx, port, shape, &format!("{rtt} ms RTT"));
+    }
 }

@@ -14,6 +14,22 @@ use std::time::{Duration, Instant};
 
 use crate::common::{client_key, ClientKey, HostKeyType, KeyFormat, KeyKind, Sshd, StartSshd};
 
+pub(crate) mod tun_link;
+
+/// Where the bench's clients find the server: loopback, or the server's
+/// end of a [`tun_link::TunLink`] once [`use_host`] says so.
+static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sends every later client of the bench to `host` (once per run).
+pub(crate) fn use_host(host: &str) {
+    HOST.set(host.to_string()).expect("the host is set once");
+}
+
+/// The address the bench's clients connect to.
+pub(crate) fn host() -> &'static str {
+    HOST.get().map_or(crate::common::HOST, String::as_str)
+}
+
 /// The benches' server: a fresh ed25519 client key, an sshd with only an
 /// ed25519 host key and quiet logging, restricted to `cipher` if given.
 /// `None` (after a loud line) when sshd is missing outside CI.
@@ -33,7 +49,7 @@ pub(crate) fn bench_sshd(cipher: Option<&str>) -> Option<(Sshd, ClientKey)> {
 /// delay line's), pinned to `host_key`, with `key` for the current user
 /// and the bench's receive buffer.
 fn builder(port: u16, host_key: &str, key: &Path) -> etl_ssh::SessionBuilder {
-    etl_ssh::Session::builder(crate::common::HOST)
+    etl_ssh::Session::builder(host())
         .receive_buffer(receive_buffer())
         .port(port)
         .known_host(etl_ssh::KnownHost::public_key(host_key).expect("host key"))
@@ -61,7 +77,7 @@ pub(crate) fn connect_sftp(port: u16, host_key: &str, key: &Path) -> etl_ssh::Sf
 /// subsystem, version exchange).
 pub(crate) fn connect_stages(port: u16, host_key: &str, key: &Path) -> (f64, f64, f64) {
     let t = Instant::now();
-    drop(TcpStream::connect((crate::common::HOST, port)).expect("tcp"));
+    drop(TcpStream::connect((host(), port)).expect("tcp"));
     let tcp = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let session = builder(port, host_key, key).connect().expect("connect");
@@ -424,7 +440,21 @@ pub(crate) struct DelayLine {
 
 impl DelayLine {
     pub(crate) fn start(target: SocketAddr, one_way: Duration) -> DelayLine {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind delay line");
+        DelayLine::start_on(
+            crate::common::HOST.parse().expect("loopback"),
+            target,
+            one_way,
+        )
+    }
+
+    /// The same, listening on `ip` (the server's end of a
+    /// [`tun_link::TunLink`], with no delay of its own: a relay).
+    pub(crate) fn start_on(
+        ip: std::net::IpAddr,
+        target: SocketAddr,
+        one_way: Duration,
+    ) -> DelayLine {
+        let listener = TcpListener::bind((ip, 0)).expect("bind delay line");
         let addr = listener.local_addr().expect("delay line address");
         thread::spawn(move || {
             for client in listener.incoming() {

@@ -230,10 +230,12 @@ impl SessionBuilder {
     /// Linux grows a new connection's receive buffer only slowly under
     /// libssh2's reads: without a fixed one, downloads on a new connection
     /// ran at about half speed here for their first hundreds of megabytes
-    /// (BENCHMARKS.md, "Receive buffer"). A fixed buffer turns that growth
-    /// off; 4 MiB (which Linux doubles for its bookkeeping) still carries
-    /// more than a transfer keeps in flight per session at 100 ms round
-    /// trip. The jump host's and HTTP proxy's connections get it too.
+    /// (BENCHMARKS.md, "Receive buffer"), and through a 50 or 100 ms link
+    /// in the kernel 18–36 % slower than with 4 MiB (BENCHMARKS.md,
+    /// "Through a link in the kernel"). A fixed buffer turns that growth
+    /// off; 4 MiB (which Linux doubles for its bookkeeping) carried as much
+    /// as the server's send buffer let through at 50 and 100 ms there (2 MiB
+    /// did too). The jump host's and HTTP proxy's connections get it too.
     pub fn receive_buffer(mut self, bytes: Option<usize>) -> Self {
         self.receive_buffer = bytes;
         self

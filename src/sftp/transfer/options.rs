@@ -255,7 +255,9 @@ impl TransferOptions {
 
     /// Flush the file to the disk before it is renamed into place: on the
     /// server with `fsync@openssh.com` when it offers it (skipped silently
-    /// otherwise), locally with `fsync`. Defaults to `true`.
+    /// otherwise), locally with `fsync`. Defaults to `true`. A download
+    /// of 64 MiB or more is also flushed behind the writes, every 32 MiB,
+    /// so that the last flush has little left to write.
     pub fn fsync(mut self, on: bool) -> Self {
         self.fsync = on;
         self
