@@ -97,23 +97,20 @@ fn max_sessions_1_runs_sftp_then_exec_then_sftp() {
     every_operation(&session, remote, root.path());
 }
 
-/// On a long link (20 ms here) a large upload over several sessions
-/// writes its pieces on two SFTP channels of a session (each channel has
-/// its own window): sshd's log shows a second SFTP channel on one
-/// connection. On a server that allows one channel per connection (the
-/// embedded server's `max_channels(1)`, as `MaxSessions 1`) the pieces go
-/// on the one channel of each session. The file arrives whole either way.
-#[test]
-fn a_parallel_upload_on_a_long_link_writes_on_two_channels_per_session() {
-    let second_channels = |log: &str| {
-        log.lines()
-            .filter(|l| l.contains("subsystem 'sftp'") && !l.ends_with(" id 0"))
-            .count()
-    };
-    let data = random_bytes(8 << 20, 21);
+/// SFTP channels after the first that sshd's `log` shows.
+fn second_channels(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("subsystem 'sftp'") && !l.ends_with(" id 0"))
+        .count()
+}
+
+/// Uploads `data` with `options` through a long link (20 ms here) on each
+/// backend: OpenSSH's sshd, whose log `check` reads, and an embedded
+/// server that allows one channel per connection (`max_channels(1)`, as
+/// `MaxSessions 1`). The file must arrive whole on both.
+fn upload_on_a_long_link(data: &[u8], options: &TransferOptions, check: impl Fn(&str)) {
     let local = tempfile::tempdir().expect("temp dir");
-    fs::write(local.path().join("src.bin"), &data).expect("write");
-    let options = TransferOptions::new().sessions(2).min_segment_size(2 << 20);
+    fs::write(local.path().join("src.bin"), data).expect("write");
     for backend in backends() {
         let server = if backend == Backend::Embedded {
             TestServer::builder()
@@ -129,7 +126,7 @@ fn a_parallel_upload_on_a_long_link_writes_on_two_channels_per_session() {
         sftp.upload_with(
             local.path().join("src.bin"),
             server.remote_path("up.bin"),
-            &options,
+            options,
         )
         .expect("upload");
         server.heal();
@@ -138,9 +135,38 @@ fn a_parallel_upload_on_a_long_link_writes_on_two_channels_per_session() {
             "{backend:?}"
         );
         if let Some(log) = server.sshd_log() {
-            assert!(second_channels(&log) >= 1, "{log}");
+            check(&log);
         }
     }
+}
+
+/// On a long link a large upload over several sessions writes its pieces
+/// on two SFTP channels of a session (each channel has its own window):
+/// sshd's log shows a second SFTP channel on one connection. On a server
+/// that allows one channel per connection the pieces go on the one
+/// channel of each session.
+#[test]
+fn a_parallel_upload_on_a_long_link_writes_on_two_channels_per_session() {
+    let options = TransferOptions::new().sessions(2).min_segment_size(2 << 20);
+    upload_on_a_long_link(&random_bytes(8 << 20, 21), &options, |log| {
+        assert!(second_channels(log) >= 1, "{log}");
+    });
+}
+
+/// A file of 16 MiB or more that gets one session (below twice
+/// `min_segment_size`) is written on two channels of it on a long link
+/// too, with one login: the second channel is not a second connection.
+/// With one channel allowed, the first carries the whole file.
+#[test]
+fn a_one_session_upload_on_a_long_link_writes_on_two_channels() {
+    upload_on_a_long_link(
+        &random_bytes(17 << 20, 22),
+        &TransferOptions::new(),
+        |log| {
+            assert_eq!(second_channels(log), 1, "{log}");
+            assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+        },
+    );
 }
 
 /// An SFTP session dropped does not wait for the server to confirm its

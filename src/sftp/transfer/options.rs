@@ -120,6 +120,13 @@ pub(crate) const WAVE_GROUPS: usize = 4;
 /// accepts, so that one file's requests never fill the
 /// [`MAX_OUTSTANDING`] a channel allows.
 const WAVE_FILE_MAX: u64 = 32 * 32 * 1024;
+
+/// The size from which an upload on one session writes on a second
+/// channel beside the first on a long link: that channel starts writing
+/// about four round trips later (channel, subsystem, version, OPEN), when
+/// the first, at 2 MiB per round trip under OpenSSH's window, has moved
+/// 8 MiB.
+const WRITE_BESIDE_FROM: u64 = 16 << 20;
 const _: () = assert!(WAVE_FILE_MAX / (32 * 1024) + 4 <= MAX_OUTSTANDING as u64);
 
 impl Default for TransferOptions {
@@ -315,7 +322,9 @@ impl TransferOptions {
     /// flight (see BENCHMARKS.md); on loopback they mostly share the CPU.
     /// An upload on such a link (its OPEN takes 15 ms or more) also writes
     /// on two SFTP channels of each session, where the server allows it:
-    /// OpenSSH's sshd gives each channel a 2 MiB window.
+    /// OpenSSH's sshd gives each channel a 2 MiB window. So does an atomic
+    /// upload of 16 MiB or more on one session (a second channel is not
+    /// another connection).
     pub fn sessions(mut self, sessions: usize) -> Self {
         self.sessions = sessions.max(1);
         self
@@ -517,6 +526,15 @@ impl TransferOptions {
         older_than: std::time::Duration,
     ) -> crate::Result<Vec<std::path::PathBuf>> {
         super::stale::remove_local(dir.as_ref(), older_than, self)
+    }
+
+    /// Whether an upload of `size` bytes on one session may write pieces
+    /// on more channels of it at once where the link is long
+    /// ([`segments::channels_for`](super::segments::channels_for)): an
+    /// atomic upload, not resumed, to a server that takes writes in any
+    /// order, of a file large enough for the extra channel's start to pay.
+    pub(crate) fn may_write_beside(&self, size: u64, any_order: bool) -> bool {
+        self.atomic && !self.resume && any_order && size >= WRITE_BESIDE_FROM
     }
 
     /// Whether an upload to a server with `ext` may write out of order.

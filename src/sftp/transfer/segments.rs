@@ -2,7 +2,8 @@
 //! (see [`lanes`](super::lanes)): each session pulls the next piece when
 //! its pipeline has room; the pieces a session held when the server ended
 //! it go to the others. An upload on a long link writes on two channels
-//! of each session, which share that session's pieces.
+//! of each session, which share that session's pieces; so does a large
+//! upload on one session ([`write_all_beside`]).
 
 use std::fs::File;
 use std::ops::Range;
@@ -145,9 +146,8 @@ fn run_pieces(
 
 /// Writes `local` into the remote file `path` (which exists) on `lanes`
 /// sessions at once, each on up to [`UPLOAD_CHANNELS`] channels at once
-/// (as many as its server allows: the first channel waits for one, the
-/// others take one only when it is free or may open); each channel
-/// flushes the file where the server offers fsync.
+/// on a long link (see [`write_beside`]); each channel flushes the file
+/// where the server offers fsync.
 pub(crate) fn upload_segments(
     shared: &Shared,
     lanes: usize,
@@ -163,33 +163,108 @@ pub(crate) fn upload_segments(
         // is long enough for a second channel to pay.
         let asked = Instant::now();
         let handle = pipeline::open(&mut first, path, flags::WRITE, &Attrs::default(), "upload")?;
-        let channels = if asked.elapsed() >= SECOND_CHANNEL_FROM {
-            UPLOAD_CHANNELS
-        } else {
-            1
-        };
-        // The session's pieces, handed to its channels one at a time; none
-        // more once one of them failed.
-        let next = Mutex::new(next);
-        let failed = AtomicBool::new(false);
-        let write = |ch: Lease<'_>, handle: Option<Vec<u8>>| {
-            let mut take = || {
-                if failed.load(Ordering::SeqCst) {
-                    return None;
-                }
-                (*next.lock().unwrap_or_else(|e| e.into_inner()))()
-            };
-            let written = write_pieces(ch, handle, (local, path), &mut take, options, progress);
-            if written.is_err() {
-                failed.store(true, Ordering::SeqCst);
-            }
-            written
-        };
-        std::thread::scope(|scope| {
-            let others: Vec<_> = (1..channels)
-                .map(|_| {
-                    scope.spawn(|| match shared.pool.free() {
-                        Ok(Some(ch)) => write(ch, None),
+        let channels = channels_for(asked.elapsed());
+        write_beside(
+            shared,
+            channels,
+            (local, path),
+            next,
+            options,
+            progress,
+            |take| write_pieces(first, handle, (local, path), take, options, progress),
+        )
+    })
+}
+
+/// Writes all `total` bytes of `local` into `path`, in pieces of one
+/// buffer: `first` writes on the caller's channel, beside up to
+/// `channels - 1` more channels of the session (see [`write_beside`]).
+#[allow(clippy::too_many_arguments)] // one upload's state
+pub(crate) fn write_all_beside(
+    shared: &Shared,
+    channels: usize,
+    (local, path): (&Path, &[u8]),
+    total: u64,
+    options: &TransferOptions,
+    progress: &FileProgress<'_>,
+    first: impl FnOnce(pipeline::NextRange<'_>) -> Result<()>,
+) -> Result<()> {
+    let pieces = Pieces::new(total, options.buffer_size);
+    let mut next = || pieces.take();
+    write_beside(
+        shared,
+        channels,
+        (local, path),
+        &mut next,
+        options,
+        progress,
+        first,
+    )
+}
+
+/// How many channels an upload writes on at once when one round trip to
+/// the server took `round_trip`.
+pub(crate) fn channels_for(round_trip: Duration) -> usize {
+    if round_trip >= SECOND_CHANNEL_FROM {
+        UPLOAD_CHANNELS
+    } else {
+        1
+    }
+}
+
+/// Runs `first`, the writing of the pieces `next` hands out on a channel
+/// the caller holds with the file open, while up to `channels - 1` more
+/// channels of the same session write pieces of the same `next` into
+/// `path` too, as many as the server allows at once (each takes one only
+/// when it is free or may open, never waiting). Each extra channel opens
+/// the file itself and flushes and closes it when `next` runs out; one
+/// whose OPEN fails takes no piece and leaves them to the others. Once a
+/// channel failed with pieces in hand, none takes more, and its error is
+/// the result.
+pub(crate) fn write_beside(
+    shared: &Shared,
+    channels: usize,
+    (local, path): (&Path, &[u8]),
+    next: SharedNext<'_>,
+    options: &TransferOptions,
+    progress: &FileProgress<'_>,
+    first: impl FnOnce(pipeline::NextRange<'_>) -> Result<()>,
+) -> Result<()> {
+    let next = Mutex::new(next);
+    let failed = AtomicBool::new(false);
+    let take = || {
+        if failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        (*next.lock().unwrap_or_else(|e| e.into_inner()))()
+    };
+    let noted = |written: Result<()>| {
+        if written.is_err() {
+            failed.store(true, Ordering::SeqCst);
+        }
+        written
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..channels)
+            .map(|_| {
+                scope.spawn(|| {
+                    let opened = shared.pool.free().and_then(|ch| match ch {
+                        Some(mut ch) => {
+                            let flags = flags::WRITE;
+                            pipeline::open(&mut ch, path, flags, &Attrs::default(), "upload")
+                                .map(|handle| Some((ch, handle)))
+                        }
+                        None => Ok(None),
+                    });
+                    match opened {
+                        Ok(Some((ch, handle))) => noted(write_pieces(
+                            ch,
+                            handle,
+                            (local, path),
+                            &mut || take(),
+                            options,
+                            progress,
+                        )),
                         // Another channel is not to be had: the first
                         // carries the pieces.
                         Ok(None) => Ok(()),
@@ -197,38 +272,33 @@ pub(crate) fn upload_segments(
                             log::debug!("a second upload channel did not open: {e}");
                             Ok(())
                         }
-                    })
+                    }
                 })
-                .collect();
-            let mine = write(first, Some(handle));
-            others.into_iter().fold(mine, |all, other| {
-                let other = other.join().unwrap_or_else(|_| {
-                    Err(Error::invalid(
-                        "parallel upload",
-                        "a channel's thread panicked",
-                    ))
-                });
-                all.and(other)
             })
+            .collect();
+        let mine = noted(first(&mut || take()));
+        others.into_iter().fold(mine, |all, other| {
+            let other = other.join().unwrap_or_else(|_| {
+                Err(Error::invalid(
+                    "parallel upload",
+                    "a channel's thread panicked",
+                ))
+            });
+            all.and(other)
         })
     })
 }
 
 /// Writes the pieces `next` hands out from `local` into the remote file
-/// `path` on `ch` (through `handle`, or one it opens), then flushes and
-/// closes it.
+/// `path` on `ch` through `handle`, then flushes and closes it.
 fn write_pieces(
     mut ch: Lease<'_>,
-    handle: Option<Vec<u8>>,
+    handle: Vec<u8>,
     (local, path): (&Path, &[u8]),
     next: pipeline::NextRange<'_>,
     options: &TransferOptions,
     progress: &FileProgress<'_>,
 ) -> Result<()> {
-    let handle = match handle {
-        Some(h) => h,
-        None => pipeline::open(&mut ch, path, flags::WRITE, &Attrs::default(), "upload")?,
-    };
     let source = match File::open(local) {
         Ok(f) => f,
         Err(e) => {

@@ -8,7 +8,7 @@
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::UNIX_EPOCH;
+use std::time::{Instant, UNIX_EPOCH};
 
 use log::{info, warn};
 
@@ -17,7 +17,7 @@ use super::options::{Overwrite, Plan, TransferOptions};
 use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Finished, Sink};
 use super::progress::{FileProgress, Job};
-use super::segments::upload_segments;
+use super::segments::{channels_for, upload_segments, write_all_beside};
 use crate::conn::Dialer;
 use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
@@ -136,11 +136,19 @@ pub(crate) fn upload_file(
         options,
         progress: &progress,
         verify_with: options.verify_checksum.then_some((local, &shared.dialer)),
+        beside: None,
     };
     let result = shared.pool.any().and_then(|mut ch| {
         let any_order = options.any_order(ch.extensions());
         match options.plan(total, false, any_order) {
-            Plan::Single | Plan::Wave => upload.on_one_session(&mut ch),
+            Plan::Single | Plan::Wave => {
+                let beside = options.may_write_beside(total, any_order);
+                Upload {
+                    beside: beside.then_some((shared, local)),
+                    ..upload
+                }
+                .on_one_session(&mut ch)
+            }
             Plan::Segments(sessions) => {
                 drop(ch);
                 upload.in_segments(shared, local, sessions)
@@ -313,16 +321,24 @@ pub(crate) struct Upload<'a> {
     /// With [`TransferOptions::verify_checksum`]: the local file and the
     /// session that hashes the remote one.
     pub(crate) verify_with: Option<(&'a Path, &'a Arc<dyn Dialer>)>,
+    /// Where more channels of the session may write pieces of the file
+    /// beside the first on a long link: the session and the local file
+    /// ([`TransferOptions::may_write_beside`]).
+    pub(crate) beside: Option<(&'a Shared, &'a Path)>,
 }
 
 impl Upload<'_> {
     /// The whole upload on one channel.
     fn on_one_session(&self, ch: &mut SftpChannel) -> Result<Delivery> {
         let (write_path, options) = (self.write_path, self.options);
+        let asked = Instant::now();
         let (handle, start) = match self.resumable(ch)? {
             Some(resumed) => resumed,
             None => (self.open(ch, false)?, 0),
         };
+        // The OPEN took a round trip (more, with a check before it): it
+        // tells whether the link is long enough for a second channel.
+        let opened_in = asked.elapsed();
         if start > 0 {
             info!(
                 "resuming the upload of {} at byte {start} of {}",
@@ -331,16 +347,32 @@ impl Upload<'_> {
             );
         }
         self.progress.start(start);
-        let mut once = Some(start..self.total);
-        let sent = pipeline::write_ranges(
-            ch,
-            &handle,
-            write_path,
-            self.source,
-            &mut || once.take(),
-            options.in_flight(),
-            &mut |n| self.progress.add(n),
-        );
+        let write = |ch: &mut SftpChannel, next: pipeline::NextRange<'_>| {
+            pipeline::write_ranges(
+                ch,
+                &handle,
+                write_path,
+                self.source,
+                next,
+                options.in_flight(),
+                &mut |n| self.progress.add(n),
+            )
+        };
+        let sent = match (self.beside, channels_for(opened_in)) {
+            (Some((shared, local)), channels) if start == 0 && channels > 1 => write_all_beside(
+                shared,
+                channels,
+                (local, write_path),
+                self.total,
+                options,
+                self.progress,
+                |next| write(ch, next),
+            ),
+            _ => {
+                let mut once = Some(start..self.total);
+                write(ch, &mut || once.take())
+            }
+        };
         let result = match sent {
             Ok(()) => pipeline::finish_write(
                 ch,

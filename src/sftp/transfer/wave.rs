@@ -71,6 +71,7 @@ impl Up<'_> {
             options,
             progress: &self.progress,
             verify_with: options.verify_checksum.then_some((self.local, dialer)),
+            beside: None,
         }
     }
 }
