@@ -169,6 +169,42 @@ fn a_one_session_upload_on_a_long_link_writes_on_two_channels() {
     );
 }
 
+/// A local file replaced while it is uploaded (a new version renamed over
+/// it, as producers do) never mixes into the upload: every session and
+/// channel reads the file that was opened first, whose size the upload
+/// took, so the server gets that version whole. The new one is renamed
+/// over the source at the first progress report, before any session
+/// starts writing.
+#[test]
+fn a_source_replaced_during_a_parallel_upload_does_not_mix_in() {
+    for backend in backends() {
+        let server = test_server(backend);
+        let local = tempfile::tempdir().expect("temp dir");
+        let src = local.path().join("src.bin");
+        let old = random_bytes(8 << 20, 31);
+        let new = random_bytes(8 << 20, 32);
+        fs::write(&src, &old).expect("write");
+        let replaced = std::sync::atomic::AtomicBool::new(false);
+        let (new_path, src_path) = (local.path().join("new.bin"), src.clone());
+        let options = TransferOptions::new()
+            .sessions(2)
+            .min_segment_size(2 << 20)
+            .progress(move |_, _| {
+                if !replaced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    fs::write(&new_path, &new).expect("write the new version");
+                    fs::rename(&new_path, &src_path).expect("rename over the source");
+                }
+            });
+        let sftp = server.session().expect("session").sftp().expect("sftp");
+        sftp.upload_with(&src, server.remote_path("up.bin"), &options)
+            .expect("upload");
+        assert!(
+            fs::read(server.sftp_root().join("up.bin")).expect("read") == old,
+            "{backend:?}: the upload is the version that was opened, whole"
+        );
+    }
+}
+
 /// An SFTP session dropped does not wait for the server to confirm its
 /// channel's close, yet the server sees each close: with `MaxSessions 1`,
 /// twelve SFTP sessions one after another on one connection each get

@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -144,14 +143,14 @@ fn run_pieces(
     Ok(total)
 }
 
-/// Writes `local` into the remote file `path` (which exists) on `lanes`
+/// Writes `source` into the remote file `path` (which exists) on `lanes`
 /// sessions at once, each on up to [`UPLOAD_CHANNELS`] channels at once
 /// on a long link (see [`write_beside`]); each channel flushes the file
 /// where the server offers fsync.
 pub(crate) fn upload_segments(
     shared: &Shared,
     lanes: usize,
-    local: &Path,
+    source: &File,
     path: &[u8],
     total: u64,
     options: &TransferOptions,
@@ -167,23 +166,23 @@ pub(crate) fn upload_segments(
         write_beside(
             shared,
             channels,
-            (local, path),
+            (source, path),
             next,
             options,
             progress,
-            |take| write_pieces(first, handle, (local, path), take, options, progress),
+            |take| write_pieces(first, handle, (source, path), take, options, progress),
         )
     })
 }
 
-/// Writes all `total` bytes of `local` into `path`, in pieces of one
+/// Writes all `total` bytes of `source` into `path`, in pieces of one
 /// buffer: `first` writes on the caller's channel, beside up to
 /// `channels - 1` more channels of the session (see [`write_beside`]).
 #[allow(clippy::too_many_arguments)] // one upload's state
 pub(crate) fn write_all_beside(
     shared: &Shared,
     channels: usize,
-    (local, path): (&Path, &[u8]),
+    (source, path): (&File, &[u8]),
     total: u64,
     options: &TransferOptions,
     progress: &FileProgress<'_>,
@@ -194,7 +193,7 @@ pub(crate) fn write_all_beside(
     write_beside(
         shared,
         channels,
-        (local, path),
+        (source, path),
         &mut next,
         options,
         progress,
@@ -220,11 +219,12 @@ pub(crate) fn channels_for(round_trip: Duration) -> usize {
 /// the file itself and flushes and closes it when `next` runs out; one
 /// whose OPEN fails takes no piece and leaves them to the others. Once a
 /// channel failed with pieces in hand, none takes more, and its error is
-/// the result.
+/// the result. Every channel reads the one open `source`, so a local file
+/// replaced meanwhile (a new one renamed over it) cannot mix into it.
 pub(crate) fn write_beside(
     shared: &Shared,
     channels: usize,
-    (local, path): (&Path, &[u8]),
+    (source, path): (&File, &[u8]),
     next: SharedNext<'_>,
     options: &TransferOptions,
     progress: &FileProgress<'_>,
@@ -260,7 +260,7 @@ pub(crate) fn write_beside(
                         Ok(Some((ch, handle))) => noted(write_pieces(
                             ch,
                             handle,
-                            (local, path),
+                            (source, path),
                             &mut || take(),
                             options,
                             progress,
@@ -289,31 +289,21 @@ pub(crate) fn write_beside(
     })
 }
 
-/// Writes the pieces `next` hands out from `local` into the remote file
+/// Writes the pieces `next` hands out from `source` into the remote file
 /// `path` on `ch` through `handle`, then flushes and closes it.
 fn write_pieces(
     mut ch: Lease<'_>,
     handle: Vec<u8>,
-    (local, path): (&Path, &[u8]),
+    (source, path): (&File, &[u8]),
     next: pipeline::NextRange<'_>,
     options: &TransferOptions,
     progress: &FileProgress<'_>,
 ) -> Result<()> {
-    let source = match File::open(local) {
-        Ok(f) => f,
-        Err(e) => {
-            ch.close_quietly(&handle, path);
-            return Err(Error::io(
-                format!("cannot read {} for upload", local.display()),
-                e,
-            ));
-        }
-    };
     let written = pipeline::write_ranges(
         &mut ch,
         &handle,
         path,
-        &source,
+        source,
         next,
         options.in_flight(),
         &mut |n| progress.add(n),

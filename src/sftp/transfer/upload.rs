@@ -144,14 +144,14 @@ pub(crate) fn upload_file(
             Plan::Single | Plan::Wave => {
                 let beside = options.may_write_beside(total, any_order);
                 Upload {
-                    beside: beside.then_some((shared, local)),
+                    beside: beside.then_some(shared),
                     ..upload
                 }
                 .on_one_session(&mut ch)
             }
             Plan::Segments(sessions) => {
                 drop(ch);
-                upload.in_segments(shared, local, sessions)
+                upload.in_segments(shared, sessions)
             }
         }
     });
@@ -321,10 +321,10 @@ pub(crate) struct Upload<'a> {
     /// With [`TransferOptions::verify_checksum`]: the local file and the
     /// session that hashes the remote one.
     pub(crate) verify_with: Option<(&'a Path, &'a Arc<dyn Dialer>)>,
-    /// Where more channels of the session may write pieces of the file
-    /// beside the first on a long link: the session and the local file
+    /// The session whose other channels may write pieces of the file
+    /// beside the first on a long link
     /// ([`TransferOptions::may_write_beside`]).
-    pub(crate) beside: Option<(&'a Shared, &'a Path)>,
+    pub(crate) beside: Option<&'a Shared>,
 }
 
 impl Upload<'_> {
@@ -359,10 +359,10 @@ impl Upload<'_> {
             )
         };
         let sent = match (self.beside, channels_for(opened_in)) {
-            (Some((shared, local)), channels) if start == 0 && channels > 1 => write_all_beside(
+            (Some(shared), channels) if start == 0 && channels > 1 => write_all_beside(
                 shared,
                 channels,
-                (local, write_path),
+                (self.source, write_path),
                 self.total,
                 options,
                 self.progress,
@@ -649,7 +649,7 @@ impl Upload<'_> {
 
     /// Creates the temporary file, lets `sessions` sessions write their
     /// pieces into it, then checks and renames it.
-    fn in_segments(&self, shared: &Shared, local: &Path, sessions: usize) -> Result<Delivery> {
+    fn in_segments(&self, shared: &Shared, sessions: usize) -> Result<Delivery> {
         let write_path = self.write_path;
         {
             let mut ch = shared.pool.any()?;
@@ -663,7 +663,7 @@ impl Upload<'_> {
         let written = upload_segments(
             shared,
             sessions,
-            local,
+            self.source,
             write_path,
             self.total,
             self.options,
