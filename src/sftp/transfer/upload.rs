@@ -1,9 +1,11 @@
 //! One file up: to a temporary name (beside the target, or in
 //! [`TransferOptions::temp_dir`]) or in place, pipelined, flushed, checked,
 //! renamed into place; or cut in pieces over several sessions
-//! (`segments.rs`). Every upload ends in a [`Delivery`] or in an error that
-//! names the target, what is left on the server, and the option that fits
-//! the partner's inbox.
+//! (`segments.rs`), and on a long link over two channels of a session
+//! (from 16 MiB on one session too). Every session and channel reads the
+//! local file opened first. Every upload ends in a [`Delivery`] or in an
+//! error that names the target, what is left on the server, and the
+//! option that fits the partner's inbox.
 
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
