@@ -55,9 +55,19 @@ impl TunLink {
         let pid = std::process::id();
         let netns = format!("{NETNS_PREFIX}{pid}");
         ip(&["netns", "add", &netns])?;
+        let opened = File::open(format!("/run/netns/{netns}"))
+            .and_then(|client| Ok((client, File::open("/proc/thread-self/ns/net")?)));
+        let (client_ns, home_ns) = match opened {
+            Ok(both) => both,
+            Err(e) => {
+                let _ = ip(&["netns", "del", &netns]);
+                return Err(e);
+            }
+        };
+        // From here on, dropping the link deletes the namespace.
         let link = TunLink {
-            client_ns: File::open(format!("/run/netns/{netns}"))?,
-            home_ns: File::open("/proc/thread-self/ns/net")?,
+            client_ns,
+            home_ns,
             netns,
         };
         let (home_dev, client_dev) = (format!("etlr{pid}"), format!("etlc{pid}"));
