@@ -250,8 +250,8 @@ pub(crate) fn write_beside(
                 scope.spawn(|| {
                     let opened = shared.pool.free().and_then(|ch| match ch {
                         Some(mut ch) => {
-                            let flags = flags::WRITE;
-                            pipeline::open(&mut ch, path, flags, &Attrs::default(), "upload")
+                            let attrs = Attrs::default();
+                            pipeline::open(&mut ch, path, flags::WRITE, &attrs, "upload")
                                 .map(|handle| Some((ch, handle)))
                         }
                         None => Ok(None),

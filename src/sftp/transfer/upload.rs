@@ -138,18 +138,13 @@ pub(crate) fn upload_file(
         options,
         progress: &progress,
         verify_with: options.verify_checksum.then_some((local, &shared.dialer)),
-        beside: None,
     };
     let result = shared.pool.any().and_then(|mut ch| {
         let any_order = options.any_order(ch.extensions());
         match options.plan(total, false, any_order) {
             Plan::Single | Plan::Wave => {
                 let beside = options.may_write_beside(total, any_order);
-                Upload {
-                    beside: beside.then_some(shared),
-                    ..upload
-                }
-                .on_one_session(&mut ch)
+                upload.on_one_session(&mut ch, beside.then_some(shared))
             }
             Plan::Segments(sessions) => {
                 drop(ch);
@@ -323,15 +318,13 @@ pub(crate) struct Upload<'a> {
     /// With [`TransferOptions::verify_checksum`]: the local file and the
     /// session that hashes the remote one.
     pub(crate) verify_with: Option<(&'a Path, &'a Arc<dyn Dialer>)>,
-    /// The session whose other channels may write pieces of the file
-    /// beside the first on a long link
-    /// ([`TransferOptions::may_write_beside`]).
-    pub(crate) beside: Option<&'a Shared>,
 }
 
 impl Upload<'_> {
-    /// The whole upload on one channel.
-    fn on_one_session(&self, ch: &mut SftpChannel) -> Result<Delivery> {
+    /// The whole upload on one channel; on a long link also on other
+    /// channels of `beside`, the session, when it is given
+    /// ([`TransferOptions::may_write_beside`]).
+    fn on_one_session(&self, ch: &mut SftpChannel, beside: Option<&Shared>) -> Result<Delivery> {
         let (write_path, options) = (self.write_path, self.options);
         let asked = Instant::now();
         let (handle, start) = match self.resumable(ch)? {
@@ -360,7 +353,7 @@ impl Upload<'_> {
                 &mut |n| self.progress.add(n),
             )
         };
-        let sent = match (self.beside, channels_for(opened_in)) {
+        let sent = match (beside, channels_for(opened_in)) {
             (Some(shared), channels) if start == 0 && channels > 1 => write_all_beside(
                 shared,
                 channels,

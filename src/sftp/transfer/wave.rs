@@ -71,7 +71,6 @@ impl Up<'_> {
             options,
             progress: &self.progress,
             verify_with: options.verify_checksum.then_some((self.local, dialer)),
-            beside: None,
         }
     }
 }
