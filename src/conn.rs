@@ -22,6 +22,8 @@ use log::debug;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use ssh2::{BlockDirections, DisconnectCode};
 
+use crate::error::{code, ssh2_code};
+
 /// Added to the error of a connection the server ends at its first
 /// channel, right after accepting the login.
 const FIRST_CHANNEL_NOTE: &str = "; the server ended the connection at our first channel, right \
@@ -73,11 +75,18 @@ pub(crate) trait ChannelHolder: Send + Sync {
     fn release_idle(&self) -> bool;
 }
 
+/// How long a channel waiting on the socket ([`Conn::drive`]) sleeps at
+/// most before it looks again: another channel's thread may have read the
+/// window or the reply it waits for.
+const NUDGE: Duration = Duration::from_millis(5);
+
 /// One verified, authenticated SSH connection.
 pub(crate) struct Conn {
     ssh: ssh2::Session,
     /// Held while `ssh` is in use (see [`Locked`]).
     op_lock: Mutex<()>,
+    /// Held while a channel opens (see [`Conn::opening`]).
+    open_lock: Mutex<()>,
     /// A second handle on the socket libssh2 owns, to wait on it with
     /// `poll` without borrowing libssh2's descriptor.
     socket: Transport,
@@ -124,6 +133,7 @@ impl Conn {
         Conn {
             ssh: p.ssh,
             op_lock: Mutex::new(()),
+            open_lock: Mutex::new(()),
             socket: p.socket,
             host: p.host,
             port: p.port,
@@ -146,6 +156,65 @@ impl Conn {
             _guard: self.op_lock.lock().unwrap_or_else(|e| e.into_inner()),
             nonblocking: false,
         }
+    }
+
+    /// Holds off other channel opens on this connection until dropped:
+    /// libssh2 keeps one channel-opening state per session, so opens must
+    /// not interleave, also when one waits for its answer with the
+    /// operation lock free ([`drive`](Self::drive)). Taken before
+    /// [`lock`](Self::lock), never while holding it.
+    pub(crate) fn opening(&self) -> MutexGuard<'_, ()> {
+        self.open_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `step` with the lock held and the session non-blocking until
+    /// it is done (`Some`); between tries the operation lock is free, so
+    /// that the connection's other channels go on while this one waits for
+    /// the server's window or answer. A wait ends when the socket is ready,
+    /// or after [`NUDGE`] (another channel's thread may have read what this
+    /// one waits for). `None` once the connection's timeout has passed.
+    pub(crate) fn drive<T>(&self, mut step: impl FnMut(&Locked<'_>) -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let dirs = {
+                let mut ssh = self.lock();
+                ssh.set_nonblocking();
+                match step(&ssh) {
+                    Some(done) => return Some(done),
+                    None => ssh.block_directions(),
+                }
+            };
+            if !self.wait_ready(dirs, deadline, NUDGE) {
+                return None;
+            }
+        }
+    }
+
+    /// A libssh2 call that waits for the server's answer (a channel's
+    /// open, a channel request), made non-blocking and repeated while it
+    /// says EAGAIN, with the operation lock free while the answer is on
+    /// its way ([`drive`](Self::drive)): the connection's other channels
+    /// move meanwhile. A call that keeps state on the session (a channel's
+    /// open) needs [`opening`](Self::opening) held around it.
+    ///
+    /// # Errors
+    ///
+    /// libssh2's, and a timeout (`LIBSSH2_ERROR_TIMEOUT`) after the
+    /// connection's.
+    pub(crate) fn answered<T>(
+        &self,
+        mut call: impl FnMut(&ssh2::Session) -> std::result::Result<T, ssh2::Error>,
+    ) -> std::result::Result<T, ssh2::Error> {
+        self.drive(|ssh| match call(ssh.session()) {
+            Err(e) if ssh2_code(&e) == code::EAGAIN => None,
+            done => Some(done),
+        })
+        .unwrap_or_else(|| {
+            Err(ssh2::Error::new(
+                ssh2::ErrorCode::Session(code::TIMEOUT),
+                "timed out waiting for the server's answer",
+            ))
+        })
     }
 
     /// `host:port`, for messages.

@@ -12,6 +12,7 @@ use std::fs;
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Duration;
 
 use common::{backends, names_in, random_bytes, sshd_with_key, test_server, Sshd};
 use etl_ssh::testkit::{Backend, TestServer};
@@ -104,11 +105,17 @@ fn second_channels(log: &str) -> usize {
         .count()
 }
 
-/// Uploads `data` with `options` through a long link (20 ms here) on each
-/// backend: OpenSSH's sshd, whose log `check` reads, and an embedded
-/// server that allows one channel per connection (`max_channels(1)`, as
-/// `MaxSessions 1`). The file must arrive whole on both.
-fn upload_on_a_long_link(data: &[u8], options: &TransferOptions, check: impl Fn(&str)) {
+/// Uploads `data` with `options` through a long link (`one_way` each way)
+/// on each backend: OpenSSH's sshd, whose log `check` reads, and an
+/// embedded server that allows one channel per connection
+/// (`max_channels(1)`, as `MaxSessions 1`). The file must arrive whole on
+/// both.
+fn upload_on_a_long_link(
+    data: &[u8],
+    options: &TransferOptions,
+    one_way: Duration,
+    check: impl Fn(&str),
+) {
     let local = tempfile::tempdir().expect("temp dir");
     fs::write(local.path().join("src.bin"), data).expect("write");
     for backend in backends() {
@@ -122,7 +129,7 @@ fn upload_on_a_long_link(data: &[u8], options: &TransferOptions, check: impl Fn(
             test_server(backend)
         };
         let sftp = server.session().expect("session").sftp().expect("sftp");
-        server.slow_link(std::time::Duration::from_millis(10), 0);
+        server.slow_link(one_way, 0);
         sftp.upload_with(
             local.path().join("src.bin"),
             server.remote_path("up.bin"),
@@ -140,33 +147,39 @@ fn upload_on_a_long_link(data: &[u8], options: &TransferOptions, check: impl Fn(
     }
 }
 
-/// On a long link a large upload over several sessions writes its pieces
-/// on two SFTP channels of a session (each channel has its own window):
-/// sshd's log shows a second SFTP channel on one connection. On a server
-/// that allows one channel per connection the pieces go on the one
-/// channel of each session.
+/// On a long link (a 20 ms round trip here) a large upload over several
+/// sessions writes its pieces on two SFTP channels of a session (each
+/// channel has its own window): sshd's log shows a second SFTP channel on
+/// one connection. On a server that allows one channel per connection
+/// the pieces go on the one channel of each session.
 #[test]
 fn a_parallel_upload_on_a_long_link_writes_on_two_channels_per_session() {
     let options = TransferOptions::new().sessions(2).min_segment_size(2 << 20);
-    upload_on_a_long_link(&random_bytes(8 << 20, 21), &options, |log| {
+    let one_way = Duration::from_millis(10);
+    upload_on_a_long_link(&random_bytes(8 << 20, 21), &options, one_way, |log| {
         assert!(second_channels(log) >= 1, "{log}");
     });
 }
 
 /// A file of 16 MiB or more that gets one session (below twice
-/// `min_segment_size`) is written on two channels of it on a long link
-/// too, with one login: the second channel is not a second connection.
-/// With one channel allowed, the first carries the whole file.
+/// `min_segment_size`) is written on more channels of it on a long link
+/// too, with one login: another channel is not another connection. Two
+/// at a 20 ms round trip, three at 40 ms. With one channel allowed, the
+/// first carries the whole file.
 #[test]
-fn a_one_session_upload_on_a_long_link_writes_on_two_channels() {
-    upload_on_a_long_link(
-        &random_bytes(17 << 20, 22),
-        &TransferOptions::new(),
-        |log| {
-            assert_eq!(second_channels(log), 1, "{log}");
-            assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
-        },
-    );
+fn a_one_session_upload_on_a_long_link_writes_on_more_channels() {
+    for (one_way, more) in [(10, 1), (20, 2)] {
+        let one_way = Duration::from_millis(one_way);
+        upload_on_a_long_link(
+            &random_bytes(17 << 20, 22),
+            &TransferOptions::new(),
+            one_way,
+            |log| {
+                assert_eq!(second_channels(log), more, "{one_way:?}: {log}");
+                assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+            },
+        );
+    }
 }
 
 /// A local file replaced while it is uploaded (a new version renamed over
@@ -496,5 +509,57 @@ fn seek_in_the_middle_of_read_ahead() {
         let mut all = Vec::new();
         std::io::copy(&mut r, &mut all).expect("copy");
         assert!(all == data, "{backend}");
+    }
+}
+
+/// Channels opened at once on one connection from several threads, while
+/// another channel of it uploads through a slow link: every SFTP channel
+/// and every command starts, and the upload arrives whole. libssh2 keeps
+/// one channel-opening state per connection: an open waits for the
+/// server's answers with the connection free for the other channels, and
+/// the opens take turns.
+#[test]
+fn channels_opened_at_once_on_one_connection_all_start() {
+    for backend in backends() {
+        let server = test_server(backend);
+        let session = server.session().expect("session");
+        let local = tempfile::tempdir().expect("temp dir");
+        let data = random_bytes(8 << 20, 41);
+        fs::write(local.path().join("src.bin"), &data).expect("write");
+        let uploader = session.sftp().expect("sftp");
+        server.slow_link(Duration::from_millis(5), 0);
+        std::thread::scope(|s| {
+            let up = s.spawn(|| {
+                uploader.upload_with(
+                    local.path().join("src.bin"),
+                    server.remote_path("up.bin"),
+                    &TransferOptions::new().sessions(1),
+                )
+            });
+            let openers: Vec<_> = (0..3)
+                .map(|i| {
+                    let (session, server) = (&session, &server);
+                    s.spawn(move || {
+                        let sftp = session.sftp().expect("sftp on a busy connection");
+                        assert!(sftp.exists(server.remote_path("")).expect("exists"));
+                        let said = session
+                            .exec()
+                            .expect("exec")
+                            .run(&format!("echo {i}"))
+                            .expect("a command on a busy connection");
+                        assert_eq!(said.stdout(), format!("{i}\n").as_bytes());
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().expect("opener");
+            }
+            up.join().expect("uploader").expect("upload");
+        });
+        server.heal();
+        assert!(
+            fs::read(server.sftp_root().join("up.bin")).expect("read") == data,
+            "{backend:?}"
+        );
     }
 }

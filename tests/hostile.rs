@@ -215,6 +215,37 @@ fn growth_and_shrinkage_fail_every_download() {
     }
 }
 
+/// A server whose file, once written, is not the size sent (here: it
+/// reports every size 1000 bytes off) fails the upload's size check on one
+/// session and on four (where the size comes from the FSTAT of the channel
+/// that wrote last, or a STAT by name): nothing is put in place, and no
+/// temporary file is left.
+#[test]
+fn an_upload_the_server_holds_at_another_size_is_not_delivered() {
+    let (server, sftp) = embedded(TestServer::builder().misreport_size(1000));
+    let local = tempfile::tempdir().expect("temp dir");
+    let src = local.path().join("big.bin");
+    fs::write(&src, random_bytes(70 << 20, 5)).expect("write");
+    for sessions in [1, 4] {
+        let options = TransferOptions::new()
+            .sessions(sessions)
+            .min_segment_size(16 << 20);
+        let err = sftp
+            .upload_with(&src, server.remote_path("big.bin"), &options)
+            .expect_err("size check");
+        assert!(
+            err.to_string().contains("size check failed"),
+            "{sessions}: {err}"
+        );
+        assert!(err.to_string().contains("verify_size"), "{err}");
+        assert!(
+            names_in(server.sftp_root()).is_empty(),
+            "{sessions}: nothing delivered, nothing left: {:?}",
+            names_in(server.sftp_root())
+        );
+    }
+}
+
 /// A partial upload temp whose bytes differ from the source (another
 /// writer, a file rewritten at the same size) is not continued: the
 /// resumed upload starts over and the result is the source, byte for

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{backends, leftovers, random_bytes, sha256_file as sha, test_server};
 use etl_ssh::testkit::{Backend, TestServer};
-use etl_ssh::{DirReport, RetryPolicy, Session, TransferOptions};
+use etl_ssh::{DirReport, ErrorKind, RetryPolicy, Session, TransferOptions};
 
 const SIZE: usize = 64 << 20;
 
@@ -106,6 +106,37 @@ fn segments_over_four_sessions_are_byte_identical() {
         assert!(
             leftovers(dir.path(), &["big.bin", "back.bin", "inbox"]).is_empty(),
             "{backend}"
+        );
+    }
+}
+
+/// A large upload the server refuses at once (its remote folder does not
+/// exist) fails with `NotFound` naming the folder, and logs in no extra
+/// session: they start connecting only once the temporary file exists.
+#[test]
+fn a_refused_parallel_upload_logs_in_no_extra_session() {
+    for backend in backends() {
+        let server = test_server(backend);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = dir.path().join("big.bin");
+        std::fs::write(&local, random_bytes(SIZE, 2)).expect("write");
+        let remote = dir.path().join("no-such-folder").join("big.bin");
+        let remote = remote.to_str().expect("utf-8");
+        let s = session(&server, server.port()).expect("session");
+        let sftp = s.sftp().expect("sftp");
+        let before = logins(&server);
+        let err = sftp
+            .upload_with(&local, remote, &four_way())
+            .expect_err("no such folder");
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{backend}: {err}");
+        assert!(err.to_string().contains("no-such-folder"), "{err}");
+        // A session that had started would log in within its handshake.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_logins(
+            &server,
+            before,
+            0..=0,
+            "no extra session for a refused upload",
         );
     }
 }

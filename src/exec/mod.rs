@@ -657,6 +657,7 @@ impl ExecSession {
         deadline: Option<Instant>,
     ) -> Result<ssh2::Channel> {
         let (until, timeout) = self.step_deadline(conn, deadline);
+        let _opening = conn.opening();
         let mut ssh = conn.lock();
         ssh.set_nonblocking();
         let ctx = self.ctx(&ssh, command, timeout);

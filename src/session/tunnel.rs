@@ -68,14 +68,16 @@ pub(crate) fn open(jump: &Arc<SessionInner>, host: &str, port: u16) -> Result<Un
 
 /// Opens a `direct-tcpip` channel on `conn` to `host:port`, saying that
 /// the connection comes from `originator` (OpenSSH logs it). Blocking,
-/// under the lock and the session's timeout: libssh2 keeps one
-/// channel-opening state per session, so opens must not interleave.
+/// under the lock and the session's timeout, and [`Conn::opening`]:
+/// libssh2 keeps one channel-opening state per session, so opens must not
+/// interleave.
 pub(crate) fn open_channel(
     conn: &Conn,
     host: &str,
     port: u16,
     originator: Option<(&str, u16)>,
 ) -> Result<ssh2::Channel> {
+    let _opening = conn.opening();
     let ssh = conn.lock();
     ssh.session()
         .channel_direct_tcpip(host, port, originator)

@@ -17,7 +17,6 @@
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
 
 use log::{debug, info, trace};
 
@@ -75,85 +74,75 @@ impl Drop for SshIo {
     }
 }
 
-impl SshIo {
-    fn failure(&self, err: std::io::Error, ssh: &ssh2::Session) -> IoFailure {
-        // ssh2 keeps only the message in the io::Error: the session's last
-        // error has the code.
-        if let Some(last) = ssh2::Error::last_session_error(ssh) {
-            let code = ssh2_code(&last);
-            if code != 0 && code != -31 {
-                let kind = match ssh2_kind(&last) {
-                    ErrorKind::Other => ErrorKind::Disconnected,
-                    k => k,
-                };
-                let reason = match kind {
-                    ErrorKind::Timeout => format!(
-                        "timed out after {:.1} s ({})",
-                        self.conn.timeout().as_secs_f64(),
-                        last.message()
-                    ),
-                    _ => format!("connection lost ({})", last.message()),
-                };
-                return IoFailure {
-                    kind,
-                    reason,
-                    source: Some(Box::new(last)),
-                };
-            }
-        }
-        let kind = match err.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
-            _ => ErrorKind::Disconnected,
-        };
-        IoFailure {
-            kind,
-            reason: format!("connection lost ({err})"),
-            source: Some(Box::new(err)),
+/// What an `io::Error` of the SFTP channel on `conn` means.
+fn failure(conn: &Conn, err: std::io::Error, ssh: &ssh2::Session) -> IoFailure {
+    // ssh2 keeps only the message in the io::Error: the session's last
+    // error has the code.
+    if let Some(last) = ssh2::Error::last_session_error(ssh) {
+        let code = ssh2_code(&last);
+        if code != 0 && code != -31 {
+            let kind = match ssh2_kind(&last) {
+                ErrorKind::Other => ErrorKind::Disconnected,
+                k => k,
+            };
+            let reason = match kind {
+                ErrorKind::Timeout => format!(
+                    "timed out after {:.1} s ({})",
+                    conn.timeout().as_secs_f64(),
+                    last.message()
+                ),
+                _ => format!("connection lost ({})", last.message()),
+            };
+            return IoFailure {
+                kind,
+                reason,
+                source: Some(Box::new(last)),
+            };
         }
     }
+    let kind = match err.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+        _ => ErrorKind::Disconnected,
+    };
+    IoFailure {
+        kind,
+        reason: format!("connection lost ({err})"),
+        source: Some(Box::new(err)),
+    }
+}
 
+impl SshIo {
     /// Runs `step` on the channel in non-blocking mode until it does not
-    /// say "would block"; between tries the operation lock is free, so the
-    /// other channels of the connection (the lanes of a transfer) go on
-    /// while this one waits for the server's window or replies. A wait
-    /// ends when the socket is ready, or after [`NUDGE`] (another channel's
-    /// thread may have read what this one waits for), and the whole call
-    /// after the connection's timeout.
+    /// say "would block", with the operation lock free between tries
+    /// ([`Conn::drive`]), so the other channels of the connection (the
+    /// lanes of a transfer) go on while this one waits for the server's
+    /// window or replies; a timeout after the connection's.
     fn drive<T>(
         &mut self,
         mut step: impl FnMut(&mut ssh2::Channel) -> std::io::Result<T>,
     ) -> std::result::Result<T, IoFailure> {
         let conn = Arc::clone(&self.conn);
-        let deadline = Instant::now() + conn.timeout();
-        loop {
-            let dirs = {
-                let mut ssh = conn.lock();
-                ssh.set_nonblocking();
-                ssh.keepalive_tick();
-                match step(&mut self.channel) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ssh.block_directions(),
-                    Ok(done) => return Ok(done),
-                    Err(e) => return Err(self.failure(e, ssh.session())),
-                }
-            };
-            if !conn.wait_ready(dirs, deadline, NUDGE) {
-                return Err(IoFailure {
-                    kind: ErrorKind::Timeout,
-                    reason: format!(
-                        "timed out after {:.1} s (the server neither took nor sent SFTP data)",
-                        conn.timeout().as_secs_f64()
-                    ),
-                    source: None,
-                });
+        let channel = &mut self.channel;
+        let done = conn.drive(|ssh| {
+            ssh.keepalive_tick();
+            match step(channel) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                Ok(done) => Some(Ok(done)),
+                Err(e) => Some(Err(failure(&conn, e, ssh.session()))),
             }
-        }
+        });
+        done.unwrap_or_else(|| {
+            Err(IoFailure {
+                kind: ErrorKind::Timeout,
+                reason: format!(
+                    "timed out after {:.1} s (the server neither took nor sent SFTP data)",
+                    conn.timeout().as_secs_f64()
+                ),
+                source: None,
+            })
+        })
     }
 }
-
-/// How long a channel waiting on the socket sleeps at most before it
-/// looks again: another channel's thread may have read the window or the
-/// reply it waits for.
-const NUDGE: Duration = Duration::from_millis(5);
 
 impl ChannelIo for SshIo {
     fn write_all(&mut self, buf: &[u8]) -> std::result::Result<(), IoFailure> {
@@ -244,11 +233,13 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
 pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
     let target = conn.target();
     let channel = {
-        let ssh = conn.lock();
+        // The lock is free while the answers are on their way: the
+        // connection's other channels (a transfer's first, writing) go on.
+        let opening = conn.opening();
         trace!("{target}: opens a session channel");
-        let opened = ssh
-            .session()
-            .channel_open("session", WINDOW_SIZE, PACKET_SIZE, None);
+        let opened =
+            conn.answered(|ssh| ssh.channel_open("session", WINDOW_SIZE, PACKET_SIZE, None));
+        drop(opening);
         let mut channel = opened.map_err(|e| {
             let reason = if ssh2_code(&e) == CHANNEL_FAILURE {
                 "the server refused to open another channel: it may limit channels per \
@@ -268,7 +259,7 @@ pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
             with_source(sftp_error(kind, "start", &target, b"", reason), e)
         })?;
         trace!("{target}: asks for the sftp subsystem");
-        if let Err(e) = channel.subsystem("sftp") {
+        if let Err(e) = conn.answered(|_| channel.subsystem("sftp")) {
             let (kind, reason) = if ssh2_code(&e) == CHANNEL_REQUEST_DENIED {
                 (
                     ErrorKind::Unsupported,
@@ -285,6 +276,7 @@ pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
                     format!("cannot start the sftp subsystem: {}", e.message()),
                 )
             };
+            let ssh = conn.lock();
             ssh.cleanup(|| {
                 let _ = channel.close();
             });
@@ -321,6 +313,7 @@ pub(crate) fn open_channel(conn: &Arc<Conn>) -> Result<SftpChannel> {
 /// it says so on a command's stderr (a subsystem's stderr goes to its log
 /// only). Asked only after the SFTP subsystem ended at start.
 fn password_change_required(conn: &Arc<Conn>) -> bool {
+    let _opening = conn.opening();
     let ssh = conn.lock();
     ssh.cleanup(|| {
         let Ok(mut channel) = ssh.session().channel_session() else {

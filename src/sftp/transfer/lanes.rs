@@ -5,7 +5,10 @@
 //! Work starts at once on the caller's session; the extra sessions
 //! connect meanwhile, each on a thread of its own, at most
 //! [`CONNECTING_AT_ONCE`] in their handshake at a time, and join when they
-//! are ready. A session that connects after the work ran out is closed
+//! are ready. A transfer that knows how many it wants before its work is
+//! ready to hand out (an upload, once its temporary file is created)
+//! starts them first ([`Extras::start`]), so that their handshakes
+//! overlap its own round trips. A session that connects after the work ran out is closed
 //! unused, and the transfer does not wait for one still connecting. When
 //! the server ends a session (some end a user's older login when a new
 //! one arrives), the work it held goes back on the board: an extra
@@ -277,6 +280,40 @@ impl Arrival {
     }
 }
 
+/// The extra sessions of one transfer, connecting from the moment the
+/// transfer knows it wants them. Dropped unused (the transfer failed
+/// before its work began), each closes once connected, and one still
+/// waiting for its turn never connects.
+pub(crate) struct Extras {
+    arrivals: Vec<Arc<Arrival>>,
+}
+
+impl Extras {
+    /// Starts connecting the sessions beyond the caller's that `lanes`
+    /// sessions at once need (none for one lane).
+    pub(crate) fn start(shared: &Shared, lanes: usize) -> Extras {
+        let turns = Turns::new(CONNECTING_AT_ONCE);
+        Extras {
+            arrivals: (1..lanes.max(1))
+                .map(|_| Arrival::start(&shared.dialer, &turns))
+                .collect(),
+        }
+    }
+
+    /// Sessions in all: the caller's and the extra ones.
+    pub(crate) fn lanes(&self) -> usize {
+        self.arrivals.len() + 1
+    }
+}
+
+impl Drop for Extras {
+    fn drop(&mut self) {
+        for arrival in &self.arrivals {
+            arrival.unwanted.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Runs `job` on each of `items` with up to `lanes` sessions at once: the
 /// caller's (`shared`) starts at once, the others as they connect; each
 /// takes the next item when done with one. `job` is told when the item has
@@ -292,8 +329,23 @@ pub(crate) fn run<T: Send>(
     items: Vec<T>,
     job: impl Fn(&Shared, T, bool) -> Step<T> + Sync,
 ) -> std::result::Result<(), Box<Left<T>>> {
+    run_with(shared, Extras::start(shared, lanes), items, job)
+}
+
+/// [`run`] with extra sessions already connecting: `extras`.
+///
+/// # Errors
+///
+/// As [`run`].
+pub(crate) fn run_with<T: Send>(
+    shared: &Shared,
+    extras: Extras,
+    items: Vec<T>,
+    job: impl Fn(&Shared, T, bool) -> Step<T> + Sync,
+) -> std::result::Result<(), Box<Left<T>>> {
+    let lanes = extras.lanes();
     let board = Board::new(items);
-    let last_try = lanes.max(1) as u32 + 1;
+    let last_try = lanes as u32 + 1;
     // An extra session's lane ends with its session; the caller's goes on
     // (its pool connects again).
     let work = |shared: &Shared, extra: bool| {
@@ -304,10 +356,7 @@ pub(crate) fn run<T: Send>(
             }
         }
     };
-    let turns = Turns::new(CONNECTING_AT_ONCE);
-    let arrivals: Vec<Arc<Arrival>> = (1..lanes.max(1))
-        .map(|_| Arrival::start(&shared.dialer, &turns))
-        .collect();
+    let arrivals = &extras.arrivals;
     let target = shared.pool.target();
     let (joined, refused) = std::thread::scope(|scope| {
         let extra: Vec<_> = arrivals
@@ -335,9 +384,7 @@ pub(crate) fn run<T: Send>(
                 Err(_) => (joined, refused),
             })
     });
-    for arrival in &arrivals {
-        arrival.unwanted.store(true, Ordering::SeqCst);
-    }
+    // Sessions still connecting close unused when `extras` drops, at the end.
     match refused.first() {
         Some(first) => warn!(
             "{target}: {} of {} extra connections failed ({first}); the work went to {joined} \

@@ -320,11 +320,11 @@ impl TransferOptions {
     ///
     /// On a link with a long round trip, more sessions carry more bytes in
     /// flight (see BENCHMARKS.md); on loopback they mostly share the CPU.
-    /// An upload on such a link (its OPEN takes 15 ms or more) also writes
-    /// on two SFTP channels of each session, where the server allows it:
-    /// OpenSSH's sshd gives each channel a 2 MiB window. So does an atomic
-    /// upload of 16 MiB or more on one session (a second channel is not
-    /// another connection).
+    /// An upload on such a link also writes on more SFTP channels of each
+    /// session, where the server allows them: two when its OPEN takes
+    /// 15 ms or more, three from 30 ms (OpenSSH's sshd gives each channel a
+    /// 2 MiB window). So does an atomic upload of 16 MiB or more on one
+    /// session (another channel is not another connection).
     pub fn sessions(mut self, sessions: usize) -> Self {
         self.sessions = sessions.max(1);
         self

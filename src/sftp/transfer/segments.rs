@@ -1,17 +1,17 @@
 //! The pieces of one large file, moved over several sessions at once
 //! (see [`lanes`](super::lanes)): each session pulls the next piece when
 //! its pipeline has room; the pieces a session held when the server ended
-//! it go to the others. An upload on a long link writes on two channels
-//! of each session, which share that session's pieces; so does a large
-//! upload on one session ([`write_all_beside`]).
+//! it go to the others. An upload on a long link writes on two or three
+//! channels of each session, which share that session's pieces; so does a
+//! large upload on one session ([`write_all_beside`]).
 
 use std::fs::File;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::lanes::{self, Step};
+use super::lanes::{self, Extras, Step};
 use super::options::TransferOptions;
 use super::pipeline::{self, Sink};
 use super::progress::FileProgress;
@@ -78,39 +78,40 @@ impl Pieces {
     }
 }
 
-/// SFTP channels an upload's pieces use on each session at once on a long
-/// link. OpenSSH's sshd gives each channel a window of 2 MiB, so that one
-/// channel carries at most 2 MiB per round trip whatever the client keeps
-/// in flight (BENCHMARKS.md, "Traced"); a second channel doubles that
-/// without the login of another connection. Two, not four: four cost more
-/// CPU than they gained on a 2-core machine (256 MiB at 50 ms, four
-/// sessions: 2.58–2.89 s with two, 2.69–2.98 s with four, 3.28–3.57 s
-/// with one), and each is an `sftp-server` process on the partner's side.
-/// Downloads use one: the window a client gives itself is 16 MiB.
-pub(crate) const UPLOAD_CHANNELS: usize = 2;
-
-/// The round trip from which an upload opens its second channel per
-/// session: below it one channel's window carries more than 140 MB/s
-/// (2 MiB per 15 ms), more than the CPU on either side keeps up with, and
-/// a second channel costs CPU for nothing (256 MiB at 10 ms, four
-/// sessions: 1.53–1.67 s with two channels, 1.32–1.48 s with one).
-pub(crate) const SECOND_CHANNEL_FROM: Duration = Duration::from_millis(15);
+/// The round trips from which an upload writes on a second and on a third
+/// SFTP channel of each session. OpenSSH's sshd gives each channel a
+/// window of 2 MiB, so that one channel carries at most 2 MiB per round
+/// trip whatever the client keeps in flight (BENCHMARKS.md, "Traced");
+/// another channel adds that much without the login of another
+/// connection. Below 15 ms one channel's window carries more than
+/// 140 MB/s, more than the CPU on either side keeps up with, and a second
+/// channel costs CPU for nothing (256 MiB at 10 ms, four sessions:
+/// 1.53–1.67 s with two channels, 1.32–1.48 s with one). A third paid from
+/// 30 ms (256 MiB, four sessions, three rounds: at 30 ms 1.85 s against
+/// 1.96 s with two, at 50 ms 2.18 against 2.28, at 100 ms 3.54 against
+/// 4.00); a fourth gained nothing at 50 ms and 3 % at 100 ms, and each is
+/// an `sftp-server` process on the partner's side. Downloads use one: the
+/// window a client gives itself is 16 MiB.
+pub(crate) const MORE_CHANNELS_FROM: [Duration; 2] =
+    [Duration::from_millis(15), Duration::from_millis(30)];
 
 /// A session's source of pieces, which its channels' threads share.
 type SharedNext<'a> = &'a mut (dyn FnMut() -> Option<Range<u64>> + Send);
 
-/// Runs `job` on `lanes` sessions at once with the pieces of `total`
-/// bytes: `job` moves what its `next` hands out. The pieces a session
-/// took go back when the server ended it; another error stops all.
+/// Runs `job` on the caller's session and `extras` at once with the
+/// pieces of `total` bytes: `job` moves what its `next` hands out. The
+/// pieces a session took go back when the server ended it; another error
+/// stops all.
 fn run_pieces(
     shared: &Shared,
-    lanes: usize,
+    extras: Extras,
     total: u64,
     options: &TransferOptions,
     job: impl Fn(&Shared, SharedNext<'_>) -> Result<()> + Sync,
 ) -> Result<u64> {
     let pieces = Pieces::new(total, options.buffer_size);
-    lanes::run(shared, lanes, vec![(); lanes], |shared, (), last_try| {
+    let lanes = vec![(); extras.lanes()];
+    lanes::run_with(shared, extras, lanes, |shared, (), last_try| {
         if pieces.all_taken() {
             return Step::Done;
         }
@@ -143,72 +144,113 @@ fn run_pieces(
     Ok(total)
 }
 
-/// Writes `source` into the remote file `path` (which exists) on `lanes`
-/// sessions at once, each on up to [`UPLOAD_CHANNELS`] channels at once
-/// on a long link (see [`write_beside`]); each channel flushes the file
-/// where the server offers fsync.
+/// The file an upload created on the caller's session, still open there
+/// for writing, and how long its OPEN took.
+pub(crate) struct Created<'a> {
+    /// The caller's channel, where `handle` is open.
+    pub(crate) lease: Lease<'a>,
+    /// The handle of the new file.
+    pub(crate) handle: Vec<u8>,
+    /// The OPEN's round trip: how many channels per session the link
+    /// is long enough for ([`channels_for`]).
+    pub(crate) round_trip: Duration,
+}
+
+/// What every channel of one upload writes with.
+pub(crate) struct Writing<'a> {
+    /// The local file, opened once for every channel.
+    pub(crate) source: &'a File,
+    /// The remote file written (the temporary file of an atomic upload).
+    pub(crate) path: &'a [u8],
+    pub(crate) options: &'a TransferOptions,
+    pub(crate) progress: &'a FileProgress<'a>,
+}
+
+/// Which channel of a parallel upload ends its writing last, so that the
+/// FSTAT in its finishing flight sees the whole file: a channel counts as
+/// writing from before it takes its first piece, and stops counting only
+/// when all its writes were acknowledged. The channel that stops the count
+/// at zero, with no piece left to take, knows every piece was written and
+/// acknowledged; a channel that failed never stops counting, so after a
+/// failure (its pieces handed out again) no FSTAT is taken for the size.
+#[derive(Default)]
+struct LastWriter {
+    writing: AtomicUsize,
+    size: Mutex<Option<u64>>,
+}
+
+/// Writes `source` into the remote file `path`, which `created` holds
+/// open, on the caller's session (through that handle) and `extras` at
+/// once, each on up to three channels at once on a long link
+/// ([`MORE_CHANNELS_FROM`], [`write_beside`]); each channel flushes the
+/// file where the server offers fsync. The channels beyond the first open
+/// while the first writes, and the extra sessions open the file when they
+/// join. Returns the size the last channel's FSTAT saw once every write
+/// was acknowledged (`None` when it did not look: `verify_size` off, a
+/// session that failed and was replaced, or a server that refused FSTAT).
 pub(crate) fn upload_segments(
     shared: &Shared,
-    lanes: usize,
-    source: &File,
-    path: &[u8],
+    extras: Extras,
+    created: Created<'_>,
+    writing: &Writing<'_>,
     total: u64,
-    options: &TransferOptions,
-    progress: &FileProgress<'_>,
-) -> Result<u64> {
-    run_pieces(shared, lanes, total, options, |shared, next| {
-        let mut first = shared.pool.any()?;
-        // The OPEN's reply takes a round trip: it tells whether the link
-        // is long enough for a second channel to pay.
-        let asked = Instant::now();
-        let handle = pipeline::open(&mut first, path, flags::WRITE, &Attrs::default(), "upload")?;
-        let channels = channels_for(asked.elapsed());
-        write_beside(
-            shared,
-            channels,
-            (source, path),
-            next,
-            options,
-            progress,
-            |take| write_pieces(first, handle, (source, path), take, options, progress),
-        )
-    })
+) -> Result<Option<u64>> {
+    let channels = channels_for(created.round_trip);
+    let created = Mutex::new(Some((created.lease, created.handle)));
+    let last = LastWriter::default();
+    let path = writing.path;
+    let written = run_pieces(shared, extras, total, writing.options, |lane, next| {
+        // The caller's session writes first through the handle that
+        // created the file; after that (its session connected again) and
+        // on the other sessions, a channel opens the file.
+        let opened = if std::ptr::eq(lane, shared) {
+            created.lock().unwrap_or_else(|e| e.into_inner()).take()
+        } else {
+            None
+        };
+        let (mut first, handle) = match opened {
+            Some((lease, handle)) => (lease, Some(handle)),
+            None => (lane.pool.any()?, None),
+        };
+        write_beside(lane, channels, writing, Some(&last), next, |take| {
+            let handle = match handle {
+                Some(handle) => handle,
+                None => {
+                    pipeline::open(&mut first, path, flags::WRITE, &Attrs::default(), "upload")?
+                }
+            };
+            write_pieces(first, handle, writing, Some(&last), take)
+        })
+    });
+    if let Some((mut lease, handle)) = created.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        lease.close_quietly(&handle, path);
+    }
+    written?;
+    Ok(last.size.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Writes all `total` bytes of `source` into `path`, in pieces of one
 /// buffer: `first` writes on the caller's channel, beside up to
 /// `channels - 1` more channels of the session (see [`write_beside`]).
-#[allow(clippy::too_many_arguments)] // one upload's state
 pub(crate) fn write_all_beside(
     shared: &Shared,
     channels: usize,
-    (source, path): (&File, &[u8]),
+    writing: &Writing<'_>,
     total: u64,
-    options: &TransferOptions,
-    progress: &FileProgress<'_>,
     first: impl FnOnce(pipeline::NextRange<'_>) -> Result<()>,
 ) -> Result<()> {
-    let pieces = Pieces::new(total, options.buffer_size);
+    let pieces = Pieces::new(total, writing.options.buffer_size);
     let mut next = || pieces.take();
-    write_beside(
-        shared,
-        channels,
-        (source, path),
-        &mut next,
-        options,
-        progress,
-        first,
-    )
+    write_beside(shared, channels, writing, None, &mut next, first)
 }
 
 /// How many channels an upload writes on at once when one round trip to
 /// the server took `round_trip`.
 pub(crate) fn channels_for(round_trip: Duration) -> usize {
-    if round_trip >= SECOND_CHANNEL_FROM {
-        UPLOAD_CHANNELS
-    } else {
-        1
-    }
+    1 + MORE_CHANNELS_FROM
+        .iter()
+        .filter(|&&from| round_trip >= from)
+        .count()
 }
 
 /// Runs `first`, the writing of the pieces `next` hands out on a channel
@@ -221,13 +263,12 @@ pub(crate) fn channels_for(round_trip: Duration) -> usize {
 /// channel failed with pieces in hand, none takes more, and its error is
 /// the result. Every channel reads the one open `source`, so a local file
 /// replaced meanwhile (a new one renamed over it) cannot mix into it.
-pub(crate) fn write_beside(
+fn write_beside(
     shared: &Shared,
     channels: usize,
-    (source, path): (&File, &[u8]),
+    writing: &Writing<'_>,
+    last: Option<&LastWriter>,
     next: SharedNext<'_>,
-    options: &TransferOptions,
-    progress: &FileProgress<'_>,
     first: impl FnOnce(pipeline::NextRange<'_>) -> Result<()>,
 ) -> Result<()> {
     let next = Mutex::new(next);
@@ -244,6 +285,7 @@ pub(crate) fn write_beside(
         }
         written
     };
+    let path = writing.path;
     std::thread::scope(|scope| {
         let others: Vec<_> = (1..channels)
             .map(|_| {
@@ -257,14 +299,9 @@ pub(crate) fn write_beside(
                         None => Ok(None),
                     });
                     match opened {
-                        Ok(Some((ch, handle))) => noted(write_pieces(
-                            ch,
-                            handle,
-                            (source, path),
-                            &mut || take(),
-                            options,
-                            progress,
-                        )),
+                        Ok(Some((ch, handle))) => {
+                            noted(write_pieces(ch, handle, writing, last, &mut || take()))
+                        }
                         // Another channel is not to be had: the first
                         // carries the pieces.
                         Ok(None) => Ok(()),
@@ -290,32 +327,43 @@ pub(crate) fn write_beside(
 }
 
 /// Writes the pieces `next` hands out from `source` into the remote file
-/// `path` on `ch` through `handle`, then flushes and closes it.
+/// `path` on `ch` through `handle`, then flushes and closes it; with
+/// `last`, the channel that ends the writing last also asks the file's
+/// size in that flight (see [`LastWriter`]).
 fn write_pieces(
     mut ch: Lease<'_>,
     handle: Vec<u8>,
-    (source, path): (&File, &[u8]),
+    writing: &Writing<'_>,
+    last: Option<&LastWriter>,
     next: pipeline::NextRange<'_>,
-    options: &TransferOptions,
-    progress: &FileProgress<'_>,
 ) -> Result<()> {
+    let (path, options) = (writing.path, writing.options);
+    if let Some(last) = last {
+        last.writing.fetch_add(1, Ordering::SeqCst);
+    }
     let written = pipeline::write_ranges(
         &mut ch,
         &handle,
         path,
-        source,
+        writing.source,
         next,
         options.in_flight(),
-        &mut |n| progress.add(n),
+        &mut |n| writing.progress.add(n),
     );
-    match written {
-        Ok(()) => pipeline::finish_write(&mut ch, &handle, path, options.fsync, None, false, true)
-            .map(drop),
-        Err(e) => {
-            ch.close_quietly(&handle, path);
-            Err(e)
-        }
+    if let Err(e) = written {
+        ch.close_quietly(&handle, path);
+        return Err(e);
     }
+    // Every piece taken and acknowledged, on every channel: this FSTAT
+    // sees the whole file.
+    let ends = last.filter(|last| last.writing.fetch_sub(1, Ordering::SeqCst) == 1);
+    let fstat = ends.is_some() && options.verify_size;
+    let finished =
+        pipeline::finish_write(&mut ch, &handle, path, options.fsync, None, fstat, true)?;
+    if let (Some(last), Some(size)) = (ends, finished.size) {
+        *last.size.lock().unwrap_or_else(|e| e.into_inner()) = Some(size);
+    }
+    Ok(())
 }
 
 /// Reads the remote file `path` into `out` (already `total` bytes long)
@@ -333,7 +381,8 @@ pub(crate) fn download_segments(
     options: &TransferOptions,
     written: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    run_pieces(shared, lanes, total, options, |shared, next| {
+    let extras = Extras::start(shared, lanes);
+    run_pieces(shared, extras, total, options, |shared, next| {
         read_pieces(shared, path, out, options, next, Some(total), &mut |n| {
             written(n)
         })
@@ -402,6 +451,16 @@ mod tests {
             assert_eq!(at, total);
             assert!(pieces.all_taken());
         }
+    }
+
+    #[test]
+    fn longer_links_get_more_upload_channels_up_to_three() {
+        let ms = Duration::from_millis;
+        let got: Vec<usize> = [0, 14, 15, 29, 30, 100, 10_000]
+            .into_iter()
+            .map(|t| channels_for(ms(t)))
+            .collect();
+        assert_eq!(got, [1, 1, 2, 2, 3, 3, 3]);
     }
 
     #[test]

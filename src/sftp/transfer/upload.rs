@@ -1,7 +1,8 @@
 //! One file up: to a temporary name (beside the target, or in
 //! [`TransferOptions::temp_dir`]) or in place, pipelined, flushed, checked,
 //! renamed into place; or cut in pieces over several sessions
-//! (`segments.rs`), and on a long link over two channels of a session
+//! (`segments.rs`), which start connecting as soon as the temporary file
+//! is created, and on a long link over two or three channels of a session
 //! (from 16 MiB on one session too). Every session and channel reads the
 //! local file opened first. Every upload ends in a [`Delivery`] or in an
 //! error that names the target, what is left on the server, and the
@@ -15,16 +16,18 @@ use std::time::{Instant, UNIX_EPOCH};
 use log::{info, warn};
 
 use super::checksum::{self, Checksum};
+use super::lanes::Extras;
 use super::options::{Overwrite, Plan, TransferOptions};
 use super::outcome::{Delivery, Verified};
 use super::pipeline::{self, Finished, Sink};
 use super::progress::{FileProgress, Job};
-use super::segments::{channels_for, upload_segments, write_all_beside};
+use super::segments::{channels_for, upload_segments, write_all_beside, Created, Writing};
 use crate::conn::Dialer;
 use crate::error::add_note;
 use crate::sftp::channel::SftpChannel;
 use crate::sftp::fs::{self as rfs, rename_no_replace, rename_replace};
 use crate::sftp::path::{file_name, join, parent, shown};
+use crate::sftp::pool::Lease;
 use crate::sftp::proto::{open as flags, Attrs};
 use crate::sftp::Shared;
 use crate::{Error, ErrorKind, Result};
@@ -146,10 +149,7 @@ pub(crate) fn upload_file(
                 let beside = options.may_write_beside(total, any_order);
                 upload.on_one_session(&mut ch, beside.then_some(shared))
             }
-            Plan::Segments(sessions) => {
-                drop(ch);
-                upload.in_segments(shared, sessions)
-            }
+            Plan::Segments(sessions) => upload.in_segments(shared, ch, sessions),
         }
     });
     if let Err(e) = &result {
@@ -332,7 +332,7 @@ impl Upload<'_> {
             None => (self.open(ch, false)?, 0),
         };
         // The OPEN took a round trip (more, with a check before it): it
-        // tells whether the link is long enough for a second channel.
+        // tells how many channels the link is long enough for.
         let opened_in = asked.elapsed();
         if start > 0 {
             info!(
@@ -354,15 +354,11 @@ impl Upload<'_> {
             )
         };
         let sent = match (beside, channels_for(opened_in)) {
-            (Some(shared), channels) if start == 0 && channels > 1 => write_all_beside(
-                shared,
-                channels,
-                (self.source, write_path),
-                self.total,
-                options,
-                self.progress,
-                |next| write(ch, next),
-            ),
+            (Some(shared), channels) if start == 0 && channels > 1 => {
+                write_all_beside(shared, channels, &self.writing(), self.total, |next| {
+                    write(ch, next)
+                })
+            }
             _ => {
                 let mut once = Some(start..self.total);
                 write(ch, &mut || once.take())
@@ -394,6 +390,16 @@ impl Upload<'_> {
                 Err(after_cleanup(ch, e, write_path))
             }
             other => other,
+        }
+    }
+
+    /// What the channels writing this upload's pieces share.
+    fn writing(&self) -> Writing<'_> {
+        Writing {
+            source: self.source,
+            path: self.write_path,
+            options: self.options,
+            progress: self.progress,
         }
     }
 
@@ -642,39 +648,36 @@ impl Upload<'_> {
         }
     }
 
-    /// Creates the temporary file, lets `sessions` sessions write their
-    /// pieces into it, then checks and renames it.
-    fn in_segments(&self, shared: &Shared, sessions: usize) -> Result<Delivery> {
+    /// Creates the temporary file on `ch`, the caller's channel, and
+    /// writes into it there at once, while `sessions - 1` more sessions
+    /// connect and join the writing; then checks and renames it. The
+    /// extra sessions start connecting once the file is created: an
+    /// upload the server refuses (no such folder, no permission) logs in
+    /// no more than once.
+    fn in_segments(&self, shared: &Shared, mut ch: Lease<'_>, sessions: usize) -> Result<Delivery> {
         let write_path = self.write_path;
-        {
-            let mut ch = shared.pool.any()?;
-            let handle = self.open(&mut ch, false)?;
-            let id = ch.send_close(&handle);
-            if let Err(e) = ch.status_of(id, "close", write_path) {
-                return Err(after_cleanup(&mut ch, e, write_path));
-            }
-        }
+        let asked = Instant::now();
+        let handle = self.open(&mut ch, false)?;
+        let extras = Extras::start(shared, sessions);
+        let created = Created {
+            lease: ch,
+            handle,
+            round_trip: asked.elapsed(),
+        };
         self.progress.start(0);
-        let written = upload_segments(
-            shared,
-            sessions,
-            self.source,
-            write_path,
-            self.total,
-            self.options,
-            self.progress,
-        );
+        let written = upload_segments(shared, extras, created, &self.writing(), self.total);
         let mut ch = shared.pool.any()?;
-        let done = written.and_then(|sent| {
-            // The segments' handles are closed: stat and set by name.
-            let size = if self.options.verify_size {
-                match rfs::stat(&mut ch, write_path, true) {
+        let done = written.and_then(|seen| {
+            // The segments' handles are closed: what the last one's FSTAT
+            // did not see is asked and set by name.
+            let size = match seen {
+                Some(size) => Some(size),
+                None if self.options.verify_size => match rfs::stat(&mut ch, write_path, true) {
                     Ok(m) => Some(m.len()),
                     Err(e) if e.kind() == ErrorKind::PermissionDenied => None,
                     Err(e) => return Err(e),
-                }
-            } else {
-                None
+                },
+                None => None,
             };
             let attrs_refused = match &self.attrs {
                 Some(attrs) => match rfs::set_attrs(&mut ch, "set attributes", write_path, attrs) {
@@ -690,7 +693,7 @@ impl Upload<'_> {
                 size,
                 attrs_refused,
             };
-            self.settle(&mut ch, sent, finished)
+            self.settle(&mut ch, self.total, finished)
         });
         match done {
             Err(e) if !ch.is_broken() => Err(after_cleanup(&mut ch, e, write_path)),
