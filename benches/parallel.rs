@@ -847,13 +847,18 @@ fn main() {
         names,
         tree: tree_shape,
     };
+    // One kernel link for every round trip: its devices last as long as
+    // the process.
+    let tun_link = tun.then(|| {
+        let link = TunLink::start(Duration::ZERO)
+            .unwrap_or_else(|e| panic!("ETL_BENCH_LINK=tun needs root, ip and /dev/net/tun: {e}"));
+        let relay = DelayLine::start_on(SERVER_SIDE, server.addr(), Duration::ZERO);
+        (link, relay)
+    });
     for rtt in rtts {
         let one_way = Duration::from_micros(rtt * 500);
-        if tun {
-            let link = TunLink::start(one_way).unwrap_or_else(|e| {
-                panic!("ETL_BENCH_LINK=tun needs root, ip and /dev/net/tun: {e}")
-            });
-            let relay = DelayLine::start_on(SERVER_SIDE, server.addr(), Duration::ZERO);
+        if let Some((link, relay)) = &tun_link {
+            link.set_one_way(one_way);
             println!("\n## {rtt} ms round trip through a TUN link (TCP end to end, in the kernel)");
             link.in_client(|| at_round_trip(&ctx, relay.port(), rtt, &cases));
             continue;

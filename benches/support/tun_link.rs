@@ -10,15 +10,18 @@
 //! Needs root and `/dev/net/tun`; [`TunLink::start`] says why not where it
 //! cannot run.
 //!
-//! The devices go with the process (nothing else holds them); the named
-//! namespace is deleted when the link is dropped, and one left by a killed
-//! bench is deleted by the next start.
+//! One link serves a whole bench run: its delay is set for each round
+//! trip ([`TunLink::set_one_way`]), since its devices stay until the
+//! process ends (the forwarder's threads hold them). The named namespace
+//! is deleted when the link is dropped, and one left by a killed bench is
+//! deleted by the next start.
 
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,10 +44,14 @@ pub(crate) struct TunLink {
     netns: String,
     client_ns: File,
     home_ns: File,
+    /// The one-way delay, in microseconds, that the forwarder holds each
+    /// packet for.
+    one_way_us: Arc<AtomicU64>,
 }
 
 impl TunLink {
-    /// Builds the link with `one_way` delay each way.
+    /// Builds the link with `one_way` delay each way. Once per process:
+    /// its devices stay until the process ends.
     ///
     /// # Errors
     ///
@@ -69,7 +76,9 @@ impl TunLink {
             client_ns,
             home_ns,
             netns,
+            one_way_us: Arc::new(AtomicU64::new(0)),
         };
+        link.set_one_way(one_way);
         let (home_dev, client_dev) = (format!("etlr{pid}"), format!("etlc{pid}"));
         let home = Arc::new(Iface::without_packet_info(&home_dev, Mode::Tun)?);
         let client = Arc::new(Iface::without_packet_info(&client_dev, Mode::Tun)?);
@@ -102,9 +111,15 @@ impl TunLink {
             &home_dev,
         ])?;
         ip(&["link", "set", &home_dev, "mtu", &mtu, "up"])?;
-        forward(Arc::clone(&home), Arc::clone(&client), one_way);
-        forward(client, home, one_way);
+        forward(Arc::clone(&home), Arc::clone(&client), &link.one_way_us);
+        forward(client, home, &link.one_way_us);
         Ok(link)
+    }
+
+    /// Holds each packet for `one_way` from now on, each way.
+    pub(crate) fn set_one_way(&self, one_way: Duration) {
+        let us = u64::try_from(one_way.as_micros()).unwrap_or(u64::MAX);
+        self.one_way_us.store(us, Ordering::SeqCst);
     }
 
     /// Runs `job` with this thread in the client's namespace: the
@@ -130,11 +145,13 @@ impl Drop for TunLink {
 /// One direction: a reader stamps each packet with its due time, a writer
 /// hands it to the other device then (the queue between them is the link
 /// in flight, with no limit of its own).
-fn forward(from: Arc<Iface>, to: Arc<Iface>, one_way: Duration) {
+fn forward(from: Arc<Iface>, to: Arc<Iface>, one_way_us: &Arc<AtomicU64>) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let one_way_us = Arc::clone(one_way_us);
     thread::spawn(move || {
         let mut buf = vec![0u8; MTU + 64];
         while let Ok(n) = from.recv(&mut buf) {
+            let one_way = Duration::from_micros(one_way_us.load(Ordering::SeqCst));
             if tx
                 .send((Instant::now() + one_way, buf[..n].to_vec()))
                 .is_err()
