@@ -3,8 +3,10 @@
 //!
 //! libssh2 serialises every call on a session, and this crate runs the
 //! session in blocking mode except inside exec's and the tunnel's poll
-//! loops and an SFTP channel's reads and writes (which wait on the socket
-//! with the lock free, so that channels of one connection interleave).
+//! loops, an SFTP channel's reads and writes, and the opening of an SFTP
+//! channel (these wait on the socket with the lock free, [`Conn::drive`],
+//! so that channels of one connection interleave; channel opens take
+//! turns, [`Conn::opening`]).
 //! Both rules live here, in the type: the session is reached only through
 //! a `Locked` guard (holding the operation lock), and a guard that
 //! switched to non-blocking mode switches back when it is dropped, so the

@@ -10,10 +10,11 @@
 //! will not give, an idle SFTP channel is closed to make room (and opened
 //! again when SFTP next needs it).
 //!
-//! A channel's reads and writes run libssh2 in non-blocking mode and wait
-//! on the socket with the connection's lock free, so that the channels of
-//! one connection move data at the same time (each has its own window
-//! from the server); a dropped channel is not waited for.
+//! A channel's open, its `sftp` subsystem request, and its reads and
+//! writes run libssh2 in non-blocking mode and wait on the socket with the
+//! connection's lock free, so that the channels of one connection move
+//! data at the same time (each has its own window from the server), also
+//! while another opens; a dropped channel is not waited for.
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
