@@ -163,19 +163,22 @@ fn a_parallel_upload_on_a_long_link_writes_on_two_channels_per_session() {
 
 /// A file of 16 MiB or more that gets one session (below twice
 /// `min_segment_size`) is written on more channels of it on a long link
-/// too, with one login: another channel is not another connection. Two
-/// at a 20 ms round trip, three at 40 ms. With one channel allowed, the
-/// first carries the whole file.
+/// too, with one login: another channel is not another connection. At
+/// least two at a 20 ms round trip (three when the testkit's link, which
+/// holds each chunk in turn, makes the OPEN take 30 ms or more), three at
+/// 40 ms and never more. With one channel allowed, the first carries the
+/// whole file.
 #[test]
 fn a_one_session_upload_on_a_long_link_writes_on_more_channels() {
-    for (one_way, more) in [(10, 1), (20, 2)] {
+    for (one_way, more) in [(10, 1..=2), (20, 2..=2)] {
         let one_way = Duration::from_millis(one_way);
         upload_on_a_long_link(
             &random_bytes(17 << 20, 22),
             &TransferOptions::new(),
             one_way,
             |log| {
-                assert_eq!(second_channels(log), more, "{one_way:?}: {log}");
+                let seen = second_channels(log);
+                assert!(more.contains(&seen), "{one_way:?}: {seen} more: {log}");
                 assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
             },
         );
